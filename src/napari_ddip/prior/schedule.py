@@ -1,0 +1,50 @@
+"""VP diffusion schedule with linear β (DDPM), ε-prediction (DESIGN §5).
+
+``x_t = √ᾱ_t · x_0 + √(1 − ᾱ_t) · ε`` with ``β_t = linspace(β_min, β_max, T)`` and
+``ᾱ_t = Π_{s≤t} (1 − β_s)``, ``t ∈ {0, …, T−1}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class VPSchedule:
+    """Linear-β variance-preserving schedule."""
+
+    n_steps: int = 1000
+    beta_min: float = 1e-4
+    beta_max: float = 0.02
+    alpha_bar: torch.Tensor = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        betas = torch.linspace(self.beta_min, self.beta_max, self.n_steps, dtype=torch.float64)
+        object.__setattr__(self, "alpha_bar", torch.cumprod(1.0 - betas, 0).float())
+
+    def ab(self, t: torch.Tensor | int, like: torch.Tensor | None = None) -> torch.Tensor:
+        """``ᾱ_t`` for integer timesteps ``t``; broadcast to ``like``'s device and dtype."""
+        t = torch.as_tensor(t, dtype=torch.long)
+        value = self.alpha_bar[t.cpu()]
+        if like is not None:
+            value = value.to(device=like.device, dtype=like.dtype)
+        return value
+
+    def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``x_t`` from ``x_0 (B, ...)``, noise ``ε (B, ...)`` and timesteps ``t (B,)``."""
+        ab = self.ab(t, x0).reshape(-1, *([1] * (x0.dim() - 1)))
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+
+    def tweedie(self, xt: torch.Tensor, eps: torch.Tensor, t: int) -> torch.Tensor:
+        """Posterior mean ``x̂_0 = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t`` for a scalar timestep."""
+        ab = self.ab(t, xt)
+        return (xt - (1 - ab).sqrt() * eps) / ab.sqrt()
+
+    def sampling_timesteps(self, nfe: int) -> list[int]:
+        """``nfe`` evenly spaced timesteps, descending, ending at 0 (50 → 980, 960, …, 0)."""
+        if not 1 <= nfe <= self.n_steps:
+            raise ValueError(f"NFE must be in [1, {self.n_steps}], got {nfe}")
+        stride = self.n_steps // nfe
+        return list(range(stride * (nfe - 1), -1, -stride))
