@@ -54,8 +54,8 @@ def _joseph_matrix(
             keep = (idx >= 0) & (idx <= n - 1) & (weight > 0)
             i = idx[keep].astype(np.int64)
             w = walk[keep]
-            rows.append(ray[keep])
-            cols.append(w * n + i if along_rows else i * n + w)
+            rows.append(ray[keep].astype(np.int32))  # int32 halves the transient memory
+            cols.append((w * n + i if along_rows else i * n + w).astype(np.int32))
             vals.append((weight[keep] / abs(a)).astype(np.float32))
     matrix = sp.coo_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
