@@ -1,0 +1,220 @@
+"""Command line ``napari-ddip``: simulate, reconstruct, evaluate, demo.
+
+Every subcommand reads and writes files through :mod:`napari_ddip.io`. Bad input (missing or
+malformed files, wrong shapes or dtypes, NaN/Inf, missing geometry, an existing output without
+``--overwrite``) prints one ``napari-ddip: error: ...`` line on stderr and returns 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from napari_ddip import __version__
+
+PROG = "napari-ddip"
+METHOD_HELP = """methods (settings with defaults, change with --set KEY=VALUE):
+{methods}"""
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from napari_ddip.io import InputError, check_measurement_path, read_volume, save_measurement
+    from napari_ddip.simulate import simulate_ct, simulate_mri
+
+    ct_only = {"views": args.views, "limited_angle": args.limited_angle, "photons": args.photons}
+    mri_only = {"accel": args.accel, "mask": args.mask, "coils": args.coils}
+    wrong = ct_only if args.modality == "mri" else mri_only
+    given = [f"--{k.replace('_', '-')}" for k, v in wrong.items() if v is not None]
+    if args.drop_maps and args.modality == "ct":
+        given.append("--drop-maps")
+    if given:
+        raise InputError(f"{', '.join(given)}: not an option for {args.modality} simulation")
+    check_measurement_path(args.out, args.modality, args.overwrite)
+    volume = read_volume(args.volume)
+    common = {"noise": args.noise, "seed": args.seed, "voxel_size": volume.voxel_size}
+    if args.modality == "ct":
+        options = {"n_views": args.views, "angular_range": args.limited_angle}
+        m = simulate_ct(volume.data, photons=args.photons, **_given(options), **common)
+    else:
+        options = {"accel": args.accel, "mask": args.mask, "coils": args.coils}
+        m = simulate_mri(volume.data, keep_maps=not args.drop_maps, **_given(options), **common)
+    m.provenance["source"] = str(args.volume)
+    save_measurement(args.out, m, overwrite=args.overwrite)
+    print(f"wrote {args.modality} measurement {m.data.shape} {m.data.dtype} to {args.out}")
+    return 0
+
+
+def _given(options: dict[str, object]) -> dict[str, object]:
+    """The options the user gave (not None); the others keep the simulator's defaults."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _parse_set(pairs: Sequence[str]) -> dict[str, str]:
+    from napari_ddip.io import InputError
+
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"--set expects KEY=VALUE, got {pair!r}")
+        settings[key.strip()] = value
+    return settings
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    from napari_ddip.io import check_result_path, load_measurement, write_result
+    from napari_ddip.methods import (
+        get_method,
+        progress_bar,
+        reconstruct_measurement,
+        resolve_settings,
+    )
+
+    check_result_path(args.out, args.overwrite)
+    m = load_measurement(args.measurement)
+    settings = resolve_settings(get_method(args.method, m.kind), _parse_set(args.set))
+    with progress_bar(args.method, quiet=args.quiet) as progress:
+        volume, provenance = reconstruct_measurement(
+            m, args.method, settings, device=args.device, seed=args.seed, progress=progress
+        )
+    provenance["measurement_file"] = str(args.measurement)
+    write_result(args.out, volume, m.voxel_size, provenance, overwrite=args.overwrite)
+    print(f"wrote {args.method} reconstruction {volume.shape} to {args.out}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from napari_ddip.io import InputError, read_volume
+    from napari_ddip.metrics import score
+
+    recon, reference = read_volume(args.recon).data, read_volume(args.reference).data
+    if recon.shape != reference.shape:
+        raise InputError(f"shapes differ: recon {recon.shape} vs reference {reference.shape}")
+    try:
+        scores = score(recon, reference)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if args.json:
+        print(
+            json.dumps(
+                {"recon": str(args.recon), "reference": str(args.reference)} | scores.as_dict()
+            )
+        )
+    else:
+        print(f"PSNR {scores.psnr:.2f} dB  SSIM {scores.ssim:.4f}  ({scores.n_slices} slices)")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from napari_ddip.demo import run_demo
+
+    run_demo(args.out, overwrite=args.overwrite, device=args.device)
+    return 0
+
+
+def _methods_epilog() -> str:
+    from napari_ddip.methods import METHODS
+
+    lines = []
+    for m in METHODS.values():
+        settings = ", ".join(f"{k}={'auto' if v is None else v}" for k, v in m.defaults.items())
+        lines.append(
+            f"  {m.name:<12} [{'/'.join(m.kinds)}] {m.summary}"
+            + (f"; {settings}" if settings else "")
+        )
+    return METHOD_HELP.format(methods="\n".join(lines))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (method choices come from :data:`napari_ddip.methods.METHODS`)."""
+    from napari_ddip.methods import METHODS
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="3D CT/MRI reconstruction from undersampled measurements.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sim = sub.add_parser("simulate", help="volume file -> simulated measurement file")
+    sim.add_argument("modality", choices=("ct", "mri"))
+    sim.add_argument("volume", type=Path, help="volume (.tif/.tiff/.npy/.npz), (Z, Y, X)")
+    sim.add_argument("out", type=Path, help="measurement file (.npz; CT also .tif/.tiff)")
+    sim.add_argument(
+        "--noise", type=float, default=0.0, help="relative Gaussian noise (0.01 = 1%%)"
+    )
+    sim.add_argument("--seed", type=int, default=0, help="mask and noise seed (default 0)")
+    sim.add_argument("--views", type=int, help="CT: number of views (default 60)")
+    sim.add_argument(
+        "--limited-angle", type=float, metavar="DEG", help="CT: angular range (default 180)"
+    )
+    sim.add_argument(
+        "--photons", type=float, metavar="I0", help="CT: Poisson noise, photons per bin"
+    )
+    sim.add_argument("--accel", type=float, help="MRI: acceleration (default 4)")
+    sim.add_argument("--mask", choices=("poisson", "uniform1d"), help="MRI: mask (default poisson)")
+    sim.add_argument("--coils", type=int, help="MRI: number of simulated coils (default 1)")
+    sim.add_argument(
+        "--drop-maps",
+        action="store_true",
+        help="MRI: do not store coil maps (ESPIRiT estimates them)",
+    )
+    sim.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    sim.set_defaults(func=_simulate)
+
+    rec = sub.add_parser(
+        "reconstruct",
+        help="measurement file -> volume TIFF",
+        epilog=_methods_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rec.add_argument("measurement", type=Path, help="measurement file (.npz, or CT .tif/.tiff)")
+    rec.add_argument("out", type=Path, help="result volume (.tif/.tiff, float32)")
+    rec.add_argument("--method", required=True, choices=list(METHODS), help="reconstruction method")
+    rec.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method setting (repeatable)",
+    )
+    rec.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    rec.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    rec.add_argument("--quiet", action="store_true", help="no progress bar")
+    rec.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    rec.set_defaults(func=_reconstruct)
+
+    ev = sub.add_parser("evaluate", help="PSNR/SSIM of a volume against a reference")
+    ev.add_argument("recon", type=Path, help="reconstructed volume")
+    ev.add_argument("--reference", type=Path, required=True, help="reference volume, same shape")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.set_defaults(func=_evaluate)
+
+    demo = sub.add_parser("demo", help="the main job on built-in sample data")
+    demo.add_argument("--out", type=Path, default=Path("napari-ddip-demo"), help="output folder")
+    demo.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    demo.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for bad input)."""
+    from napari_ddip.io import InputError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed usage and the error (or --help)
+        return int(exc.code or 0)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,275 @@
+"""Measurement files: a CT sinogram or MRI k-space together with its geometry.
+
+In memory a :class:`Measurement` holds (shapes per DESIGN §3):
+
+- CT: ``data`` float32 ``(Z, V, D)`` line integrals; ``geometry`` is
+  :meth:`ParallelBeamCT.geometry` (``image_size`` and ``angles_deg`` required, ``n_det``,
+  ``det_spacing``, ``fbp_filter`` optional).
+- MRI: ``data`` complex64 ``(Z, ky, kx)`` single-coil or ``(Z, C, ky, kx)`` multi-coil,
+  centred, orthonormal FFT; ``mask`` float32 0/1 ``(ky, kx)`` or ``(Z, ky, kx)``; ``maps``
+  complex64 ``(Z, C, ky, kx)`` or None (estimated by ESPIRiT at reconstruction);
+  ``geometry`` is :meth:`MRIOperator.geometry` (a summary; ``image_shape`` ``[ky, kx]``
+  is checked when present).
+
+On disk (``.npz``, no pickles): arrays ``data``, ``mask``, ``maps`` (when present) and the
+strings ``kind`` (``"ct"``/``"mri"``), ``geometry`` (JSON) and ``metadata`` (JSON with
+``voxel_size`` ``[z, y, x]`` in mm and ``provenance``). A CT sinogram may also be a TIFF stack
+``(Z, V, D)`` whose metadata (see :mod:`napari_ddip.io.tiff`) holds
+``{"kind": "ct", "geometry": {...}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_ddip.io.errors import (
+    InputError,
+    require_file,
+    require_finite,
+    require_ndim,
+    require_new_output,
+    require_suffix,
+)
+from napari_ddip.io.npz import read_npz
+from napari_ddip.io.tiff import VoxelSize, read_tiff, write_tiff
+
+KINDS = ("ct", "mri")
+MEASUREMENT_SUFFIXES = (".npz", ".tif", ".tiff")
+CT_REQUIRED = {
+    "image_size": "the reconstructed image side N in pixels",
+    "angles_deg": "the projection angle of every view, in degrees",
+}
+
+
+@dataclass
+class Measurement:
+    """A validated measurement (see the module docstring for shapes).
+
+    Construction checks shapes, dtypes, finiteness and geometry and raises
+    :class:`InputError` with a message for the user when something does not fit.
+    """
+
+    kind: str
+    data: np.ndarray
+    geometry: dict[str, Any]
+    mask: np.ndarray | None = None
+    maps: np.ndarray | None = None
+    voxel_size: VoxelSize = (1.0, 1.0, 1.0)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise InputError(f"measurement kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == "ct":
+            self._check_ct()
+        else:
+            self._check_mri()
+        self.voxel_size = _check_voxel_size(self.voxel_size)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """Shape ``(Z, Y, X)`` of the volume this measurement reconstructs to."""
+        if self.kind == "ct":
+            n = int(self.geometry["image_size"])
+            return (self.data.shape[0], n, n)
+        return (self.data.shape[0], *self.data.shape[-2:])
+
+    def _check_ct(self) -> None:
+        data = self.data
+        if np.iscomplexobj(data):
+            raise InputError("CT sinogram is complex; it must be real (line integrals)")
+        _require_numeric(data, "CT sinogram")
+        require_ndim(data, (3,), "CT sinogram", "(Z, views, detectors)")
+        self.data = np.asarray(data, dtype=np.float32)
+        require_finite(self.data, "CT sinogram")
+        if self.mask is not None or self.maps is not None:
+            raise InputError("a CT measurement has no sampling mask or coil maps")
+        _check_ct_geometry(self.geometry, self.data.shape)
+
+    def _check_mri(self) -> None:
+        data = self.data
+        if not np.iscomplexobj(data):
+            raise InputError(f"MRI k-space must be complex, got real data ({data.dtype})")
+        require_ndim(data, (3, 4), "MRI k-space", "(Z, ky, kx) or (Z, coils, ky, kx)")
+        self.data = np.asarray(data, dtype=np.complex64)
+        require_finite(self.data, "MRI k-space")
+        nz, (ny, nx) = data.shape[0], data.shape[-2:]
+        if self.mask is None:
+            raise InputError("MRI k-space needs its sampling mask")
+        self.mask = _check_mask(self.mask, nz, ny, nx)
+        if self.maps is not None:
+            self.maps = _check_maps(self.maps, data.shape)
+        if not isinstance(self.geometry, dict):
+            raise InputError("MRI geometry must be a JSON object")
+        size = self.geometry.get("image_shape", [ny, nx])
+        if list(size) != [ny, nx]:
+            raise InputError(f"MRI geometry image_shape {size} does not match k-space {ny}×{nx}")
+
+
+def _check_voxel_size(voxel_size: Any) -> VoxelSize:
+    """``(z, y, x)`` positive floats (mm)."""
+    try:
+        vz, vy, vx = (float(v) for v in voxel_size)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"voxel size must be three numbers (z, y, x), got {voxel_size!r}"
+        ) from None
+    if min(vz, vy, vx) <= 0 or not all(map(math.isfinite, (vz, vy, vx))):
+        raise InputError(f"voxel size must be positive, got {voxel_size!r}")
+    return vz, vy, vx
+
+
+def _require_numeric(array: np.ndarray, what: str) -> None:
+    if not np.issubdtype(array.dtype, np.number):
+        raise InputError(f"{what} has non-numeric dtype {array.dtype}")
+
+
+def _check_ct_geometry(geometry: dict[str, Any], shape: tuple[int, ...]) -> None:
+    """Raise unless ``geometry`` describes a sinogram of ``shape`` ``(Z, V, D)``."""
+    if not isinstance(geometry, dict):
+        raise InputError(f"CT geometry must be a JSON object, got {type(geometry).__name__}")
+    missing = [f"'{k}' ({why})" for k, why in CT_REQUIRED.items() if k not in geometry]
+    if missing:
+        raise InputError(f"CT geometry is missing {', '.join(missing)}")
+    if geometry.get("kind", "ct") != "ct":
+        raise InputError(f"geometry is for {geometry['kind']!r}, not a CT sinogram")
+    try:
+        size = int(geometry["image_size"])
+        n_angles = len(geometry["angles_deg"])
+        n_det = int(geometry.get("n_det") or math.ceil(math.sqrt(2) * size))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"CT geometry is malformed: {exc}") from None
+    _, n_views, n_bins = shape
+    if n_angles != n_views:
+        raise InputError(f"CT geometry has {n_angles} angles but the sinogram {n_views} views")
+    if n_det != n_bins:
+        raise InputError(f"CT geometry has {n_det} detector bins but the sinogram {n_bins}")
+    if size <= 0:
+        raise InputError(f"CT geometry image_size must be positive, got {size}")
+
+
+def _check_mask(mask: np.ndarray, nz: int, ny: int, nx: int) -> np.ndarray:
+    """The mask as float32 0/1 ``(ky, kx)`` or ``(Z, ky, kx)``."""
+    mask = np.asarray(mask)
+    if mask.shape not in ((ny, nx), (nz, ny, nx)):
+        raise InputError(
+            f"sampling mask has shape {mask.shape}; "
+            f"k-space needs ({ny}, {nx}) or ({nz}, {ny}, {nx})"
+        )
+    if mask.dtype != np.bool_:
+        _require_numeric(mask, "sampling mask")
+    values = np.abs(mask) if np.iscomplexobj(mask) else mask
+    if not np.all((values == 0) | (values == 1)):
+        raise InputError("sampling mask must hold only 0 and 1")
+    return values.astype(np.float32)
+
+
+def _check_maps(maps: np.ndarray, kspace_shape: tuple[int, ...]) -> np.ndarray:
+    """Coil maps as complex64 ``(Z, C, Y, X)`` matching multi-coil k-space."""
+    if len(kspace_shape) != 4:
+        raise InputError("coil maps were given but the k-space is single-coil (Z, ky, kx)")
+    maps = np.asarray(maps)
+    if maps.shape != kspace_shape:
+        raise InputError(f"coil maps have shape {maps.shape}; k-space needs {kspace_shape}")
+    _require_numeric(maps, "coil maps")
+    maps = maps.astype(np.complex64)
+    require_finite(maps, "coil maps")
+    return maps
+
+
+def save_measurement(path: str | Path, m: Measurement, overwrite: bool = False) -> Path:
+    """Write ``m`` to ``.npz`` (CT or MRI) or ``.tif``/``.tiff`` (CT only); returns the path."""
+    path = check_measurement_path(path, m.kind, overwrite)
+    if path.suffix.lower() == ".npz":
+        arrays = {"mask": m.mask, "maps": m.maps}
+        np.savez(
+            path,
+            kind=np.array(m.kind),
+            data=m.data,
+            geometry=np.array(json.dumps(m.geometry)),
+            metadata=np.array(json.dumps(_metadata(m))),
+            **{k: v for k, v in arrays.items() if v is not None},
+        )
+    else:
+        info = {"kind": "ct", "geometry": m.geometry, **_metadata(m)}
+        write_tiff(path, m.data, m.voxel_size, info)
+    return path
+
+
+def check_measurement_path(path: str | Path, kind: str, overwrite: bool = False) -> Path:
+    """``path`` if a ``kind`` measurement may be written there (new unless ``overwrite``)."""
+    path = require_new_output(path, overwrite)
+    suffix = require_suffix(path, MEASUREMENT_SUFFIXES, "a measurement file")
+    if kind == "mri" and suffix != ".npz":
+        raise InputError(f"{path}: MRI k-space is complex; write it as .npz")
+    return path
+
+
+def _metadata(m: Measurement) -> dict[str, Any]:
+    return {"voxel_size": list(m.voxel_size), "provenance": m.provenance}
+
+
+def load_measurement(path: str | Path) -> Measurement:
+    """Read and validate a measurement file (``.npz``, or a CT sinogram ``.tif``/``.tiff``)."""
+    path = require_file(path)
+    suffix = require_suffix(path, MEASUREMENT_SUFFIXES, "a measurement file")
+    fields = _npz_fields(path) if suffix == ".npz" else _tiff_fields(path)
+    try:
+        return Measurement(**fields)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+def _npz_fields(path: Path) -> dict[str, Any]:
+    arrays = read_npz(path)
+    missing = [k for k in ("kind", "data", "geometry") if k not in arrays]
+    if missing:
+        raise InputError(
+            f"{path}: not a measurement file: missing {missing} (has {sorted(arrays)}); "
+            "make one with 'napari-ddip simulate'"
+        )
+    meta = _json(arrays.get("metadata", np.array("{}")), "metadata", path)
+    return {
+        "kind": str(arrays["kind"]),
+        "data": arrays["data"],
+        "geometry": _json(arrays["geometry"], "geometry", path),
+        "mask": arrays.get("mask"),
+        "maps": arrays.get("maps"),
+        "voxel_size": meta.get("voxel_size", (1.0, 1.0, 1.0)),
+        "provenance": meta.get("provenance", {}),
+    }
+
+
+def _tiff_fields(path: Path) -> dict[str, Any]:
+    data, _, info = read_tiff(path)
+    if not info or "geometry" not in info:
+        needed = ", ".join(f"'{k}' ({why})" for k, why in CT_REQUIRED.items())
+        raise InputError(
+            f"{path}: TIFF has no CT geometry; a sinogram file needs a JSON description "
+            f'{{"napari_ddip": {{"kind": "ct", "geometry": {{...}}}}}} with {needed}'
+        )
+    if info.get("kind", "ct") != "ct":
+        raise InputError(f"{path}: a TIFF measurement must be a CT sinogram (k-space needs .npz)")
+    return {
+        "kind": "ct",
+        "data": data,
+        "geometry": info["geometry"],
+        "voxel_size": info.get("voxel_size", (1.0, 1.0, 1.0)),
+        "provenance": info.get("provenance", {}),
+    }
+
+
+def _json(value: np.ndarray, name: str, path: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads(str(value))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: '{name}' is not valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise InputError(f"{path}: '{name}' must be a JSON object")
+    return obj

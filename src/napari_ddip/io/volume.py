@@ -1,0 +1,126 @@
+"""Image volumes: read TIFF / NumPy inputs, write float32 result TIFFs with provenance.
+
+A volume is ``(Z, Y, X)`` float32 (a 2D image is read as one slice) with a voxel size
+``(z, y, x)`` in mm. Results are written as ImageJ TIFF (see :mod:`napari_ddip.io.tiff`)
+carrying the voxel size and the provenance (method, settings, version, seed, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_ddip.io.errors import (
+    InputError,
+    require_file,
+    require_finite,
+    require_ndim,
+    require_new_output,
+    require_suffix,
+)
+from napari_ddip.io.npz import read_npy, read_npz
+from napari_ddip.io.tiff import VoxelSize, read_tiff, write_tiff
+
+VOLUME_SUFFIXES = (".tif", ".tiff", ".npy", ".npz")
+RESULT_SUFFIXES = (".tif", ".tiff")
+#: The array name a multi-array ``.npz`` volume must use.
+NPZ_VOLUME_KEY = "volume"
+
+
+@dataclass
+class Volume:
+    """A real image volume.
+
+    Attributes:
+        data: float32 ``(Z, Y, X)``.
+        voxel_size: ``(z, y, x)`` in mm (1 mm when the file does not say).
+        metadata: our metadata from the file (e.g. provenance of a result), else empty.
+    """
+
+    data: np.ndarray
+    voxel_size: VoxelSize = (1.0, 1.0, 1.0)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def read_volume(path: str | Path) -> Volume:
+    """Read a real volume from ``.tif``/``.tiff``, ``.npy`` or ``.npz``.
+
+    A ``.npz`` must hold one array or an array named ``volume``. Raises :class:`InputError`
+    for a missing or unreadable file, complex or non-numeric data, NaN/Inf, or a shape that
+    is not ``(Y, X)`` / ``(Z, Y, X)``.
+    """
+    path = require_file(path)
+    suffix = require_suffix(path, VOLUME_SUFFIXES, "a volume file")
+    voxel_size: VoxelSize | None = None
+    metadata: dict[str, Any] | None = None
+    if suffix in (".tif", ".tiff"):
+        data, voxel_size, metadata = read_tiff(path)
+    elif suffix == ".npy":
+        data = read_npy(path)
+    else:
+        data = _npz_volume(path)
+    return Volume(
+        data=as_real_volume(data, f"{path}"),
+        voxel_size=voxel_size or (1.0, 1.0, 1.0),
+        metadata=metadata or {},
+    )
+
+
+def as_real_volume(data: np.ndarray, what: str) -> np.ndarray:
+    """Check ``data`` is a finite real 2D/3D array; return it as float32 ``(Z, Y, X)``."""
+    if np.iscomplexobj(data):
+        raise InputError(f"{what}: volume is complex; a real-valued volume is needed")
+    if not (np.issubdtype(data.dtype, np.number) or data.dtype == np.bool_):
+        raise InputError(f"{what}: volume has non-numeric dtype {data.dtype}")
+    require_ndim(data, (2, 3), f"{what}: volume", "(Y, X) or (Z, Y, X)")
+    volume = np.asarray(data, dtype=np.float32)
+    require_finite(volume, f"{what}: volume")
+    return volume if volume.ndim == 3 else volume[None]
+
+
+def _npz_volume(path: Path) -> np.ndarray:
+    arrays = read_npz(path)
+    if "kind" in arrays:
+        raise InputError(f"{path}: is a measurement file, not a volume")
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    if NPZ_VOLUME_KEY in arrays:
+        return arrays[NPZ_VOLUME_KEY]
+    raise InputError(
+        f"{path}: .npz holds {sorted(arrays)}; expected one array or one named 'volume'"
+    )
+
+
+def write_result(
+    path: str | Path,
+    volume: np.ndarray,
+    voxel_size: VoxelSize,
+    provenance: dict[str, Any],
+    overwrite: bool = False,
+) -> Path:
+    """Write a reconstructed volume as float32 TIFF with its voxel size and provenance.
+
+    Args:
+        path: ``.tif``/``.tiff`` output; must not exist unless ``overwrite``.
+        volume: real ``(Z, Y, X)``.
+        voxel_size: ``(z, y, x)`` in mm.
+        provenance: JSON-serialisable facts about how it was made (method, settings,
+            version, seed, measurement, ...).
+        overwrite: replace an existing file.
+
+    Returns:
+        The path written.
+    """
+    path = check_result_path(path, overwrite)
+    write_tiff(path, as_real_volume(volume, "result"), voxel_size, provenance)
+    return path
+
+
+def check_result_path(path: str | Path, overwrite: bool = False) -> Path:
+    """``path`` if a result may be written there (``.tif``/``.tiff``; new unless ``overwrite``)."""
+    path = require_new_output(path, overwrite)
+    require_suffix(path, RESULT_SUFFIXES, "a result file")
+    return path

@@ -1,0 +1,220 @@
+"""Reconstruction methods by name: the one registry behind ``--method`` and the widgets.
+
+A :class:`Method` has a name, the measurement kinds it applies to, typed default settings and
+a runner ``run(op, y, settings, seed, progress) -> x``: ``op`` the forward operator, ``y`` the
+measurement tensor, ``settings`` the defaults updated by the user's values, ``progress(step,
+total)`` to call as work is done; ``x`` is the image ``(Z, Y, X)`` (complex for MRI). The
+runner decides whether autograd is on (the classical ones run under ``no_grad``).
+
+To add a method (e.g. the diffusion methods of :mod:`napari_ddip.recon`), call
+:func:`register` in this module with a runner that imports its engine lazily, so that
+``napari-ddip --help`` stays fast. The CLI takes its ``--method`` choices and its
+``--set key=value`` options from here.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from napari_ddip import __version__
+from napari_ddip.io import InputError, Measurement, operator_from_measurement
+from napari_ddip.physics.operator import LinearOperator
+from napari_ddip.solvers import classical
+
+Progress = Callable[[int, int], None]
+Runner = Callable[[LinearOperator, torch.Tensor, dict[str, Any], int, Progress], torch.Tensor]
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class Method:
+    """A named reconstruction method.
+
+    Attributes:
+        name: what the user types (``--method NAME``).
+        kinds: measurement kinds it reconstructs (``"ct"``, ``"mri"``).
+        run: the runner (see the module docstring).
+        defaults: every setting with its default; the default's type (bool, int, float, str)
+            is the setting's type, and a ``None`` default means "automatic, or a float".
+        summary: one line for ``--help``.
+    """
+
+    name: str
+    kinds: tuple[str, ...]
+    run: Runner
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    summary: str = ""
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Add ``method`` to :data:`METHODS` (names are unique)."""
+    if method.name in METHODS:
+        raise ValueError(f"method {method.name!r} is already registered")
+    METHODS[method.name] = method
+    return method
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """``value`` (a string from the command line, or already typed) as ``default``'s type."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    try:
+        if isinstance(default, bool):
+            if text not in TRUE + FALSE:
+                raise ValueError(value)
+            return text in TRUE
+        if isinstance(default, int):
+            return int(value)
+        if default is None:
+            return None if text in ("auto", "none") else float(value)
+        if isinstance(default, float):
+            return float(value)
+    except ValueError:
+        kind = "auto or a number" if default is None else type(default).__name__
+        raise InputError(f"setting {key}={value!r}: expected {kind}") from None
+    return value
+
+
+def resolve_settings(method: Method, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``method.defaults`` updated by ``overrides`` (coerced to the defaults' types)."""
+    unknown = sorted(set(overrides) - set(method.defaults))
+    if unknown:
+        allowed = ", ".join(sorted(method.defaults)) or "none"
+        raise InputError(f"method {method.name!r} has no setting {unknown} (settings: {allowed})")
+    settings = dict(method.defaults)
+    for key, value in overrides.items():
+        settings[key] = _coerce(key, value, method.defaults[key])
+    return settings
+
+
+def get_method(name: str, kind: str) -> Method:
+    """The method called ``name``, which must apply to measurements of ``kind``."""
+    if name not in METHODS:
+        raise InputError(f"unknown method {name!r} (methods: {', '.join(METHODS)})")
+    method = METHODS[name]
+    if kind not in method.kinds:
+        usable = ", ".join(n for n, m in METHODS.items() if kind in m.kinds)
+        raise InputError(f"method {name!r} does not apply to {kind} data (use one of: {usable})")
+    return method
+
+
+def reconstruct_measurement(
+    m: Measurement,
+    method: str,
+    settings: Mapping[str, Any] | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Reconstruct ``m`` with the named method.
+
+    Returns:
+        ``(volume, provenance)``: float32 ``(Z, Y, X)`` (the magnitude for MRI), and a
+        JSON-ready dict with the method, the full settings, seed, device, version, time and the
+        measurement's own provenance.
+    """
+    chosen = get_method(method, m.kind)
+    full = resolve_settings(chosen, settings or {})
+    op = operator_from_measurement(m, device)
+    y = torch.from_numpy(m.data).to(device)
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    x = chosen.run(op, y, full, seed, progress or (lambda step, total: None))
+    volume = (x.abs() if x.is_complex() else x).float().cpu().numpy()
+    provenance = {
+        "software": "napari-ddip",
+        "version": __version__,
+        "method": method,
+        "settings": full,
+        "seed": seed,
+        "device": str(device),
+        "seconds": round(time.perf_counter() - start, 3),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "output": "magnitude" if x.is_complex() else "real",
+        "measurement": m.provenance,
+    }
+    return volume, provenance
+
+
+@contextmanager
+def progress_bar(desc: str, quiet: bool = False) -> Iterator[Progress]:
+    """A tqdm bar on stderr, as a :data:`Progress` callback (``quiet``: no bar)."""
+    with tqdm(desc=desc, unit="step", file=sys.stderr, disable=quiet) as bar:
+
+        def progress(step: int, total: int) -> None:
+            bar.total = total
+            bar.update(step - bar.n)
+
+        yield progress
+
+
+def _once(compute: Callable[[], torch.Tensor], progress: Progress) -> torch.Tensor:
+    """Run a one-step computation and report it as done."""
+    x = compute()
+    progress(1, 1)
+    return x
+
+
+@torch.no_grad()
+def _pinv(
+    op: LinearOperator, y: torch.Tensor, s: dict[str, Any], seed: int, progress: Progress
+) -> torch.Tensor:
+    return _once(lambda: classical.fbp(op, y), progress)
+
+
+@torch.no_grad()
+def _cg(
+    op: LinearOperator, y: torch.Tensor, s: dict[str, Any], seed: int, progress: Progress
+) -> torch.Tensor:
+    return _once(
+        lambda: classical.cg_least_squares(op, y, n_iter=s["iters"], damping=s["damping"]),
+        progress,
+    )
+
+
+@torch.no_grad()
+def _tv(
+    op: LinearOperator, y: torch.Tensor, s: dict[str, Any], seed: int, progress: Progress
+) -> torch.Tensor:
+    def callback(iteration: int, total: int, _: torch.Tensor) -> None:
+        progress(iteration, total)
+
+    return classical.admm_tv(
+        op, y, lam=s["lam"], rho=s["rho"], n_iter=s["iters"], n_cg=s["cg_iters"], callback=callback
+    )
+
+
+register(Method("fbp", ("ct",), _pinv, {}, "filtered back-projection (filter from the geometry)"))
+register(Method("zero-filled", ("mri",), _pinv, {}, "zero-filled inverse FFT (SENSE-combined)"))
+register(
+    Method(
+        "cg",
+        ("ct", "mri"),
+        _cg,
+        {"iters": 20, "damping": 0.0},
+        "least squares by conjugate gradients on the normal equations",
+    )
+)
+register(
+    Method(
+        "tv",
+        ("ct", "mri"),
+        _tv,
+        {"iters": 30, "cg_iters": 5, "lam": None, "rho": None},
+        "3D total variation by ADMM (lam, rho: auto-scaled unless given)",
+    )
+)

@@ -1,0 +1,190 @@
+"""The command line end to end on tiny files, and one clear error (exit 2) for each bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_ddip.cli import main
+from napari_ddip.io import read_volume
+
+
+@pytest.fixture
+def volume_file(tmp_path, tiny_volume):
+    path = tmp_path / "volume.npy"
+    np.save(path, tiny_volume)
+    return path
+
+
+def _evaluate(capsys, recon, reference) -> dict:
+    capsys.readouterr()
+    assert main(["evaluate", str(recon), "--reference", str(reference), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(
+    ("modality", "sim_args", "method", "min_psnr"),
+    [
+        ("ct", ["--views", "24", "--noise", "0.01"], "fbp", 18.0),
+        ("ct", ["--views", "24", "--limited-angle", "150"], "cg", 18.0),
+        ("ct", ["--views", "24", "--photons", "1e5"], "tv", 20.0),
+        ("mri", ["--accel", "2", "--noise", "0.01"], "zero-filled", 15.0),
+        ("mri", ["--accel", "2", "--mask", "uniform1d", "--coils", "2"], "cg", 20.0),
+        ("mri", ["--accel", "2", "--coils", "2", "--drop-maps"], "tv", 20.0),
+    ],
+)
+def test_simulate_reconstruct_evaluate(
+    tmp_path, capsys, volume_file, modality, sim_args, method, min_psnr
+) -> None:
+    meas, recon = tmp_path / "m.npz", tmp_path / "r.tif"
+    assert main(["simulate", modality, str(volume_file), str(meas), *sim_args]) == 0
+    settings = ["--set", "iters=3"] if method in ("cg", "tv") else []
+    assert main(["reconstruct", str(meas), str(recon), "--method", method, *settings]) == 0
+    err = capsys.readouterr().err
+    assert method in err and "100%" in err  # the tqdm bar went to stderr
+    result = read_volume(recon)
+    assert result.data.shape == (4, 64, 64)
+    assert result.metadata["method"] == method
+    assert result.metadata["seed"] == 0
+    assert result.metadata["version"]
+    assert result.metadata["measurement"]["simulated"] == modality
+    if method in ("cg", "tv"):
+        assert result.metadata["settings"]["iters"] == 3
+    scores = _evaluate(capsys, recon, volume_file)
+    assert set(scores) >= {"psnr", "ssim", "n_slices", "recon", "reference"}
+    assert scores["psnr"] > min_psnr
+    assert -1.0 <= scores["ssim"] <= 1.0
+
+
+def test_reconstruct_keeps_voxel_size_from_the_volume(tmp_path, capsys, tiny_volume) -> None:
+    from napari_ddip.io import write_result
+
+    src = write_result(tmp_path / "v.tif", tiny_volume, (3.0, 0.5, 0.5), {})
+    assert main(["simulate", "ct", str(src), str(tmp_path / "s.tif"), "--views", "8"]) == 0
+    assert (
+        main(["reconstruct", str(tmp_path / "s.tif"), str(tmp_path / "r.tif"), "--method", "fbp"])
+        == 0
+    )
+    assert read_volume(tmp_path / "r.tif").voxel_size == pytest.approx((3.0, 0.5, 0.5))
+
+
+def test_evaluate_plain_text(tmp_path, capsys, volume_file) -> None:
+    assert main(["evaluate", str(volume_file), "--reference", str(volume_file)]) == 0
+    out = capsys.readouterr().out
+    assert "PSNR" in out and "SSIM 1.0000" in out
+
+
+def test_help_lists_methods_and_settings(capsys) -> None:
+    assert main(["reconstruct", "--help"]) == 0
+    out = capsys.readouterr().out
+    for text in ("fbp", "zero-filled", "cg", "tv", "iters=30", "lam=auto", "--set KEY=VALUE"):
+        assert text in out
+
+
+# ---- bad input: one message on stderr, exit 2, no traceback -------------------------------
+
+
+def _files(tmp_path, tiny_volume) -> dict[str, str]:
+    """Named input files, valid and broken, made on demand."""
+    files = {}
+    np.save(tmp_path / "vol.npy", tiny_volume)
+    nan = tiny_volume.copy()
+    nan[1, 2, 3] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    np.save(tmp_path / "complex.npy", tiny_volume.astype(np.complex64))
+    np.save(tmp_path / "rect.npy", tiny_volume[:, :, :40])
+    np.save(tmp_path / "4d.npy", tiny_volume[None])
+    (tmp_path / "text.npz").write_text("not a zip archive")
+    (tmp_path / "fake.tif").write_text("not a tiff")
+    np.savez(tmp_path / "volume.npz", volume=tiny_volume)
+    tifffile.imwrite(tmp_path / "nogeom.tif", np.zeros((2, 8, 91), np.float32))
+    k = np.ones((4, 64, 64), np.float32)
+    mri = {"kind": np.array("mri"), "geometry": np.array("{}"), "mask": np.ones((64, 64))}
+    np.savez(tmp_path / "realk.npz", data=k, **mri)
+    np.savez(
+        tmp_path / "badmask.npz", data=k.astype(np.complex64), **{**mri, "mask": np.ones((16, 64))}
+    )
+    assert (
+        main(
+            ["simulate", "ct", str(tmp_path / "vol.npy"), str(tmp_path / "ct.npz"), "--views", "8"]
+        )
+        == 0
+    )
+    assert main(["simulate", "mri", str(tmp_path / "vol.npy"), str(tmp_path / "mri.npz")]) == 0
+    files.update({p.stem: str(p) for p in tmp_path.iterdir()})
+    return files
+
+
+BAD = [
+    (["simulate", "ct", "{missing}", "{out}"], "no such file"),
+    (["simulate", "ct", "{nan}", "{out}"], "NaN/Inf"),
+    (["simulate", "ct", "{complex}", "{out}"], "complex"),
+    (["simulate", "ct", "{rect}", "{out}"], "square"),
+    (["simulate", "ct", "{4d}", "{out}"], "expected (Y, X) or (Z, Y, X)"),
+    (["simulate", "ct", "{text}", "{out}"], "not a readable .npz"),
+    (["simulate", "mri", "{vol}", "{out}", "--views", "3"], "--views"),
+    (["simulate", "ct", "{vol}", "{out}", "--views", "0"], "--views must be at least 1"),
+    (["simulate", "ct", "{vol}", "{out}", "--noise", "-1"], "--noise must be non-negative"),
+    (["simulate", "ct", "{vol}", "{ct}"], "output exists"),
+    (["simulate", "ct", "{vol}", "{tmp}/out.png"], "must be one of .npz"),
+    (["simulate", "mri", "{vol}", "{tmp}/out.tif"], "write it as .npz"),
+    (["simulate", "ct", "{vol}", "{tmp}/nodir/out.npz"], "does not exist"),
+    (["reconstruct", "{missing}", "{rout}", "--method", "fbp"], "no such file"),
+    (["reconstruct", "{volume}", "{rout}", "--method", "fbp"], "not a measurement file"),
+    (["reconstruct", "{text}", "{rout}", "--method", "fbp"], "not a readable .npz"),
+    (["reconstruct", "{fake}", "{rout}", "--method", "fbp"], "not a readable TIFF"),
+    (["reconstruct", "{nogeom}", "{rout}", "--method", "fbp"], "no CT geometry"),
+    (["reconstruct", "{realk}", "{rout}", "--method", "zero-filled"], "must be complex"),
+    (["reconstruct", "{badmask}", "{rout}", "--method", "zero-filled"], "sampling mask has shape"),
+    (["reconstruct", "{mri}", "{rout}", "--method", "fbp"], "does not apply to mri"),
+    (["reconstruct", "{ct}", "{rout}", "--method", "tv", "--set", "nope=1"], "no setting"),
+    (["reconstruct", "{ct}", "{rout}", "--method", "tv", "--set", "iters=many"], "expected int"),
+    (["reconstruct", "{ct}", "{rout}", "--method", "tv", "--set", "iters"], "KEY=VALUE"),
+    (["reconstruct", "{ct}", "{vol}", "--method", "fbp"], "output exists"),
+    (["reconstruct", "{ct}", "{tmp}/r.npy", "--method", "fbp"], "must be one of .tif"),
+    (["evaluate", "{vol}", "--reference", "{rect}"], "shapes differ"),
+    (["evaluate", "{vol}", "--reference", "{missing}"], "no such file"),
+    (["evaluate", "{ct}", "--reference", "{vol}"], "is a measurement file"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD, ids=[" ".join(a[:2]) + f" {m}" for a, m in BAD])
+def test_bad_input_gives_one_clear_error(tmp_path, tiny_volume, capsys, argv, message) -> None:
+    files = _files(tmp_path, tiny_volume) | {
+        "missing": str(tmp_path / "missing.npy"),
+        "out": str(tmp_path / "out.npz"),
+        "rout": str(tmp_path / "out.tif"),
+        "tmp": str(tmp_path),
+    }
+    capsys.readouterr()
+    argv = [a.format(**files) for a in argv]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("napari-ddip: error: ")
+    assert message in lines[0]
+    assert "Traceback" not in captured.err
+    assert not (tmp_path / "out.npz").exists() and not (tmp_path / "out.tif").exists()
+
+
+def test_bad_option_is_a_usage_error(capsys) -> None:
+    assert main(["reconstruct", "a.npz", "b.tif", "--method", "magic"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid choice" in err and "Traceback" not in err
+
+
+def test_demo_writes_results_and_picture(tmp_path, capsys) -> None:
+    from napari_ddip.demo import run_demo
+
+    scores = run_demo(tmp_path, methods=("fbp",), quiet=True)
+    assert scores["fbp"].psnr > 25
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names == {"phantom.tif", "sinogram.npz", "recon_fbp.tif", "comparison.png"}
+    assert (tmp_path / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "PSNR" in capsys.readouterr().out
+    assert main(["demo", "--out", str(tmp_path)]) == 2  # outputs exist, no --overwrite

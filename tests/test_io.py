@@ -1,0 +1,160 @@
+"""Measurement and result files round-trip with geometry and metadata; bad files fail clearly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from napari_ddip.io import (
+    InputError,
+    Measurement,
+    load_measurement,
+    operator_from_measurement,
+    read_volume,
+    save_measurement,
+    write_result,
+)
+from napari_ddip.physics.ct import ParallelBeamCT
+from napari_ddip.physics.mri import MRIOperator
+from napari_ddip.simulate import simulate_ct, simulate_mri
+
+
+def _assert_same(a: Measurement, b: Measurement) -> None:
+    assert a.kind == b.kind
+    assert a.data.dtype == b.data.dtype
+    np.testing.assert_array_equal(a.data, b.data)
+    assert a.geometry == b.geometry
+    assert a.voxel_size == b.voxel_size
+    assert a.provenance == b.provenance
+    for x, y in ((a.mask, b.mask), (a.maps, b.maps)):
+        assert (x is None) == (y is None)
+        if x is not None:
+            np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".tif"])
+def test_ct_measurement_round_trip(tmp_path, tiny_volume, suffix) -> None:
+    m = simulate_ct(tiny_volume, n_views=12, noise=0.01, voxel_size=(2.0, 0.5, 0.5))
+    path = save_measurement(tmp_path / f"sino{suffix}", m)
+    loaded = load_measurement(path)
+    _assert_same(m, loaded)
+    assert loaded.data.shape == (4, 12, 91)
+    assert loaded.image_shape == (4, 64, 64)
+    assert loaded.provenance["settings"]["views"] == 12
+    op = operator_from_measurement(loaded)
+    assert isinstance(op, ParallelBeamCT)
+    assert op.geometry() == m.geometry
+
+
+@pytest.mark.parametrize(("coils", "keep_maps"), [(1, True), (3, True), (3, False)])
+def test_mri_measurement_round_trip(tmp_path, tiny_volume, coils, keep_maps) -> None:
+    m = simulate_mri(tiny_volume, accel=2.0, coils=coils, noise=0.01, keep_maps=keep_maps)
+    loaded = load_measurement(save_measurement(tmp_path / "k.npz", m))
+    _assert_same(m, loaded)
+    assert loaded.data.dtype == np.complex64
+    assert loaded.data.shape == ((4, 64, 64) if coils == 1 else (4, coils, 64, 64))
+    op = operator_from_measurement(loaded)
+    assert isinstance(op, MRIOperator)
+    assert op.n_coils == coils  # without stored maps they come from ESPIRiT
+    assert torch.isfinite(op.pinv(torch.from_numpy(loaded.data))).all()
+
+
+def test_result_tiff_carries_voxel_size_and_provenance(tmp_path, tiny_volume) -> None:
+    provenance = {"method": "tv", "settings": {"lam": None, "iters": 3}, "version": "0", "seed": 7}
+    path = write_result(tmp_path / "r.tif", tiny_volume, (2.5, 0.5, 0.25), provenance)
+    volume = read_volume(path)
+    assert volume.data.dtype == np.float32
+    np.testing.assert_array_equal(volume.data, tiny_volume)
+    assert volume.voxel_size == pytest.approx((2.5, 0.5, 0.25))
+    assert volume.metadata == provenance
+    with tifffile.TiffFile(path) as tif:  # Fiji/napari see the spacing too
+        assert tif.imagej_metadata["spacing"] == 2.5
+        assert tif.imagej_metadata["unit"] == "mm"
+
+
+def test_result_is_never_overwritten_silently(tmp_path, tiny_volume) -> None:
+    path = write_result(tmp_path / "r.tif", tiny_volume, (1, 1, 1), {})
+    with pytest.raises(InputError, match="--overwrite"):
+        write_result(path, tiny_volume, (1, 1, 1), {})
+    write_result(path, tiny_volume * 2, (1, 1, 1), {}, overwrite=True)
+    np.testing.assert_array_equal(read_volume(path).data, tiny_volume * 2)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_read_numpy_volumes(tmp_path, tiny_volume, suffix) -> None:
+    path = tmp_path / f"v{suffix}"
+    if suffix == ".npy":
+        np.save(path, tiny_volume.astype(np.float64))
+    else:
+        np.savez(path, volume=tiny_volume, other=np.zeros(3))
+    volume = read_volume(path)
+    assert volume.data.dtype == np.float32
+    assert volume.voxel_size == (1.0, 1.0, 1.0)
+    np.testing.assert_allclose(volume.data, tiny_volume)
+
+
+def test_2d_image_reads_as_one_slice(tmp_path, tiny_volume) -> None:
+    np.save(tmp_path / "s.npy", tiny_volume[1])
+    assert read_volume(tmp_path / "s.npy").data.shape == (1, 64, 64)
+
+
+def test_sinogram_tiff_without_geometry_says_what_is_missing(tmp_path) -> None:
+    tifffile.imwrite(tmp_path / "s.tif", np.zeros((2, 12, 91), np.float32))
+    with pytest.raises(InputError, match="no CT geometry") as info:
+        load_measurement(tmp_path / "s.tif")
+    assert "angles_deg" in str(info.value) and "image_size" in str(info.value)
+
+
+def test_sinogram_tiff_with_plain_json_description(tmp_path) -> None:
+    """A TIFF written by another tool, geometry JSON in its description, is accepted."""
+    geometry = {"image_size": 64, "angles_deg": list(np.linspace(0, 180, 12, endpoint=False))}
+    tifffile.imwrite(
+        tmp_path / "s.tif",
+        np.ones((2, 12, 91), np.float32),
+        description=json.dumps({"geometry": geometry}),
+        metadata=None,
+    )
+    m = load_measurement(tmp_path / "s.tif")
+    assert m.kind == "ct"
+    assert m.image_shape == (2, 64, 64)
+
+
+def test_incomplete_ct_geometry_names_missing_keys(tiny_volume) -> None:
+    sino = np.zeros((4, 12, 91), np.float32)
+    with pytest.raises(InputError, match="angles_deg"):
+        Measurement("ct", sino, {"image_size": 64})
+    with pytest.raises(InputError, match="12 views"):
+        Measurement("ct", sino, {"image_size": 64, "angles_deg": [0.0, 90.0]})
+    with pytest.raises(InputError, match="detector bins"):
+        Measurement("ct", sino, {"image_size": 128, "angles_deg": list(range(12))})
+
+
+def test_mri_measurement_checks(tiny_volume) -> None:
+    k = np.ones((4, 64, 64), np.complex64)
+    mask = np.ones((64, 64), np.float32)
+    with pytest.raises(InputError, match="must be complex"):
+        Measurement("mri", k.real, {}, mask=mask)
+    with pytest.raises(InputError, match="sampling mask has shape"):
+        Measurement("mri", k, {}, mask=np.ones((16, 64)))
+    with pytest.raises(InputError, match="only 0 and 1"):
+        Measurement("mri", k, {}, mask=mask * 0.5)
+    with pytest.raises(InputError, match="needs its sampling mask"):
+        Measurement("mri", k, {})
+    with pytest.raises(InputError, match="single-coil"):
+        Measurement("mri", k, {}, mask=mask, maps=np.ones((4, 2, 64, 64), np.complex64))
+    bad = k.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(InputError, match="NaN/Inf"):
+        Measurement("mri", bad, {}, mask=mask)
+
+
+def test_multicoil_without_calibration_region_is_refused() -> None:
+    k = np.ones((1, 2, 32, 32), np.complex64)
+    mask = np.zeros((32, 32), np.float32)
+    mask[::2] = 1  # no fully sampled centre
+    with pytest.raises(InputError, match="ESPIRiT"):
+        operator_from_measurement(Measurement("mri", k * mask, {}, mask=mask))
