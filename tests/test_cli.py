@@ -114,6 +114,9 @@ def _files(tmp_path, tiny_volume) -> dict[str, str]:
         == 0
     )
     assert main(["simulate", "mri", str(tmp_path / "vol.npy"), str(tmp_path / "mri.npz")]) == 0
+    ct = dict(np.load(tmp_path / "ct.npz"))
+    geometry = json.loads(str(ct["geometry"])) | {"fbp_filter": "sharp"}
+    np.savez(tmp_path / "badfilter.npz", **(ct | {"geometry": np.array(json.dumps(geometry))}))
     files.update({p.stem: str(p) for p in tmp_path.iterdir()})
     return files
 
@@ -144,6 +147,9 @@ BAD = [
     (["reconstruct", "{ct}", "{rout}", "--method", "tv", "--set", "iters=many"], "expected int"),
     (["reconstruct", "{ct}", "{rout}", "--method", "tv", "--set", "iters"], "KEY=VALUE"),
     (["reconstruct", "{ct}", "{vol}", "--method", "fbp"], "output exists"),
+    (["reconstruct", "{ct}", "{rout}", "--method", "fbp", "--device", "cuda:7"], "--device"),
+    (["reconstruct", "{ct}", "{rout}", "--method", "fbp", "--device", "gpu"], "--device"),
+    (["reconstruct", "{badfilter}", "{rout}", "--method", "fbp"], "fbp_filter"),
     (["reconstruct", "{ct}", "{tmp}/r.npy", "--method", "fbp"], "must be one of .tif"),
     (["evaluate", "{vol}", "--reference", "{rect}"], "shapes differ"),
     (["evaluate", "{vol}", "--reference", "{missing}"], "no such file"),

@@ -14,6 +14,23 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from napari_ddip import __version__
+from napari_ddip.io import (
+    InputError,
+    check_measurement_path,
+    check_result_path,
+    load_measurement,
+    read_volume,
+    save_measurement,
+    write_result,
+)
+from napari_ddip.methods import (
+    METHODS,
+    get_method,
+    progress_bar,
+    reconstruct_measurement,
+    resolve_settings,
+)
+from napari_ddip.simulate import simulate_ct, simulate_mri
 
 PROG = "napari-ddip"
 METHOD_HELP = """methods (settings with defaults, change with --set KEY=VALUE):
@@ -21,9 +38,6 @@ METHOD_HELP = """methods (settings with defaults, change with --set KEY=VALUE):
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from napari_ddip.io import InputError, check_measurement_path, read_volume, save_measurement
-    from napari_ddip.simulate import simulate_ct, simulate_mri
-
     ct_only = {"views": args.views, "limited_angle": args.limited_angle, "photons": args.photons}
     mri_only = {"accel": args.accel, "mask": args.mask, "coils": args.coils}
     wrong = ct_only if args.modality == "mri" else mri_only
@@ -53,8 +67,6 @@ def _given(options: dict[str, object]) -> dict[str, object]:
 
 
 def _parse_set(pairs: Sequence[str]) -> dict[str, str]:
-    from napari_ddip.io import InputError
-
     settings = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -65,14 +77,6 @@ def _parse_set(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
-    from napari_ddip.io import check_result_path, load_measurement, write_result
-    from napari_ddip.methods import (
-        get_method,
-        progress_bar,
-        reconstruct_measurement,
-        resolve_settings,
-    )
-
     check_result_path(args.out, args.overwrite)
     m = load_measurement(args.measurement)
     settings = resolve_settings(get_method(args.method, m.kind), _parse_set(args.set))
@@ -87,8 +91,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from napari_ddip.io import InputError, read_volume
-    from napari_ddip.metrics import score
+    from napari_ddip.metrics import score  # scikit-image/scipy.stats: imported when used
 
     recon, reference = read_volume(args.recon).data, read_volume(args.reference).data
     if recon.shape != reference.shape:
@@ -109,15 +112,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from napari_ddip.demo import run_demo
+    from napari_ddip.demo import run_demo  # matplotlib: imported when used
 
     run_demo(args.out, overwrite=args.overwrite, device=args.device)
     return 0
 
 
 def _methods_epilog() -> str:
-    from napari_ddip.methods import METHODS
-
     lines = []
     for m in METHODS.values():
         settings = ", ".join(f"{k}={'auto' if v is None else v}" for k, v in m.defaults.items())
@@ -130,7 +131,6 @@ def _methods_epilog() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (method choices come from :data:`napari_ddip.methods.METHODS`)."""
-    from napari_ddip.methods import METHODS
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -203,7 +203,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 for bad input)."""
-    from napari_ddip.io import InputError
 
     parser = build_parser()
     try:

@@ -112,6 +112,21 @@ def get_method(name: str, kind: str) -> Method:
     return method
 
 
+def check_device(name: str) -> torch.device:
+    """The torch device called ``name``, which must exist on this machine."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"--device {name!r}: use cpu or cuda[:N]") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name!r}: no CUDA device on this machine")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise InputError(f"--device {name!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    if device.type not in ("cpu", "cuda"):
+        raise InputError(f"--device {name!r}: use cpu or cuda[:N]")
+    return device
+
+
 def reconstruct_measurement(
     m: Measurement,
     method: str,
@@ -129,6 +144,7 @@ def reconstruct_measurement(
     """
     chosen = get_method(method, m.kind)
     full = resolve_settings(chosen, settings or {})
+    device = check_device(device)
     op = operator_from_measurement(m, device)
     y = torch.from_numpy(m.data).to(device)
     torch.manual_seed(seed)
@@ -152,14 +168,21 @@ def reconstruct_measurement(
 
 @contextmanager
 def progress_bar(desc: str, quiet: bool = False) -> Iterator[Progress]:
-    """A tqdm bar on stderr, as a :data:`Progress` callback (``quiet``: no bar)."""
-    with tqdm(desc=desc, unit="step", file=sys.stderr, disable=quiet) as bar:
+    """A tqdm bar on stderr as a :data:`Progress` callback; it appears at the first step, so
+    an error raised before any work is done prints alone (``quiet``: no bar)."""
+    bars: list[tqdm] = []
 
-        def progress(step: int, total: int) -> None:
-            bar.total = total
-            bar.update(step - bar.n)
+    def progress(step: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(desc=desc, total=total, unit="step", file=sys.stderr, disable=quiet))
+        bars[0].total = total
+        bars[0].update(step - bars[0].n)
 
+    try:
         yield progress
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def _once(compute: Callable[[], torch.Tensor], progress: Progress) -> torch.Tensor:

@@ -27,7 +27,10 @@ def operator_from_measurement(m: Measurement, device: torch.device | str = "cpu"
     slice.
     """
     if m.kind == "ct":
-        return ParallelBeamCT.from_geometry(m.geometry, device=device)
+        try:
+            return ParallelBeamCT.from_geometry(m.geometry, device=device)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"CT geometry: {exc}") from None
 
     maps = m.maps
     if maps is None and m.data.ndim == 4:
