@@ -194,3 +194,23 @@ def test_demo_writes_results_and_picture(tmp_path, capsys) -> None:
     assert (tmp_path / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "PSNR" in capsys.readouterr().out
     assert main(["demo", "--out", str(tmp_path)]) == 2  # outputs exist, no --overwrite
+
+
+def test_train_and_finetune_prior_commands(tmp_path, capsys, volume_file) -> None:
+    tiny = ["--batch-size", "4", "--patch-sizes", "16", "--patch-probs", "1", "--quiet"]
+    out = tmp_path / "train"
+    args = ["train-prior", "--out", str(out), "--name", "p", "--steps", "4", "--device", "cpu"]
+    args += ["--base-channels", "8", "--channel-mults", "1,2", "--image-size", "32"]
+    args += ["--pool-size", "4", *tiny]
+    assert main(args) == 0
+    meta = json.loads((out / "p.json").read_text())
+    assert meta["info"]["steps"] == 4 and "train-prior" in meta["info"]["command"]
+    tuned = tmp_path / "tuned"
+    args = ["finetune-prior", str(volume_file), "--out", str(tuned), "--name", "t"]
+    args += ["--prior", str(out / "p.safetensors"), "--steps", "4", "--device", "cpu", *tiny]
+    assert main(args) == 0
+    assert (tuned / "t.safetensors").is_file() and (tuned / "t.md").is_file()
+    capsys.readouterr()
+    bad = ["finetune-prior", str(tmp_path / "missing.npy"), "--out", str(tuned), "--quiet"]
+    assert main(bad) == 2
+    assert "missing.npy" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Command line ``napari-ddip``: simulate, reconstruct, evaluate, demo.
+"""Command line ``napari-ddip``: simulate, reconstruct, evaluate, demo, train-prior, finetune-prior.
 
 Every subcommand reads and writes files through :mod:`napari_ddip.io`. Bad input (missing or
 malformed files, wrong shapes or dtypes, NaN/Inf, missing geometry, an existing output without
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -118,6 +119,42 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace, finetune: bool) -> int:
+    """Train a prior from scratch or fine-tune one on image files, with a progress bar."""
+    from tqdm import tqdm
+
+    from napari_ddip.prior.train import config_from_args, images_from_arrays, train_prior
+
+    try:
+        cfg = config_from_args(args, finetune=finetune)
+        images = None
+        if finetune:
+            images = images_from_arrays([read_volume(path).data for path in args.images])
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    bar = tqdm(desc=cfg.name, total=cfg.steps, unit="step", file=sys.stderr, disable=args.quiet)
+
+    def progress(step: int, total: int, loss: float) -> None:
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f"{loss:.4f}")
+
+    command = shlex.join([PROG, *args.argv])
+    try:
+        path = train_prior(
+            cfg,
+            args.out,
+            device=args.device,
+            images=images,
+            init=args.prior if finetune else None,
+            progress=progress,
+            command=command,
+        )
+    finally:
+        bar.close()
+    print(f"wrote prior {path}")
+    return 0
+
+
 def _methods_epilog() -> str:
     lines = []
     for m in METHODS.values():
@@ -198,6 +235,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="cpu", help="torch device (default cpu)")
     demo.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     demo.set_defaults(func=_demo)
+
+    from napari_ddip.prior.train import add_train_arguments
+
+    train = sub.add_parser("train-prior", help="train a diffusion prior on ellipse phantoms")
+    add_train_arguments(train)
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=lambda args: _train(args, finetune=False))
+
+    tune = sub.add_parser("finetune-prior", help="fine-tune a prior on a few images")
+    tune.add_argument("images", type=Path, nargs="+", help="2D images or 3D volumes (.tif/.npy)")
+    add_train_arguments(tune, finetune=True)
+    tune.add_argument("--quiet", action="store_true", help="no progress bar")
+    tune.set_defaults(func=lambda args: _train(args, finetune=True))
     return parser
 
 
@@ -209,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed usage and the error (or --help)
         return int(exc.code or 0)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except InputError as exc:

@@ -24,7 +24,9 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for s, p in zip(self.shadow.state_dict().values(), model.state_dict().values(), strict=True):
+        for s, p in zip(
+            self.shadow.state_dict().values(), model.state_dict().values(), strict=True
+        ):
             if s.dtype.is_floating_point:
                 s.lerp_(p, 1 - d)
             else:

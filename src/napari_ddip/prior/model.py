@@ -7,7 +7,7 @@ prior is a patch prior.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -21,7 +21,7 @@ from napari_ddip.prior.unet import UNet, UNetConfig
 class PriorConfig:
     """Everything needed to rebuild a prior from its weights."""
 
-    unet: UNetConfig = UNetConfig()
+    unet: UNetConfig = field(default_factory=UNetConfig)
     patch_size: int | None = 64  # None: whole-image prior
     n_steps: int = 1000
     beta_min: float = 1e-4
@@ -70,6 +70,7 @@ class DiffusionPrior(nn.Module):
         Patch priors draw the grid offset from ``generator`` (CPU generator); ``patch_batch``
         bounds how many patches go through the network at once (all at once when None).
         """
+
         def run(inputs: torch.Tensor) -> torch.Tensor:
             chunks = [inputs] if patch_batch is None else inputs.split(patch_batch)
             outs = []

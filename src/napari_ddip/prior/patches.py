@@ -14,9 +14,7 @@ from collections.abc import Callable
 import torch
 
 
-def coordinates(
-    rows: torch.Tensor, cols: torch.Tensor, height: int, width: int
-) -> torch.Tensor:
+def coordinates(rows: torch.Tensor, cols: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Coordinate channels ``(2, len(rows), len(cols))`` for integer pixel rows/cols.
 
     ``rows``/``cols`` may be negative or past the image (padding).
@@ -65,9 +63,7 @@ def tiled_apply(
     ).to(images.dtype)
     stacked = torch.cat([canvas[:, None], coords.expand(b, 2, canvas_h, canvas_w)], dim=1)
     # (B, 3, ny·P, nx·P) -> (B·ny·nx, 3, P, P)
-    patches = (
-        stacked.reshape(b, 3, ny, p, nx, p).permute(0, 2, 4, 1, 3, 5).reshape(-1, 3, p, p)
-    )
+    patches = stacked.reshape(b, 3, ny, p, nx, p).permute(0, 2, 4, 1, 3, 5).reshape(-1, 3, p, p)
     out = fn(patches)
     out = out.reshape(b, ny, nx, p, p).permute(0, 1, 3, 2, 4).reshape(b, canvas_h, canvas_w)
     return out[:, oy : oy + h, ox : ox + w]
@@ -96,7 +92,7 @@ def random_patches(
     ]
     y = (2 * rows.float() + 1) / h - 1
     x = (2 * cols.float() + 1) / w - 1
-    coords = torch.stack(
-        [y[:, :, None].expand(b, p, p), x[:, None, :].expand(b, p, p)], dim=1
-    ).to(images.dtype)
+    coords = torch.stack([y[:, :, None].expand(b, p, p), x[:, None, :].expand(b, p, p)], dim=1).to(
+        images.dtype
+    )
     return torch.cat([crops[:, None], coords], dim=1)

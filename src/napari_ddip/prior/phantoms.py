@@ -47,7 +47,7 @@ def _normalise_foreground(images: torch.Tensor, foreground: torch.Tensor) -> tor
 
 
 def _one_phantom(ny: int, nx: int, rng: np.random.Generator, d: EllipseDistribution) -> np.ndarray:
-    """One 2D phantom ``(Y, X)`` float32 in ``[0, 1]``; each ellipse is drawn in its bounding box."""
+    """One 2D phantom ``(Y, X)`` float32 in ``[0, 1]``, each ellipse drawn in its bounding box."""
     m = min(int(rng.poisson(d.mean_count)), d.max_count)
     intensity = rng.uniform(d.intensity_low, d.intensity_high, m)
     axes = d.axis_scale * rng.exponential(1.0, (m, 2))
@@ -134,6 +134,8 @@ def ellipsoid_volume(
         local = (points - centre) @ q
         inside = ((local / semi_axes) ** 2).sum(-1) <= 1
         volume[inside & body] += rng.uniform(-0.3, 0.5)
-    return _normalise_foreground(torch.from_numpy(volume)[None], torch.from_numpy(body)[None])[
-        0
-    ].numpy().astype(np.float32)
+    return (
+        _normalise_foreground(torch.from_numpy(volume)[None], torch.from_numpy(body)[None])[0]
+        .numpy()
+        .astype(np.float32)
+    )

@@ -92,8 +92,8 @@ class _Pool:
         self.rng = rng
         self.fixed = images is not None
         self.cfg = cfg
-        self.images = images if images is not None else ellipse_phantoms(
-            cfg.pool_size, cfg.image_size, rng
+        self.images = (
+            images if images is not None else ellipse_phantoms(cfg.pool_size, cfg.image_size, rng)
         )
         self.cursor = 0
 
@@ -130,8 +130,14 @@ def _save_checkpoint(ckpt: Path, prior: DiffusionPrior, ema: EMA, opt, step, poo
     from safetensors.torch import save_file
 
     ckpt.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in prior.net.state_dict().items()}, str(ckpt / "model.safetensors"))
-    save_file({k: v.contiguous() for k, v in ema.shadow.state_dict().items()}, str(ckpt / "ema.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in prior.net.state_dict().items()},
+        str(ckpt / "model.safetensors"),
+    )
+    save_file(
+        {k: v.contiguous() for k, v in ema.shadow.state_dict().items()},
+        str(ckpt / "ema.safetensors"),
+    )
     torch.save(
         {
             "optimizer": opt.state_dict(),
@@ -197,11 +203,19 @@ def train_prior(
     gen = torch.Generator().manual_seed(cfg.seed)
     pool = _Pool(images, cfg, rng)
     ckpt = out / "checkpoint"
-    step = _load_checkpoint(ckpt, prior, ema, opt, pool, gen) if (ckpt / "progress.json").is_file() else 0
+    step = (
+        _load_checkpoint(ckpt, prior, ema, opt, pool, gen)
+        if (ckpt / "progress.json").is_file()
+        else 0
+    )
     log_path = out / "loss.csv"
     if step == 0:
         log_path.write_text("step,loss,seconds\n")
-    wall = float(json.loads((out / "wall.json").read_text())["seconds"]) if (out / "wall.json").is_file() and step else 0.0
+    wall = (
+        float(json.loads((out / "wall.json").read_text())["seconds"])
+        if (out / "wall.json").is_file() and step
+        else 0.0
+    )
     alpha_bar = prior.schedule.alpha_bar.to(dev)
     start, running, count = time.time(), 0.0, 0
     stopped = False
@@ -237,7 +251,9 @@ def train_prior(
     final = DiffusionPrior(prior.config)
     final.net.load_state_dict(ema.shadow.state_dict())
     info = {
-        "data": "random ellipse phantoms (DESIGN §5)" if images is None else f"{len(images)} user images",
+        "data": "random ellipse phantoms (DESIGN §5)"
+        if images is None
+        else f"{len(images)} user images",
         "init": str(init) if init else None,
         "steps": step,
         "train_config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
@@ -258,7 +274,8 @@ def model_card(name: str, info: dict) -> str:
     lines = [
         f"# Prior `{name}`",
         "",
-        f"- Data: {info['data']}" + (f", fine-tuned from `{info['init']}`" if info.get("init") else ""),
+        f"- Data: {info['data']}"
+        + (f", fine-tuned from `{info['init']}`" if info.get("init") else ""),
         f"- Parameters: {info['parameters']:,}",
         f"- Steps: {info['steps']}",
         f"- Hardware: {info['hardware']}",
@@ -274,7 +291,14 @@ def model_card(name: str, info: dict) -> str:
     ]
     for key in ("scores", "cost"):
         if key in info:
-            lines += ["", f"## {key.title()}", "", "```json", json.dumps(info[key], indent=2), "```"]
+            lines += [
+                "",
+                f"## {key.title()}",
+                "",
+                "```json",
+                json.dumps(info[key], indent=2),
+                "```",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -298,7 +322,7 @@ def images_from_arrays(arrays: Sequence[np.ndarray]) -> torch.Tensor:
     shapes = {s.shape for s in slices}
     if len(shapes) != 1:
         raise ValueError(f"fine-tuning images must share one in-plane shape, got {sorted(shapes)}")
-    return torch.from_numpy(np.stack(slices))
+    return torch.from_numpy(np.stack(slices).astype(np.float32))
 
 
 def add_train_arguments(parser, finetune: bool = False) -> None:
@@ -334,6 +358,7 @@ def add_train_arguments(parser, finetune: bool = False) -> None:
 
 def config_from_args(args, finetune: bool = False) -> TrainConfig:
     """``TrainConfig`` from parsed ``add_train_arguments`` options."""
+
     def ints(text: str) -> tuple[int, ...]:
         return tuple(int(v) for v in text.split(","))
 

@@ -46,7 +46,11 @@ def resolve_prior_path(name_or_path: str | Path) -> Path:
         return shipped
     path = Path(text).expanduser()
     if path.suffix != ".safetensors":
-        path = path.with_suffix(".safetensors") if path.suffix == ".json" else Path(f"{path}.safetensors")
+        path = (
+            path.with_suffix(".safetensors")
+            if path.suffix == ".json"
+            else Path(f"{path}.safetensors")
+        )
     if not path.is_file():
         raise PriorLoadError(
             f"prior {name_or_path!r} not found: give a shipped name "

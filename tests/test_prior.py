@@ -1,0 +1,193 @@
+"""The prior: phantoms, schedule, UNet shapes, patch tiling, weights, training."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from napari_ddip.prior.model import DiffusionPrior, PriorConfig
+from napari_ddip.prior.patches import random_patches, tiled_apply, with_coordinates
+from napari_ddip.prior.phantoms import ellipse_phantoms, ellipsoid_volume
+from napari_ddip.prior.schedule import VPSchedule
+from napari_ddip.prior.train import TrainConfig, images_from_arrays, train_prior
+from napari_ddip.prior.unet import UNet, UNetConfig
+from napari_ddip.prior.weights import PriorLoadError, load_prior, save_prior
+
+TINY = UNetConfig(base_channels=8, channel_mults=(1, 2), attention_levels=(1,))
+
+
+def test_phantoms_are_seeded_normalised_and_ellipse_like() -> None:
+    a = ellipse_phantoms(32, 128, rng=3)
+    b = ellipse_phantoms(32, 128, rng=3)
+    assert a.shape == (32, 128, 128) and a.dtype == torch.float32
+    assert torch.equal(a, b)
+    assert not torch.equal(a, ellipse_phantoms(32, 128, rng=4))
+    flat = a.flatten(1)
+    assert torch.allclose(flat.amax(1), torch.ones(32)) and flat.min() == 0
+    # Ellipses cluster within radius 0.4745 + axes: corners are background, centre mostly not.
+    assert a[:, :8, :8].abs().max() == 0
+    foreground = (a > 0).float().mean().item()
+    assert 0.1 < foreground < 0.5
+    centre = (a[:, 48:80, 48:80] > 0).float().mean().item()
+    assert centre > 0.8
+
+
+def test_ellipsoid_volume_shape_range_and_continuity() -> None:
+    v = ellipsoid_volume((32, 48, 40), seed=1)
+    assert v.shape == (32, 48, 40) and v.dtype == np.float32
+    assert v.min() == 0 and v.max() == pytest.approx(1.0)
+    # Neighbouring slices are more alike than slices 8 apart.
+    near = np.abs(v[9:24] - v[8:23]).mean()
+    far = np.abs(v[16:31] - v[8:23]).mean()
+    assert near < 0.5 * far
+
+
+def test_schedule_maths() -> None:
+    s = VPSchedule()
+    ab = s.alpha_bar
+    assert ab.shape == (1000,)
+    assert ab[0].item() == pytest.approx(1 - 1e-4)
+    assert torch.all(ab[1:] < ab[:-1])
+    expected_last = np.prod(1 - np.linspace(1e-4, 0.02, 1000))
+    assert ab[-1].item() == pytest.approx(expected_last, rel=1e-4)
+    x0 = torch.rand(3, 8, 8)
+    eps = torch.randn(3, 8, 8)
+    xt = s.add_noise(x0, eps, torch.tensor([700, 700, 700]))
+    assert torch.allclose(s.tweedie(xt, eps, 700), x0, atol=1e-5)
+    assert s.sampling_timesteps(50)[:3] == [980, 960, 940] and s.sampling_timesteps(50)[-1] == 0
+    with pytest.raises(ValueError, match="NFE"):
+        s.sampling_timesteps(0)
+
+
+@pytest.mark.parametrize("shape", [(37, 41), (64, 64), (17, 96)])
+def test_unet_and_prior_accept_any_size(shape: tuple[int, int]) -> None:
+    net = UNet(TINY)
+    x = torch.randn(2, 3, *shape)
+    assert net(x, torch.tensor([10, 900])).shape == (2, 1, *shape)
+    for patch in (None, 16):
+        prior = DiffusionPrior(PriorConfig(unet=TINY, patch_size=patch)).eval()
+        with torch.no_grad():
+            out = prior.eps(torch.rand(3, *shape), 500, torch.Generator().manual_seed(0))
+        assert out.shape == (3, *shape)
+
+
+def test_patch_tiling_matches_whole_image_for_position_independent_network() -> None:
+    torch.manual_seed(0)
+    pointwise = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 6, 1), torch.nn.SiLU(), torch.nn.Conv2d(6, 1, 1)
+    )
+    images = torch.rand(2, 45, 70)
+    with torch.no_grad():
+        whole = pointwise(with_coordinates(images))[:, 0]
+        for offset in [(0, 0), (5, 11), (15, 15)]:
+            tiled = tiled_apply(pointwise, images, 16, offset)
+            assert torch.allclose(tiled, whole, atol=1e-6), offset
+
+
+def test_random_patches_carry_matching_coordinates() -> None:
+    images = torch.arange(32 * 32, dtype=torch.float32).reshape(1, 32, 32).repeat(64, 1, 1)
+    patches = random_patches(images, 8, torch.Generator().manual_seed(1))
+    assert patches.shape == (64, 3, 8, 8)
+    # Inside the image, pixel value i·32 + j must agree with the coordinate channels.
+    y, x = patches[:, 1], patches[:, 2]
+    rows = ((y + 1) * 32 - 1) / 2
+    cols = ((x + 1) * 32 - 1) / 2
+    inside = (rows >= 0) & (rows < 32) & (cols >= 0) & (cols < 32)
+    assert inside.any() and (~inside).any()
+    assert torch.allclose(patches[:, 0][inside], (rows * 32 + cols)[inside], atol=1e-3)
+    assert torch.all(patches[:, 0][~inside] == 0)
+
+
+def test_weights_round_trip_and_refuse_bad_files(tmp_path) -> None:
+    prior = DiffusionPrior(PriorConfig(unet=TINY, patch_size=16))
+    path = save_prior(prior, tmp_path / "p", info={"steps": 0}, card="# card\n")
+    assert path.with_suffix(".md").read_text() == "# card\n"
+    loaded = load_prior(path)
+    x = torch.rand(1, 24, 24)
+    g = torch.Generator
+    with torch.no_grad():
+        assert torch.equal(
+            prior.eps(x, 300, g().manual_seed(0)), loaded.eps(x, 300, g().manual_seed(0))
+        )
+    # Corrupted weights: checksum mismatch.
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(PriorLoadError, match="corrupted"):
+        load_prior(path)
+    # Not a safetensors file at all (no checksum recorded).
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta.pop("sha256")
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    path.write_bytes(b"this is not a weights file")
+    with pytest.raises(PriorLoadError, match="not a readable safetensors"):
+        load_prior(path)
+    # Weights that do not match the config.
+    other = save_prior(DiffusionPrior(PriorConfig(unet=TINY)), tmp_path / "q")
+    meta = json.loads(other.with_suffix(".json").read_text())
+    meta["config"]["unet"]["base_channels"] = 16
+    meta.pop("sha256")
+    other.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(PriorLoadError, match="does not match its config"):
+        load_prior(other)
+    with pytest.raises(PriorLoadError, match="not found"):
+        load_prior(tmp_path / "missing")
+
+
+def _tiny_cfg(steps: int, **kw) -> TrainConfig:
+    base = dict(
+        steps=steps,
+        batch_size=8,
+        base_channels=8,
+        channel_mults=(1, 2),
+        pool_size=16,
+        image_size=64,
+        patch_sizes=(16, 32),
+        patch_probs=(0.5, 0.5),
+        log_every=10,
+        checkpoint_every=10,
+        lr=2e-3,
+        name="tiny",
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _losses(out) -> list[float]:
+    lines = (out / "loss.csv").read_text().splitlines()[1:]
+    return [float(line.split(",")[1]) for line in lines]
+
+
+def test_training_lowers_the_loss_and_resumes_exactly(tmp_path) -> None:
+    torch.manual_seed(0)
+    path = train_prior(_tiny_cfg(60), tmp_path / "a", device="cpu")
+    losses = _losses(tmp_path / "a")
+    assert len(losses) == 6 and losses[-1] < 0.6 * losses[0]
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["info"]["steps"] == 60 and "wall_seconds" in meta["info"]
+    assert "Wall time" in path.with_suffix(".md").read_text()
+    # Stopping at 30 then resuming to 60 gives the same weights as one run.
+    train_prior(_tiny_cfg(30), tmp_path / "b", device="cpu")
+    resumed = train_prior(_tiny_cfg(60), tmp_path / "b", device="cpu")
+    a, b = load_prior(path), load_prior(resumed)
+    for (ka, va), (_, vb) in zip(
+        a.net.state_dict().items(), b.net.state_dict().items(), strict=True
+    ):
+        assert torch.allclose(va, vb, atol=1e-6), ka
+
+
+def test_finetuning_from_a_few_images(tmp_path) -> None:
+    base = train_prior(_tiny_cfg(10), tmp_path / "base", device="cpu")
+    volume = ellipsoid_volume((10, 64, 64), seed=2) * 300.0 + 20.0
+    images = images_from_arrays([volume])
+    assert images.shape == (10, 64, 64) and images.min() >= 0 and images.max() <= 1
+    cfg = _tiny_cfg(40, augment=True, pool_refresh=0, lr=1e-3, name="ft")
+    path = train_prior(cfg, tmp_path / "ft", device="cpu", images=images, init=base)
+    losses = _losses(tmp_path / "ft")
+    assert losses[-1] < losses[0]
+    assert json.loads(path.with_suffix(".json").read_text())["info"]["data"] == "10 user images"
+    with pytest.raises(ValueError, match="share one in-plane shape"):
+        images_from_arrays([np.zeros((8, 8)), np.zeros((9, 9))])
