@@ -156,9 +156,14 @@ def _train(args: argparse.Namespace, finetune: bool) -> int:
 
 
 def _methods_epilog() -> str:
-    lines = []
+    lines: list[str] = []
+    first_with: dict[str, str] = {}
     for m in METHODS.values():
         settings = ", ".join(f"{k}={'auto' if v is None else v}" for k, v in m.defaults.items())
+        if settings in first_with:
+            settings = f"settings as {first_with[settings]}"
+        elif settings:
+            first_with[settings] = m.name
         lines.append(
             f"  {m.name:<12} [{'/'.join(m.kinds)}] {m.summary}"
             + (f"; {settings}" if settings else "")

@@ -241,3 +241,48 @@ register(
         "3D total variation by ADMM (lam, rho: auto-scaled unless given)",
     )
 )
+
+
+def _diffusion_runner(name: str) -> Runner:
+    """Runner of the diffusion method ``name`` (the engine is imported when it runs)."""
+
+    def run(
+        op: LinearOperator, y: torch.Tensor, s: dict[str, Any], seed: int, progress: Progress
+    ) -> torch.Tensor:
+        from napari_ddip.recon import Progress as ProgressEvent
+        from napari_ddip.recon import ReconConfig, reconstruct, run_to_end
+
+        counts = {k: None if s[k] is None else int(s[k]) for k in ("adapt_steps", "slice_batch")}
+        cfg = ReconConfig(method=name, seed=seed, **(s | counts))
+
+        def on_event(event: object) -> None:
+            if isinstance(event, ProgressEvent):
+                progress(event.step, event.total)
+
+        try:
+            finished = run_to_end(reconstruct(y, op, cfg, device=y.device), on_event)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        volume = finished.volume if finished.complex_volume is None else finished.complex_volume
+        return torch.from_numpy(volume)
+
+    return run
+
+
+def _diffusion_defaults() -> dict[str, Any]:
+    """Every :class:`~napari_ddip.recon.ReconConfig` setting but the method and the seed."""
+    from napari_ddip.recon.config import ReconConfig
+
+    defaults = ReconConfig().to_dict()
+    return {k: v for k, v in defaults.items() if k not in ("method", "seed")}
+
+
+def _register_diffusion_methods() -> None:
+    from napari_ddip.recon.config import DIFFUSION_METHODS
+
+    defaults = _diffusion_defaults()
+    for name, summary in DIFFUSION_METHODS.items():
+        register(Method(name, ("ct", "mri"), _diffusion_runner(name), defaults, summary))
+
+
+_register_diffusion_methods()

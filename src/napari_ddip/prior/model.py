@@ -67,7 +67,8 @@ class DiffusionPrior(nn.Module):
     ) -> torch.Tensor:
         """Predicted noise for slices ``x (B, H, W)`` at integer timestep ``t``.
 
-        Patch priors draw the grid offset from ``generator`` (CPU generator); ``patch_batch``
+        Patch priors draw the grid offset and the noise of the padding (what training saw
+        outside the image at this noise level) from ``generator`` (CPU); ``patch_batch``
         bounds how many patches go through the network at once (all at once when None).
         """
 
@@ -83,7 +84,8 @@ class DiffusionPrior(nn.Module):
             return run(with_coordinates(x))[:, 0]
         p = self.patch_size
         offset = torch.randint(0, p, (2,), generator=generator).tolist()
-        return tiled_apply(run, x, p, (offset[0], offset[1]))
+        pad_std = float((1 - self.schedule.ab(t)).sqrt())
+        return tiled_apply(run, x, p, (offset[0], offset[1]), pad_std, generator)
 
     def tweedie(
         self, x: torch.Tensor, t: int, generator: torch.Generator | None = None

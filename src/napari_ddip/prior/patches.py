@@ -37,6 +37,8 @@ def tiled_apply(
     images: torch.Tensor,
     patch_size: int,
     offset: tuple[int, int],
+    pad_std: float = 0.0,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Apply a patch network to whole images by shifted, non-overlapping tiling.
 
@@ -45,7 +47,10 @@ def tiled_apply(
         images: ``(B, H, W)``.
         patch_size: ``P``.
         offset: grid shift ``(oy, ox)``, each in ``[0, P)``: the image starts at this position
-            of the zero-padded canvas.
+            of the padded canvas.
+        pad_std: the padding is Gaussian noise of this standard deviation (drawn from
+            ``generator``): at diffusion time ``t`` it is ``√(1 − ᾱ_t)``, what training saw
+            outside the image (a zero image plus noise); 0 pads with zeros.
 
     Returns:
         ``(B, H, W)``: the stitched outputs.
@@ -53,9 +58,14 @@ def tiled_apply(
     b, h, w = images.shape
     p = patch_size
     oy, ox = offset
-    ny, nx = -(-(h + oy) // p), -(-(w + ox) // p)
+    # Enough patches for any offset, so that the cost does not depend on the draw.
+    ny, nx = -(-(h + p - 1) // p), -(-(w + p - 1) // p)
     canvas_h, canvas_w = ny * p, nx * p
-    canvas = images.new_zeros(b, canvas_h, canvas_w)
+    if pad_std > 0:
+        noise = torch.randn((b, canvas_h, canvas_w), generator=generator)
+        canvas = (pad_std * noise).to(device=images.device, dtype=images.dtype)
+    else:
+        canvas = images.new_zeros(b, canvas_h, canvas_w)
     canvas[:, oy : oy + h, ox : ox + w] = images
     dev = images.device
     coords = coordinates(

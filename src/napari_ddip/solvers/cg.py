@@ -7,6 +7,10 @@ from collections.abc import Callable
 import torch
 
 
+#: A slice stops once its residual is this many machine epsilons of the initial residual.
+CONVERGED_EPS = 100
+
+
 def batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Real part of ``<a, b> = Σ conj(a)·b`` per slice (all axes but the first): shape ``(Z,)``."""
     product = a.conj() * b if a.is_complex() else a * b
@@ -45,18 +49,23 @@ def conjugate_gradient(
     Every slice has its own step ``α`` and direction update ``β`` (inner products are reduced
     over all axes but the first). The iteration is out-of-place, so autograd differentiates
     through it (gradients w.r.t. ``rhs``, ``x0`` and anything ``apply_normal`` closes over).
-    Slices whose residual reaches exactly zero stop moving instead of producing NaN.
+    Slices whose residual falls to rounding level (``CONVERGED_EPS`` machine epsilons of the
+    initial one) stop moving instead
+    of amplifying rounding errors (or producing NaN at exactly zero).
     """
     x = torch.zeros_like(rhs) if x0 is None else x0
     r = rhs - apply_normal(x) if x0 is not None else rhs
     p = r
     rs = batch_dot(r, r)
     threshold = tol**2 * batch_dot(rhs, rhs)
+    # A slice whose residual fell to rounding level stops: its next direction would be noise.
+    floor = (CONVERGED_EPS * torch.finfo(rs.dtype).eps) ** 2 * rs
     for _ in range(n_iter):
         if tol > 0 and bool((rs <= threshold).all()):
             break
         hp = apply_normal(p)
-        alpha = _per_slice(_safe_divide(rs, batch_dot(p, hp)), p)
+        moving = (rs > floor).to(rs.dtype)
+        alpha = _per_slice(_safe_divide(rs, batch_dot(p, hp)) * moving, p)
         x = x + alpha * p
         r = r - alpha * hp
         rs_new = batch_dot(r, r)

@@ -74,6 +74,7 @@ def admm_tv(
     axes: Sequence[int] = (0, 1, 2),
     x0: torch.Tensor | None = None,
     callback: Callback | None = None,
+    norm: float | None = None,
 ) -> torch.Tensor:
     """Total-variation regularised least squares by ADMM.
 
@@ -92,9 +93,10 @@ def admm_tv(
 
     ``callback(iteration, n_iter, x)`` runs after every iteration (1-based); returning
     ``False`` stops early and returns the current ``x``. Differentiable if run with grad.
+    ``norm``: ``‖A‖²`` when already known (skips the power iteration).
     """
     x = op.pinv(y) if x0 is None else x0
-    norm = normal_norm(op, x)
+    norm = normal_norm(op, x) if norm is None else norm
     lam = TV_WEIGHT * image_scale(x) if lam is None else lam
     rho = ADMM_RHO if rho is None else rho
     rhs_data = op.adjoint(y) / norm

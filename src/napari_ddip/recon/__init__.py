@@ -1,0 +1,28 @@
+"""The diffusion reconstruction engine (no Qt, no napari): :func:`reconstruct` yields events.
+
+Example::
+
+    from napari_ddip.recon import ReconConfig, reconstruct, run_to_end
+
+    result = run_to_end(reconstruct(sinogram, ct_operator, ReconConfig(method="d3ip")))
+    volume = result.volume  # (Z, Y, X) float32
+"""
+
+from napari_ddip.recon.config import DIFFUSION_METHODS, ReconConfig
+from napari_ddip.recon.engine import Cancelled, reconstruct, resolve_device, run_to_end
+from napari_ddip.recon.events import Adapted, Event, Finished, Preview, Progress, Started
+
+__all__ = [
+    "DIFFUSION_METHODS",
+    "Adapted",
+    "Cancelled",
+    "Event",
+    "Finished",
+    "Preview",
+    "Progress",
+    "ReconConfig",
+    "Started",
+    "reconstruct",
+    "resolve_device",
+    "run_to_end",
+]

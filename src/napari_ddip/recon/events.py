@@ -1,0 +1,70 @@
+"""Typed events yielded by :func:`napari_ddip.recon.reconstruct`.
+
+A run yields one :class:`Started`, then :class:`Progress` (with an ETA), :class:`Adapted`
+(adaptation loss) and :class:`Preview` (the current estimate) events, and always ends with one
+:class:`Finished` (``partial=True`` when cancelled). Volumes are float32 NumPy arrays
+``(Z, Y, X)`` in the measurement's intensity units (magnitude for MRI).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Started:
+    """The run has resolved its settings and is about to do its first network call."""
+
+    method: str
+    n_slices: int
+    total: int  # work units (network passes) the run will take
+    device: str
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """``step`` of ``total`` work units done; ``eta`` seconds left (None before the first)."""
+
+    step: int
+    total: int
+    elapsed: float
+    eta: float | None
+    phase: str  # "sampling", "meta-learning" or "fine-tuning"
+
+
+@dataclass(frozen=True)
+class Adapted:
+    """Adaptation at sampling step ``t``: the mean relative measurement loss
+    ``‖A x̃₀ − y‖² / ‖y‖²``, the slices of the last step, and the loss of every step (for
+    per-slice methods: every slice's mean)."""
+
+    t: int
+    loss: float
+    slices: tuple[int, ...]
+    losses: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The current data-consistent estimate ``x̃₀`` of the slices in ``slices``."""
+
+    t: int
+    slices: tuple[int, ...]
+    volume: np.ndarray  # (len(slices), Y, X) float32
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The reconstruction (partial when cancelled) and its metadata (JSON-ready)."""
+
+    volume: np.ndarray  # (Z, Y, X) float32
+    metadata: dict[str, Any] = field(default_factory=dict)
+    partial: bool = False
+    complex_volume: np.ndarray | None = None  # (Z, Y, X) complex64 for MRI
+
+
+Event = Started | Progress | Adapted | Preview | Finished

@@ -1,0 +1,111 @@
+"""A measurement as the prior sees it: scaled to the prior's intensities, complex images as pairs
+of real slices, and the data-consistency step ``x̂₀ ↦ x̃₀`` of each method.
+
+The prior was trained on images in ``[0, 1]``, so a measurement is divided by ``scale``, the 99th
+percentile of ``|pinv(y)|`` (about the brightest tissue); the result is multiplied back. A complex
+image ``(Z, Y, X)`` is handed to the prior as ``(2Z, Y, X)``: real and imaginary part of slice
+``z`` are rows ``2z`` and ``2z + 1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from napari_ddip.physics.operator import LinearOperator
+from napari_ddip.recon.config import ReconConfig
+from napari_ddip.solvers.cg import conjugate_gradient
+from napari_ddip.solvers.classical import admm_tv, image_scale, normal_norm
+
+
+class Problem:
+    """``y = A x`` on ``device`` in the prior's units.
+
+    Args:
+        op: forward operator (on ``device``).
+        y: measurement ``(Z, ...)`` (on ``device``).
+        cfg: resolved settings (``gamma``, CG and ADMM iterations).
+    """
+
+    def __init__(self, op: LinearOperator, y: torch.Tensor, cfg: ReconConfig) -> None:
+        self.op, self.cfg = op, cfg
+        self.n_slices = y.shape[0]
+        self.channels = 2 if op.is_complex else 1
+        with torch.no_grad():
+            pinv = op.pinv(y)
+            self.scale = image_scale(pinv, 0.99) or image_scale(pinv, 1.0)
+            if not self.scale > 0:
+                raise ValueError("the measurement is all zero: nothing to reconstruct")
+            self.y = y / self.scale
+            self.pinv = pinv / self.scale
+            self.norm = normal_norm(op, self.pinv) if cfg.method == "d3ip-mbir" else None
+
+    # -- representation -------------------------------------------------------------------
+    def rows(self, slices: slice | Sequence[int] | torch.Tensor) -> slice | torch.Tensor:
+        """Prior rows of image slices ``slices``: a slice for a contiguous ``slice(a, b)``,
+        else a ``(len·channels,)`` long tensor."""
+        if isinstance(slices, slice):
+            start, stop, _ = slices.indices(self.n_slices)
+            return slice(start * self.channels, stop * self.channels)
+        idx = torch.as_tensor(slices, dtype=torch.long).reshape(-1, 1)
+        return (idx * self.channels + torch.arange(self.channels)).reshape(-1)
+
+    def to_prior(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``(Z, Y, X)`` → prior rows ``(Z·channels, Y, X)`` (real)."""
+        if not x.is_complex():
+            return x
+        return torch.view_as_real(x).permute(0, 3, 1, 2).reshape(-1, *x.shape[1:])
+
+    def from_prior(self, v: torch.Tensor) -> torch.Tensor:
+        """Prior rows ``(Z·channels, Y, X)`` → images ``(Z, Y, X)``."""
+        if self.channels == 1:
+            return v
+        pairs = v.reshape(-1, 2, *v.shape[1:]).permute(0, 2, 3, 1).contiguous()
+        return torch.view_as_complex(pairs)
+
+    # -- data consistency -----------------------------------------------------------------
+    def consistency(
+        self, x0: torch.Tensor, slices: slice | torch.Tensor, mode: str, admm_iters: int
+    ) -> torch.Tensor:
+        """``x̃₀`` from images ``x0 (n, Y, X)`` of slices ``slices``.
+
+        ``mode``: ``"cg"`` — ``cg_iters`` CG steps from ``x̂₀`` on the normal equations (CT) or
+        on ``(I + γAᴴA) x = x̂₀ + γAᴴy`` (MRI); ``"project"`` — DDNM's ``x̂₀ + A⁺(y − A x̂₀)``
+        with ``A⁺`` by CG; ``"mbir"`` — ``admm_iters`` ADMM iterations of TV along z (the
+        slices must be contiguous); ``"none"``. Differentiable.
+        """
+        cfg = self.cfg
+        op, y = self.op.subset(slices), self.y[slices]
+        if mode == "none" or (mode == "cg" and cfg.cg_iters == 0):
+            return x0
+        if mode == "cg":
+            if cfg.gamma is None:
+                return conjugate_gradient(op.normal, op.adjoint(y), x0=x0, n_iter=cfg.cg_iters)
+            gamma = cfg.gamma
+            rhs = x0 + gamma * op.adjoint(y)
+            return conjugate_gradient(
+                lambda v: v + gamma * op.normal(v), rhs, x0=x0, n_iter=cfg.cg_iters
+            )
+        if mode == "project":
+            residual = op.adjoint(y - op.forward(x0))
+            return x0 + conjugate_gradient(op.normal, residual, n_iter=cfg.ddnm_cg_iters)
+        if mode == "mbir":
+            return admm_tv(
+                op,
+                y,
+                lam=cfg.admm_lam,
+                rho=cfg.admm_rho,
+                n_iter=admm_iters,
+                n_cg=cfg.admm_cg,
+                axes=(0,),
+                x0=x0,
+                norm=self.norm,
+            )
+        raise ValueError(f"unknown data consistency {mode!r}")
+
+    def relative_loss(self, x: torch.Tensor, slices: slice | torch.Tensor) -> torch.Tensor:
+        """``‖A x − y‖² / ‖y‖²`` over slices ``slices`` (images ``x (n, Y, X)``)."""
+        y = self.y[slices]
+        residual = self.op.subset(slices).forward(x) - y
+        return residual.abs().pow(2).sum() / y.abs().pow(2).sum().clamp_min(1e-12)

@@ -1,0 +1,75 @@
+"""The DDS sampler's pieces: the initial state and the update between timesteps (DESIGN §5).
+
+All noise comes from one CPU ``torch.Generator`` and is moved to the device, so a run is
+reproducible for a fixed seed whatever the device.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from napari_ddip.prior.schedule import VPSchedule
+
+
+def gaussian(
+    shape: tuple[int, ...], generator: torch.Generator, like: torch.Tensor
+) -> torch.Tensor:
+    """Standard normal noise of ``shape`` drawn on the CPU, on ``like``'s device and dtype."""
+    return torch.randn(shape, generator=generator).to(device=like.device, dtype=like.dtype)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between ``a`` and ``b`` (same shape ``S``) at ``weights (n,)``.
+
+    Returns ``(n, *S)``; each result has about the norm of ``a`` and ``b`` (Gaussian draws of
+    many elements are nearly orthogonal, so this keeps the noise standard normal).
+    """
+    cos = (a * b).sum() / (a.norm() * b.norm())
+    omega = torch.arccos(cos.clamp(-1 + 1e-7, 1 - 1e-7))
+    w = weights.reshape(-1, *([1] * a.dim())).to(a)
+    return (torch.sin((1 - w) * omega) * a + torch.sin(w * omega) * b) / torch.sin(omega)
+
+
+def initial_state(
+    schedule: VPSchedule,
+    t: int,
+    pinv_rows: torch.Tensor,
+    channels: int,
+    generator: torch.Generator,
+    use_pinv: bool,
+    use_slerp: bool,
+) -> torch.Tensor:
+    """``x_T`` of shape ``pinv_rows.shape`` ``(Z·channels, Y, X)`` (paper 002 Eq. 16).
+
+    ``use_pinv``: ``√ᾱ_T·pinv(y) + √(1−ᾱ_T)·n`` instead of ``n``; ``use_slerp``: the noise of
+    slice ``z`` is the slerp between two draws at ``z / (Z − 1)``, so that neighbouring slices
+    start correlated.
+    """
+    rows, h, w = pinv_rows.shape
+    n_slices = rows // channels
+    if use_slerp and n_slices > 1:
+        a = gaussian((channels, h, w), generator, pinv_rows)
+        b = gaussian((channels, h, w), generator, pinv_rows)
+        weights = torch.linspace(0.0, 1.0, n_slices)
+        noise = slerp(a, b, weights).reshape(rows, h, w)
+    else:
+        noise = gaussian((rows, h, w), generator, pinv_rows)
+    if not use_pinv:
+        return noise
+    ab = schedule.ab(t, pinv_rows)
+    return ab.sqrt() * pinv_rows + (1 - ab).sqrt() * noise
+
+
+def dds_update(
+    schedule: VPSchedule,
+    x0: torch.Tensor,
+    eps: torch.Tensor,
+    t_next: int,
+    eta: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """``x_next = √ᾱ·x̃₀ + η·√(1−ᾱ)·z + √(1−η²)·√(1−ᾱ)·ε̂`` at ``t_next``."""
+    ab = schedule.ab(t_next, x0)
+    z = gaussian(tuple(x0.shape), generator, x0)
+    sigma = (1 - ab).sqrt()
+    return ab.sqrt() * x0 + eta * sigma * z + (1 - eta**2) ** 0.5 * sigma * eps

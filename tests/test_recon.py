@@ -1,0 +1,217 @@
+"""The diffusion engine on tiny volumes with a tiny random-init prior: every method on CT and
+MRI, determinism, cancellation, O(1) adaptation memory, adaptation lowering the loss, and the
+sampler's pieces against their mathematics."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from napari_ddip.physics.ct import ParallelBeamCT
+from napari_ddip.physics.masks import uniform1d_mask
+from napari_ddip.physics.mri import MRIOperator
+from napari_ddip.prior.model import DiffusionPrior, PriorConfig
+from napari_ddip.prior.phantoms import ellipsoid_volume
+from napari_ddip.prior.unet import UNetConfig
+from napari_ddip.recon import (
+    DIFFUSION_METHODS,
+    Adapted,
+    Finished,
+    Preview,
+    Progress,
+    ReconConfig,
+    Started,
+    reconstruct,
+    run_to_end,
+)
+from napari_ddip.recon.lora import LoRA, interpolate_states
+from napari_ddip.recon.problem import Problem
+from napari_ddip.recon.sampler import initial_state, slerp
+
+TINY = UNetConfig(base_channels=8, channel_mults=(1, 2), attention_levels=())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _prior(patch: int | None = 16) -> DiffusionPrior:
+    torch.manual_seed(0)
+    return DiffusionPrior(PriorConfig(unet=TINY, patch_size=patch)).eval()
+
+
+def _ct(n_slices: int = 4, size: int = 32) -> tuple[torch.Tensor, ParallelBeamCT, np.ndarray]:
+    volume = ellipsoid_volume((n_slices, size, size), seed=1)
+    op = ParallelBeamCT(size, n_views=16)
+    return op.forward(torch.from_numpy(volume)), op, volume
+
+
+def _mri(n_slices: int = 4, size: int = 32) -> tuple[torch.Tensor, MRIOperator, np.ndarray]:
+    volume = ellipsoid_volume((n_slices, size, size), seed=1)
+    op = MRIOperator(uniform1d_mask((size, size), accel=2, seed=0))
+    return op.forward(torch.from_numpy(volume).to(torch.complex64)), op, volume
+
+
+FAST = {"nfe": 3, "adapt_steps": 2, "k_slices": 2, "t_min": 0, "preview_every": 2}
+
+
+@pytest.mark.parametrize("method", list(DIFFUSION_METHODS))
+@pytest.mark.parametrize("modality", ["ct", "mri"])
+def test_every_method_runs_with_the_event_contract(method, modality) -> None:
+    y, op, volume = (_ct if modality == "ct" else _mri)()
+    events = list(reconstruct(y, op, ReconConfig(method=method, **FAST), prior=_prior()))
+    assert isinstance(events[0], Started) and isinstance(events[-1], Finished)
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert progress[-1].step == progress[-1].total == events[0].total
+    assert [p.step for p in progress] == list(range(1, events[0].total + 1))
+    assert any(isinstance(e, Preview) for e in events)
+    assert any(isinstance(e, Adapted) for e in events) == (
+        method in ("ddip", "d3ip", "d3ip-mbir", "d3ip-meta")
+    )
+    result = events[-1]
+    assert result.volume.shape == volume.shape and result.volume.dtype == np.float32
+    assert np.isfinite(result.volume).all() and not result.partial
+    assert (result.complex_volume is not None) == (modality == "mri")
+    assert result.metadata["method"] == method and result.metadata["settings"]["nfe"] == 3
+
+
+def test_same_seed_same_volume_other_seed_other_volume() -> None:
+    y, op, _ = _ct()
+
+    def run(seed: int) -> np.ndarray:
+        cfg = ReconConfig(method="d3ip", seed=seed, **FAST)
+        return run_to_end(reconstruct(y, op, cfg, prior=_prior())).volume
+
+    first = run(0)
+    np.testing.assert_array_equal(first, run(0))
+    assert np.abs(first - run(1)).max() > 1e-4
+
+
+def test_an_all_zero_measurement_is_refused() -> None:
+    y, op, _ = _ct()
+    with pytest.raises(ValueError, match="all zero"):
+        next(iter(reconstruct(torch.zeros_like(y), op, ReconConfig(**FAST), prior=_prior())))
+
+
+def test_slice_subset_reconstructs_only_those_slices() -> None:
+    y, op, _ = _ct(n_slices=5)
+    cfg = ReconConfig(method="dds", **FAST)
+    result = run_to_end(reconstruct(y, op, cfg, prior=_prior(), slices=[1, 3]))
+    assert result.volume.shape == (2, 32, 32) and result.metadata["n_slices"] == 2
+
+
+def test_cancel_stops_before_the_next_network_call_and_keeps_a_partial_result() -> None:
+    y, op, volume = _ct()
+    cancel = threading.Event()
+    cfg = ReconConfig(method="d3ip", **FAST)
+    after_cancel = []
+    for event in reconstruct(y, op, cfg, prior=_prior(), cancel=cancel):
+        if cancel.is_set():
+            after_cancel.append(event)
+        elif isinstance(event, Progress) and event.step == 3:
+            cancel.set()
+    assert [type(e) for e in after_cancel] == [Finished]
+    assert after_cancel[0].partial and after_cancel[0].volume.shape == volume.shape
+
+
+def _saved_bytes(n_slices: int, method: str) -> tuple[int, int]:
+    """Bytes autograd saves over a whole run, and the LoRA's trainable size."""
+    y, op, _ = _ct(n_slices=n_slices)
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    cfg = ReconConfig(method=method, **FAST)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        result = run_to_end(reconstruct(y, op, cfg, prior=_prior()))
+    return total, result.metadata["lora_parameters"]
+
+
+def test_d3ip_adaptation_memory_does_not_grow_with_the_slice_count() -> None:
+    small, lora_small = _saved_bytes(3, "d3ip")
+    large, lora_large = _saved_bytes(12, "d3ip")
+    assert small > 0 and small == large and lora_small == lora_large > 0
+    # DDIP adapts every slice, so its autograd work grows with the volume (the paper's point).
+    ddip_small, _ = _saved_bytes(3, "ddip")
+    ddip_large, _ = _saved_bytes(12, "ddip")
+    assert ddip_large > 3 * ddip_small
+
+
+def test_adaptation_lowers_the_measurement_loss() -> None:
+    y, op, _ = _ct(n_slices=4)
+    cfg = ReconConfig(
+        method="d3ip", nfe=2, adapt_steps=15, k_slices=4, lr=1e-2, t_min=0, preview_every=0
+    )
+    losses = [
+        e.losses for e in reconstruct(y, op, cfg, prior=_prior(None)) if isinstance(e, Adapted)
+    ]
+    assert len(losses) == 2 and losses[0][-1] < 0.5 * losses[0][0]
+    assert all(run[-1] < run[0] for run in losses)
+
+
+def test_lora_starts_as_identity_and_round_trips_its_state() -> None:
+    prior = _prior(None)
+    x = torch.randn(2, 3, 16, 16)
+    t = torch.tensor([500, 500])
+    before = prior.net(x, t)
+    lora = LoRA(prior.net, rank=2, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(prior.net(x, t), before)
+    adapter = {id(p) for p in lora.parameters()}
+    assert all(not p.requires_grad for p in prior.net.parameters() if id(p) not in adapter)
+    state = lora.state()
+    with torch.no_grad():
+        for p in lora.parameters():
+            p.add_(0.1)
+    changed = prior.net(x, t)
+    assert (changed - before).abs().max() > 1e-3
+    lora.load(state)
+    torch.testing.assert_close(prior.net(x, t), before)
+    half = interpolate_states(state, {k: v + 2 for k, v in state.items()}, 0.25)
+    assert all(torch.allclose(half[k], state[k] + 0.5) for k in state)
+
+
+def test_slerp_keeps_the_end_points_and_the_norm() -> None:
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(4096, generator=g), torch.randn(4096, generator=g)
+    path = slerp(a, b, torch.linspace(0, 1, 5))
+    torch.testing.assert_close(path[0], a)
+    torch.testing.assert_close(path[-1], b, rtol=1e-4, atol=1e-4)
+    norms = path.norm(dim=1)
+    assert ((norms - a.norm()).abs() < 0.05 * a.norm()).all()
+
+
+def test_initial_noise_is_correlated_across_neighbouring_slices_only_with_slerp() -> None:
+    prior = _prior()
+    pinv = torch.zeros(32, 16, 16)
+    g = torch.Generator().manual_seed(0)
+    for use_slerp, low, high in ((True, 0.95, 1.0), (False, -0.2, 0.2)):
+        x = initial_state(prior.schedule, 980, pinv, 1, g, use_pinv=True, use_slerp=use_slerp)
+        corr = np.corrcoef(x[10].flatten(), x[11].flatten())[0, 1]
+        assert low < corr < high
+        assert abs(float(x.std()) - float((1 - prior.schedule.ab(980)).sqrt())) < 0.05
+
+
+def test_problem_representation_and_data_consistency() -> None:
+    y, op, _ = _mri(n_slices=3)
+    cfg = ReconConfig(method="ddnm", cg_iters=5, ddnm_cg_iters=30).resolved("mri", "cpu")
+    p = Problem(op, y, cfg)
+    x = torch.randn(3, 32, 32, dtype=torch.complex64)
+    torch.testing.assert_close(p.from_prior(p.to_prior(x)), x)
+    assert p.to_prior(x).shape == (6, 32, 32)
+    torch.testing.assert_close(p.to_prior(x)[p.rows(torch.tensor([1]))], p.to_prior(x)[2:4])
+    x0 = torch.zeros(3, 32, 32, dtype=torch.complex64)
+    before = float(p.relative_loss(x0, slice(None)))
+    after_cg = float(p.relative_loss(p.consistency(x0, slice(None), "cg", 1), slice(None)))
+    projected = p.consistency(x0, slice(None), "project", 1)
+    assert before == pytest.approx(1.0) and after_cg < 0.2 * before
+    assert float(p.relative_loss(projected, slice(None))) < 1e-6
