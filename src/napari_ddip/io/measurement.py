@@ -37,7 +37,7 @@ from napari_ddip.io.errors import (
     require_suffix,
 )
 from napari_ddip.io.npz import read_npz
-from napari_ddip.io.tiff import VoxelSize, read_tiff, write_tiff
+from napari_ddip.io.tiff import VoxelSize, read_tiff, read_tiff_info, write_tiff
 
 KINDS = ("ct", "mri")
 MEASUREMENT_SUFFIXES = (".npz", ".tif", ".tiff")
@@ -213,6 +213,23 @@ def check_measurement_path(path: str | Path, kind: str, overwrite: bool = False)
 
 def _metadata(m: Measurement) -> dict[str, Any]:
     return {"voxel_size": list(m.voxel_size), "provenance": m.provenance}
+
+
+def is_measurement_file(path: str | Path) -> bool:
+    """Whether ``path`` looks like a measurement file, judged without reading its data: a
+    ``.npz`` with ``kind``, ``data`` and ``geometry`` arrays, or a TIFF with our metadata
+    holding a ``geometry``. Never raises (a foreign or broken file is simply not one)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in MEASUREMENT_SUFFIXES or not path.is_file():
+        return False
+    if suffix != ".npz":
+        return "geometry" in (read_tiff_info(path) or {})
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {"kind", "data", "geometry"} <= set(npz.files)
+    except Exception:  # any failure to parse means: not a measurement of ours
+        return False
 
 
 def load_measurement(path: str | Path) -> Measurement:

@@ -23,12 +23,21 @@ META_KEY = "napari_ddip"
 VoxelSize = tuple[float, float, float]
 
 
-def write_tiff(path: Path, data: np.ndarray, voxel_size: VoxelSize, info: dict[str, Any]) -> None:
-    """Write ``data`` ``(Z, Y, X)`` as float32, ``voxel_size`` ``(z, y, x)`` in mm, and ``info``."""
+def write_tiff(
+    path: Path,
+    data: np.ndarray,
+    voxel_size: VoxelSize,
+    info: dict[str, Any],
+    dtype: type[np.generic] = np.float32,
+) -> None:
+    """Write ``data`` ``(Z, Y, X)`` as ``dtype``, ``voxel_size`` ``(z, y, x)`` in mm, and ``info``.
+
+    ``dtype`` must be one ImageJ stores: float32 (volumes), uint8 or uint16 (labels).
+    """
     vz, vy, vx = voxel_size
     tifffile.imwrite(
         path,
-        np.ascontiguousarray(data, dtype=np.float32),
+        np.ascontiguousarray(data, dtype=dtype),
         imagej=True,
         resolution=(1.0 / vx, 1.0 / vy),
         metadata={
@@ -40,18 +49,37 @@ def write_tiff(path: Path, data: np.ndarray, voxel_size: VoxelSize, info: dict[s
     )
 
 
-def _parse_info(text: str | None) -> dict[str, Any] | None:
-    """Our metadata object from a JSON text, or None when there is none."""
+def _parse_info(text: str | None, require_key: bool = False) -> dict[str, Any] | None:
+    """Our metadata object from a JSON text, or None when there is none; with ``require_key``
+    only a ``{"napari_ddip": {...}}`` object counts (not any JSON, e.g. tifffile's shape)."""
     if not text:
         return None
     try:
         obj = json.loads(text)
     except json.JSONDecodeError:
         return None
-    if not isinstance(obj, dict):
+    if not isinstance(obj, dict) or (require_key and META_KEY not in obj):
         return None
     inner = obj.get(META_KEY, obj)
     return inner if isinstance(inner, dict) else None
+
+
+def read_tiff_info(path: Path, require_key: bool = False) -> dict[str, Any] | None:
+    """Our JSON metadata object of a TIFF file without reading its pixels; None when the file
+    has none or is not a readable TIFF (never raises for a foreign file). ``require_key``: see
+    :func:`_parse_info`."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return _file_info(tif, require_key)
+    except Exception:  # any failure to parse means: not a TIFF of ours
+        return None
+
+
+def _file_info(tif: tifffile.TiffFile, require_key: bool = False) -> dict[str, Any] | None:
+    """Our metadata from the ImageJ ``Info`` field, else from the first image description."""
+    ij = tif.imagej_metadata
+    text = ij.get("Info") if ij is not None else tif.pages[0].description
+    return _parse_info(text, require_key)
 
 
 def read_tiff(path: Path) -> tuple[np.ndarray, VoxelSize | None, dict[str, Any] | None]:
@@ -65,14 +93,9 @@ def read_tiff(path: Path) -> tuple[np.ndarray, VoxelSize | None, dict[str, Any] 
     try:
         with tifffile.TiffFile(path) as tif:
             data = tif.series[0].asarray()
-            page = tif.pages[0]
             ij = tif.imagej_metadata
-            if ij is not None:
-                info = _parse_info(ij.get("Info"))
-                voxel_size = _imagej_voxel_size(ij, page)
-            else:
-                info = _parse_info(page.description)
-                voxel_size = None
+            info = _file_info(tif)
+            voxel_size = None if ij is None else _imagej_voxel_size(ij, tif.pages[0])
     except (tifffile.TiffFileError, ValueError, OSError, IndexError) as exc:
         raise InputError(f"{path}: not a readable TIFF file ({exc})") from None
     return data, voxel_size, info
