@@ -8,7 +8,6 @@ range and are left out of the average.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -34,31 +33,62 @@ class Scores:
         return asdict(self)
 
 
-def _slices(
-    recon: np.ndarray, reference: np.ndarray
-) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
-    """Yield ``(recon_slice, reference_slice, data_range)`` for non-constant reference slices."""
+@dataclass(frozen=True)
+class SliceScores:
+    """Scores of every ``z`` slice.
+
+    Attributes:
+        psnr: float64 ``(Z,)`` PSNR in dB; NaN where the reference slice is constant.
+        ssim: float64 ``(Z,)`` SSIM in [-1, 1]; NaN where the reference slice is constant.
+    """
+
+    psnr: np.ndarray
+    ssim: np.ndarray
+
+    @property
+    def valid(self) -> np.ndarray:
+        """bool ``(Z,)``: slices with a non-constant reference (the ones that are scored)."""
+        return ~np.isnan(self.ssim)
+
+    def mean(self) -> Scores:
+        """The volume scores: means over the valid slices. Raises ValueError if there is none."""
+        valid = self.valid
+        if not valid.any():
+            raise ValueError("the reference is constant in every slice: PSNR/SSIM are undefined")
+        return Scores(
+            psnr=float(np.mean(self.psnr[valid])),
+            ssim=float(np.mean(self.ssim[valid])),
+            n_slices=int(valid.sum()),
+        )
+
+
+def slice_scores(recon: np.ndarray, reference: np.ndarray) -> SliceScores:
+    """PSNR and SSIM of every slice of ``recon`` vs ``reference`` (real ``(Z, Y, X)``).
+
+    Each slice's data range is that of its reference slice. Slices need at least 7×7 pixels
+    (the SSIM window). Raises ValueError for mismatched shapes or a volume that is not 3D.
+    """
     if recon.shape != reference.shape:
         raise ValueError(f"shapes differ: recon {recon.shape} vs reference {reference.shape}")
     if reference.ndim != 3:
         raise ValueError(f"expected (Z, Y, X) volumes, got shape {reference.shape}")
-    for rec, ref in zip(recon.astype(np.float64), reference.astype(np.float64), strict=True):
+    psnr = np.full(reference.shape[0], np.nan)
+    ssim = np.full(reference.shape[0], np.nan)
+    for z, (rec, ref) in enumerate(
+        zip(recon.astype(np.float64), reference.astype(np.float64), strict=True)
+    ):
         data_range = float(ref.max() - ref.min())
         if data_range > 0:
-            yield rec, ref, data_range
+            with np.errstate(divide="ignore"):  # a perfect slice has PSNR = inf
+                psnr[z] = peak_signal_noise_ratio(ref, rec, data_range=data_range)
+            ssim[z] = structural_similarity(ref, rec, data_range=data_range)
+    return SliceScores(psnr=psnr, ssim=ssim)
 
 
 def score(recon: np.ndarray, reference: np.ndarray) -> Scores:
-    """PSNR and SSIM of ``recon`` vs ``reference`` (real ``(Z, Y, X)``, same shape).
+    """PSNR and SSIM of ``recon`` vs ``reference`` (real ``(Z, Y, X)``, same shape), averaged
+    over the slices :func:`slice_scores` scores.
 
-    Slices need at least 7×7 pixels (the SSIM window). Raises ValueError for mismatched
-    shapes or when every reference slice is constant.
+    Raises ValueError for mismatched shapes or when every reference slice is constant.
     """
-    psnrs, ssims = [], []
-    for rec, ref, data_range in _slices(recon, reference):
-        with np.errstate(divide="ignore"):  # a perfect slice has PSNR = inf
-            psnrs.append(peak_signal_noise_ratio(ref, rec, data_range=data_range))
-        ssims.append(structural_similarity(ref, rec, data_range=data_range))
-    if not psnrs:
-        raise ValueError("the reference is constant in every slice: PSNR/SSIM are undefined")
-    return Scores(psnr=float(np.mean(psnrs)), ssim=float(np.mean(ssims)), n_slices=len(psnrs))
+    return slice_scores(recon, reference).mean()
