@@ -1,9 +1,10 @@
 """The demo job on built-in sample data: sparse-view CT of an ellipsoid phantom.
 
-A 32×128×128 ellipsoid phantom is projected to 60 views with 1 % Gaussian noise and
-reconstructed with each method; PSNR/SSIM are printed, and the folder gets the phantom, the
-sinogram, one result TIFF per method and ``comparison.png`` (middle axial slice and a coronal
-slice of phantom and reconstructions, PSNR/SSIM in the titles).
+The CT sample of :mod:`napari_ddip.samples` (a 32×128×128 ellipsoid phantom projected to 60
+views with 1 % Gaussian noise) is reconstructed with each method; PSNR/SSIM are printed, and
+the folder gets the phantom, the sinogram, one result TIFF per method and ``comparison.png``
+(middle axial slice and a coronal slice of phantom and reconstructions, PSNR/SSIM in the
+titles).
 """
 
 from __future__ import annotations
@@ -18,12 +19,8 @@ from matplotlib.figure import Figure
 from napari_ddip.io import InputError, require_new_output, save_measurement, write_result
 from napari_ddip.methods import progress_bar, reconstruct_measurement
 from napari_ddip.metrics import Scores, score
-from napari_ddip.prior.phantoms import ellipsoid_volume
-from napari_ddip.simulate import simulate_ct
+from napari_ddip.samples import CT_NOISE, CT_SHAPE, CT_VIEWS, ct_phantom_sample
 
-SHAPE = (32, 128, 128)
-N_VIEWS = 60
-NOISE = 0.01
 METHODS = ("fbp", "tv")
 LABELS = {"fbp": "FBP", "tv": "ADMM-TV"}
 
@@ -51,17 +48,11 @@ def run_demo(
     for name in names:
         require_new_output(out / name, overwrite)
 
-    phantom = ellipsoid_volume(SHAPE, seed=seed)
-    write_result(
-        out / "phantom.tif",
-        phantom,
-        (1.0, 1.0, 1.0),
-        {"phantom": "ellipsoid_volume", "seed": seed},
-        overwrite,
-    )
-    m = simulate_ct(phantom, n_views=N_VIEWS, noise=NOISE, seed=seed)
+    sample = ct_phantom_sample(seed)
+    phantom, m = sample.volume, sample.measurement
+    write_result(out / "phantom.tif", phantom, sample.voxel_size, sample.provenance, overwrite)
     save_measurement(out / "sinogram.npz", m, overwrite)
-    log(f"phantom {SHAPE}, CT {N_VIEWS} views, {NOISE:.0%} noise -> {out}")
+    log(f"phantom {CT_SHAPE}, CT {CT_VIEWS} views, {CT_NOISE:.0%} noise -> {out}")
 
     results: dict[str, tuple[np.ndarray, Scores]] = {}
     for method in methods:

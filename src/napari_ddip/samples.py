@@ -1,0 +1,96 @@
+"""Built-in sample data: a volume with its simulated measurement (no Qt, nothing downloaded).
+
+- CT: a 32×128×128 ellipsoid phantom (1 mm voxels) and its 60-view sinogram with 1 % noise.
+- MRI: 32 axial slices of nilearn's MNI152 T1 template (real anatomy; the template ships inside
+  the nilearn wheel) at 2 mm, zero-padded to 128×128 and scaled to [0, 1], with single-coil
+  k-space undersampled ×4 by a Poisson-disc mask.
+
+The napari sample-data commands, the demo and the benchmarks all build their data here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from napari_ddip.io import InputError, Measurement
+from napari_ddip.io.tiff import VoxelSize
+from napari_ddip.prior.phantoms import ellipsoid_volume
+from napari_ddip.simulate import simulate_ct, simulate_mri
+
+CT_SHAPE = (32, 128, 128)
+CT_VIEWS = 60
+CT_NOISE = 0.01
+
+MRI_SIZE = 128
+MRI_SLICES = 32
+#: First axial slice of the 2 mm template used (the slab runs from the temporal lobes and
+#: the cerebellum's top through the ventricles to the centrum semiovale).
+MRI_FIRST_SLICE = 28
+MRI_VOXEL_MM = 2.0
+MRI_ACCEL = 4.0
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A reference volume and its measurement.
+
+    Attributes:
+        volume: float32 ``(Z, Y, X)`` in [0, 1], the ground truth.
+        measurement: the simulated measurement of ``volume`` (its voxel size is the volume's).
+        provenance: JSON-ready description of how ``volume`` was made.
+    """
+
+    volume: np.ndarray
+    measurement: Measurement
+    provenance: dict[str, Any]
+
+    @property
+    def voxel_size(self) -> VoxelSize:
+        """``(z, y, x)`` in mm."""
+        return self.measurement.voxel_size
+
+
+def ct_phantom_sample(seed: int = 0) -> Sample:
+    """The ellipsoid phantom ``(32, 128, 128)`` and its 60-view, 1 %-noise sinogram
+    ``(32, 60, 182)``."""
+    volume = ellipsoid_volume(CT_SHAPE, seed=seed)
+    measurement = simulate_ct(volume, n_views=CT_VIEWS, noise=CT_NOISE, seed=seed)
+    return Sample(volume, measurement, {"phantom": "ellipsoid_volume", "seed": seed})
+
+
+def mni_brain_volume() -> np.ndarray:
+    """32 axial slices of the MNI152 T1 template at 2 mm: float32 ``(32, 128, 128)`` in [0, 1].
+
+    Axes run inferior → superior, anterior → posterior (anterior at the top) and from the
+    subject's left to right (neurological view); the 117×99 slices are zero-padded (centred)
+    to 128×128. Needs nilearn (``napari-ddip[data]``).
+    """
+    try:
+        from nilearn.datasets import load_mni152_template
+    except ImportError:
+        raise InputError(
+            "the MRI sample needs nilearn (its MNI152 template ships in the wheel): "
+            "pip install 'napari-ddip[data]'"
+        ) from None
+    image = load_mni152_template(resolution=int(MRI_VOXEL_MM))
+    xyz = np.asarray(image.get_fdata(), dtype=np.float32)
+    slab = xyz[:, :, MRI_FIRST_SLICE : MRI_FIRST_SLICE + MRI_SLICES]
+    volume = slab.transpose(2, 1, 0)[:, ::-1, :]  # (z, y, x), anterior at the top
+    margins = [MRI_SIZE - n for n in volume.shape[1:]]
+    volume = np.pad(volume, [(0, 0)] + [(m // 2, m - m // 2) for m in margins])
+    return (volume / volume.max()).astype(np.float32)
+
+
+def mri_brain_sample(seed: int = 0) -> Sample:
+    """The MNI152 brain slab ``(32, 128, 128)`` and its ×4 Poisson-disc single-coil k-space."""
+    volume = mni_brain_volume()
+    voxel_size = (MRI_VOXEL_MM,) * 3
+    measurement = simulate_mri(volume, accel=MRI_ACCEL, seed=seed, voxel_size=voxel_size)
+    provenance = {
+        "source": "nilearn MNI152 T1 template (ICBM 2009a, 2 mm)",
+        "slices": [MRI_FIRST_SLICE, MRI_FIRST_SLICE + MRI_SLICES],
+    }
+    return Sample(volume, measurement, provenance)
