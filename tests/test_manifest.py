@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from importlib.metadata import entry_points
 from importlib.resources import files
 from pathlib import Path
 
 import npe2
+from npe2.manifest.utils import import_python_name
 
 TOP_LEVEL = Path(__file__).resolve().parents[1] / "napari.yaml"
 
@@ -31,3 +34,22 @@ def test_plugin_manager_discovers_the_plugin() -> None:
 def test_packaged_manifest_is_the_top_level_file() -> None:
     packaged = files("napari_ddip") / "napari.yaml"
     assert packaged.read_text() == TOP_LEVEL.read_text()
+
+
+def test_every_contribution_names_an_existing_command() -> None:
+    contributions = npe2.PluginManifest.from_file(TOP_LEVEL).contributions
+    commands = {c.id: c.python_name for c in contributions.commands}
+    used = [r.command for r in contributions.readers]
+    used += [w.command for w in contributions.writers]
+    used += [s.command for s in contributions.sample_data]
+    used += [w.command for w in contributions.widgets]
+    assert set(used) == set(commands)
+    for python_name in commands.values():
+        assert callable(import_python_name(python_name)), python_name
+
+
+def test_napari_face_imports_without_torch() -> None:
+    modules = [f"napari_ddip.viewer.{m}" for m in ("readers", "writers", "sample_data")]
+    modules += ["napari_ddip.viewer.simulate_widget", "napari_ddip.viewer.compare_widget"]
+    code = f"import sys; import {', '.join(modules)}; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

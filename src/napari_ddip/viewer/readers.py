@@ -1,0 +1,80 @@
+"""npe2 readers: measurement files, fastMRI-style HDF5 k-space, and result / labels TIFFs.
+
+Each ``get_*_reader(path)`` looks at the file without reading its data and returns a reader
+function only for files it understands, else None (never raises for a foreign file). Reader
+functions return napari layer data (see :mod:`napari_ddip.viewer.layers`); a file that looked
+right but fails validation raises :class:`~napari_ddip.io.InputError` with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from napari_ddip.io import (
+    is_kspace_h5,
+    is_measurement_file,
+    load_kspace_h5,
+    load_measurement,
+    read_labels,
+    read_volume,
+)
+from napari_ddip.io.labels import LABELS_KIND
+from napari_ddip.io.tiff import read_tiff_info
+from napari_ddip.io.volume import RESULT_SUFFIXES
+from napari_ddip.viewer.layers import LayerData, labels_layer, measurement_layer, volume_layer
+
+PathOrPaths = str | Sequence[str]
+Reader = Callable[[PathOrPaths], list[LayerData]]
+
+
+def _single(path: PathOrPaths) -> Path | None:
+    """The one path napari passed (a list of one is unwrapped), or None for several."""
+    if isinstance(path, str):
+        return Path(path)
+    return Path(path[0]) if len(path) == 1 else None
+
+
+def get_measurement_reader(path: PathOrPaths) -> Reader | None:
+    """Reader for a CT sinogram or MRI k-space measurement file (``.npz``, CT ``.tif``)."""
+    single = _single(path)
+    return _read_measurement if single and is_measurement_file(single) else None
+
+
+def get_hdf5_reader(path: PathOrPaths) -> Reader | None:
+    """Reader for an HDF5 file with a complex ``kspace`` dataset (fastMRI layout)."""
+    single = _single(path)
+    return _read_hdf5 if single and is_kspace_h5(single) else None
+
+
+def get_volume_reader(path: PathOrPaths) -> Reader | None:
+    """Reader for a result volume or labels TIFF written by napari-ddip."""
+    single = _single(path)
+    if single is None or single.suffix.lower() not in RESULT_SUFFIXES:
+        return None
+    info = read_tiff_info(single, require_key=True)
+    if info is None or "geometry" in info:  # not ours, or a sinogram (measurement reader)
+        return None
+    return _read_labels if info.get("kind") == LABELS_KIND else _read_volume
+
+
+def _read_measurement(path: PathOrPaths) -> list[LayerData]:
+    single = _single(path)
+    return [measurement_layer(load_measurement(single), single.stem)]
+
+
+def _read_hdf5(path: PathOrPaths) -> list[LayerData]:
+    single = _single(path)
+    return [measurement_layer(load_kspace_h5(single), single.stem)]
+
+
+def _read_volume(path: PathOrPaths) -> list[LayerData]:
+    single = _single(path)
+    volume = read_volume(single)
+    return [volume_layer(volume.data, volume.voxel_size, single.stem, volume.metadata)]
+
+
+def _read_labels(path: PathOrPaths) -> list[LayerData]:
+    single = _single(path)
+    labels, voxel_size, provenance = read_labels(single)
+    return [labels_layer(labels, voxel_size, single.stem, provenance)]

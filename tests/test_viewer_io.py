@@ -1,0 +1,137 @@
+"""napari readers and writers: measurement, HDF5, result and labels files round-trip through
+the plugin with their metadata and scale; foreign files get no reader."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import tifffile
+from napari.layers import Labels
+
+from napari_ddip.io import InputError, load_measurement, read_volume, save_measurement
+from napari_ddip.simulate import simulate_ct, simulate_mri
+from napari_ddip.viewer.layers import META_KEY, kspace_display, measurement_from_layer
+from napari_ddip.viewer.readers import get_hdf5_reader, get_measurement_reader, get_volume_reader
+from napari_ddip.viewer.writers import write_labels_layer, write_measurement
+
+pytestmark = pytest.mark.napari
+PLUGIN = "napari-ddip"
+
+
+def _open(viewer, path):
+    (layer,) = viewer.open(path, plugin=PLUGIN)
+    return layer
+
+
+def test_measurement_files_open_as_layers_with_their_measurement(
+    make_napari_viewer, tmp_path, tiny_volume
+) -> None:
+    ct = simulate_ct(tiny_volume, n_views=12, voxel_size=(2.0, 0.5, 0.5))
+    mri = simulate_mri(tiny_volume, accel=2.0, coils=2)
+    files = {
+        "ct.npz": ct,
+        "ct.tif": ct,
+        "mri.npz": mri,
+    }
+    viewer = make_napari_viewer()
+    for name, m in files.items():
+        layer = _open(viewer, save_measurement(tmp_path / name, m))
+        ours = layer.metadata[META_KEY]
+        assert ours["kind"] == m.kind and ours["geometry"] == m.geometry
+        np.testing.assert_array_equal(ours["measurement"].data, m.data)
+        np.testing.assert_allclose(layer.scale, m.voxel_size)
+    assert layer.data.shape == (4, 64, 64) and layer.data.dtype == np.float32
+    np.testing.assert_allclose(layer.data, kspace_display(mri.data))
+    np.testing.assert_array_equal(ours["measurement"].maps, mri.maps)
+    assert viewer.layers["ct"].data.shape == (4, 12, 91)
+    assert measurement_from_layer(viewer.layers["ct"]).geometry == ct.geometry
+    plain = viewer.add_image(tiny_volume, name="plain")
+    with pytest.raises(InputError, match="holds no measurement"):
+        measurement_from_layer(plain)
+
+
+def _write_h5(path, kspace, name="kspace") -> None:
+    with h5py.File(path, "w") as f:
+        f.create_dataset(name, data=kspace)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 32, 24), (2, 32, 24)])
+def test_hdf5_kspace_opens_with_mask_from_nonzero_columns(make_napari_viewer, tmp_path, shape):
+    rng = np.random.default_rng(0)
+    kspace = (rng.normal(size=shape) + 1j * rng.normal(size=shape)).astype(np.complex64)
+    kspace[..., ::3] = 0  # fastMRI-style: unsampled columns
+    _write_h5(tmp_path / "knee.h5", kspace)
+    layer = _open(make_napari_viewer(), tmp_path / "knee.h5")
+    m = layer.metadata[META_KEY]["measurement"]
+    np.testing.assert_array_equal(m.data, kspace)
+    expected = np.ones((32, 24), np.float32)
+    expected[:, ::3] = 0
+    np.testing.assert_array_equal(m.mask, expected)
+    assert m.maps is None and m.geometry["acceleration"] == pytest.approx(1.5)
+    assert layer.data.shape == (2, 32, 24)
+
+
+def test_foreign_files_get_no_reader(tmp_path) -> None:
+    np.savez(tmp_path / "plain.npz", x=np.zeros(3))
+    (tmp_path / "text.npz").write_text("not a zip")
+    tifffile.imwrite(tmp_path / "plain.tif", np.zeros((2, 8, 8), np.float32))  # JSON shape tag
+    tifffile.imwrite(tmp_path / "broken.tif", np.zeros((8, 8), np.uint8))
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00garbage")
+    _write_h5(tmp_path / "other.h5", np.zeros((2, 4, 4), np.complex64), name="image")
+    _write_h5(tmp_path / "real.h5", np.zeros((2, 4, 4), np.float32))
+    (tmp_path / "text.h5").write_text("not hdf5")
+    readers = (get_measurement_reader, get_hdf5_reader, get_volume_reader)
+    paths = [str(p) for p in tmp_path.iterdir()] + [str(tmp_path), str(tmp_path / "none.npz")]
+    for reader in readers:
+        for path in paths:
+            assert reader(path) is None, (reader.__name__, path)
+        assert reader(paths[:2]) is None
+
+
+def test_volume_labels_and_measurement_layers_save_and_reopen(
+    make_napari_viewer, tmp_path, tiny_volume
+) -> None:
+    viewer = make_napari_viewer()
+    provenance = {"method": "fbp", "seed": 3}
+    image = viewer.add_image(
+        tiny_volume,
+        name="recon",
+        scale=(2.0, 0.5, 0.25),
+        metadata={META_KEY: {"provenance": provenance}},
+    )
+    image.save(str(tmp_path / "recon.tif"), plugin=PLUGIN)
+    saved = read_volume(tmp_path / "recon.tif")
+    assert saved.data.dtype == np.float32 and saved.metadata == provenance
+    np.testing.assert_allclose(saved.voxel_size, (2.0, 0.5, 0.25))
+    reopened = _open(viewer, tmp_path / "recon.tif")
+    np.testing.assert_array_equal(reopened.data, tiny_volume)
+    np.testing.assert_allclose(reopened.scale, (2.0, 0.5, 0.25))
+    assert reopened.metadata[META_KEY]["provenance"] == provenance
+
+    annotations = np.zeros(tiny_volume.shape, np.int32)
+    annotations[1, 10:20, 10:30] = 300  # needs uint16
+    labels = viewer.add_labels(annotations, name="notes", scale=(2.0, 0.5, 0.25))
+    labels.save(str(tmp_path / "notes.tif"), plugin=PLUGIN)
+    assert tifffile.imread(tmp_path / "notes.tif").dtype == np.uint16
+    reopened = _open(viewer, tmp_path / "notes.tif")
+    assert isinstance(reopened, Labels)
+    np.testing.assert_array_equal(reopened.data, annotations)
+    np.testing.assert_allclose(reopened.scale, (2.0, 0.5, 0.25))
+
+    m = simulate_ct(tiny_volume, n_views=6)
+    sinogram = _open(viewer, save_measurement(tmp_path / "sino.npz", m))
+    for name in ("copy.npz", "copy.tif"):
+        sinogram.save(str(tmp_path / name), plugin=PLUGIN)
+        np.testing.assert_array_equal(load_measurement(tmp_path / name).data, m.data)
+
+
+def test_writers_and_readers_refuse_what_they_cannot_store(tmp_path) -> None:
+    meta = {"name": "notes", "scale": (1.0, 1.0, 1.0), "metadata": {}}
+    with pytest.raises(InputError, match=r"0\.\.65535"):
+        write_labels_layer(str(tmp_path / "n.tif"), np.full((2, 8, 8), -1), meta)
+    with pytest.raises(InputError, match="holds no measurement"):
+        write_measurement(str(tmp_path / "m.npz"), np.zeros((2, 8, 8)), meta)
+    _write_h5(tmp_path / "zero.h5", np.zeros((2, 8, 8), np.complex64))
+    with pytest.raises(InputError, match="zero everywhere"):
+        get_hdf5_reader(str(tmp_path / "zero.h5"))(str(tmp_path / "zero.h5"))
