@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 import torch
 
-
 #: A slice stops once its residual is this many machine epsilons of the initial residual.
 CONVERGED_EPS = 100
 
