@@ -61,12 +61,16 @@ def ct_phantom_sample(seed: int = 0) -> Sample:
     return Sample(volume, measurement, {"phantom": "ellipsoid_volume", "seed": seed})
 
 
-def mni_brain_volume() -> np.ndarray:
-    """32 axial slices of the MNI152 T1 template at 2 mm: float32 ``(32, 128, 128)`` in [0, 1].
+def mni_brain_volume(
+    size: int = MRI_SIZE, n_slices: int = MRI_SLICES, voxel_mm: int = int(MRI_VOXEL_MM)
+) -> np.ndarray:
+    """Axial slices of the MNI152 T1 template: float32 ``(n_slices, size, size)`` in [0, 1].
 
-    Axes run inferior → superior, anterior → posterior (anterior at the top) and from the
-    subject's left to right (neurological view); the 117×99 slices are zero-padded (centred)
-    to 128×128. Needs nilearn (``napari-ddip[data]``).
+    ``voxel_mm`` 2 (117×99 slices) or 1 (233×197); the slab starts at the same height
+    (``MRI_FIRST_SLICE`` at 2 mm) whatever the resolution. Axes run inferior → superior,
+    anterior → posterior (anterior at the top) and from the subject's left to right
+    (neurological view); slices are zero-padded (centred) to ``size``×``size``. Needs nilearn
+    (``napari-ddip[data]``).
     """
     try:
         from nilearn.datasets import load_mni152_template
@@ -75,11 +79,18 @@ def mni_brain_volume() -> np.ndarray:
             "the MRI sample needs nilearn (its MNI152 template ships in the wheel): "
             "pip install 'napari-ddip[data]'"
         ) from None
-    image = load_mni152_template(resolution=int(MRI_VOXEL_MM))
+    if voxel_mm not in (1, 2):
+        raise InputError(f"the MNI152 template comes at 1 or 2 mm, not {voxel_mm}")
+    image = load_mni152_template(resolution=voxel_mm)
     xyz = np.asarray(image.get_fdata(), dtype=np.float32)
-    slab = xyz[:, :, MRI_FIRST_SLICE : MRI_FIRST_SLICE + MRI_SLICES]
+    first = MRI_FIRST_SLICE * int(MRI_VOXEL_MM) // voxel_mm
+    if first + n_slices > xyz.shape[2]:
+        raise InputError(f"the template has only {xyz.shape[2] - first} slices above the slab")
+    slab = xyz[:, :, first : first + n_slices]
     volume = slab.transpose(2, 1, 0)[:, ::-1, :]  # (z, y, x), anterior at the top
-    margins = [MRI_SIZE - n for n in volume.shape[1:]]
+    margins = [size - n for n in volume.shape[1:]]
+    if min(margins) < 0:
+        raise InputError(f"{size}² is smaller than the template's {volume.shape[1:]} slices")
     volume = np.pad(volume, [(0, 0)] + [(m // 2, m - m // 2) for m in margins])
     return (volume / volume.max()).astype(np.float32)
 

@@ -38,7 +38,8 @@ class ReconConfig:
         lora_rank: LoRA rank.
         t_min, t_max: adaptation horizon (adapt only for ``t_min ≤ t ≤ t_max``).
         cg_iters: CG iterations of the data consistency (also inside the adaptation loss).
-        gamma: proximal weight of the MRI data consistency ``(I + γAᴴA)`` (None: CT none, MRI 5).
+        gamma: proximal weight of the data consistency ``(I + γAᴴA/‖A‖²)`` (None: CT none,
+            MRI 5).
         admm_iters, admm_cg: ADMM iterations and CG steps per ADMM iteration (mbir).
         admm_lam, admm_rho: z-TV weight and ADMM penalty (None: scaled to the data).
         meta_step_start, meta_step_end: Reptile step ``ε``, decaying linearly over the horizon.

@@ -39,7 +39,8 @@ class Problem:
                 raise ValueError("the measurement is all zero: nothing to reconstruct")
             self.y = y / self.scale
             self.pinv = pinv / self.scale
-            self.norm = normal_norm(op, self.pinv) if cfg.method == "d3ip-mbir" else None
+            # ‖A‖² (the same for every slice up to the mask): scales γ and the mbir data term.
+            self.norm = normal_norm(op.subset(slice(0, 1)), self.pinv[:1])
 
     # -- representation -------------------------------------------------------------------
     def rows(self, slices: slice | Sequence[int] | torch.Tensor) -> slice | torch.Tensor:
@@ -70,10 +71,11 @@ class Problem:
     ) -> torch.Tensor:
         """``x̃₀`` from images ``x0 (n, Y, X)`` of slices ``slices``.
 
-        ``mode``: ``"cg"`` — ``cg_iters`` CG steps from ``x̂₀`` on the normal equations (CT) or
-        on ``(I + γAᴴA) x = x̂₀ + γAᴴy`` (MRI); ``"project"`` — DDNM's ``x̂₀ + A⁺(y − A x̂₀)``
-        with ``A⁺`` by CG; ``"mbir"`` — ``admm_iters`` ADMM iterations of TV along z (the
-        slices must be contiguous); ``"none"``. Differentiable.
+        ``mode``: ``"cg"`` — ``cg_iters`` CG steps from ``x̂₀`` on the normal equations (``γ``
+        None) or on ``(I + γAᴴA/‖A‖²) x = x̂₀ + γAᴴy/‖A‖²`` (``‖A‖² = 1`` for MRI);
+        ``"project"`` — DDNM's ``x̂₀ + A⁺(y − A x̂₀)`` with ``A⁺`` by CG; ``"mbir"`` —
+        ``admm_iters`` ADMM iterations of TV along z (contiguous slices); ``"none"``.
+        Differentiable.
         """
         cfg = self.cfg
         op, y = self.op.subset(slices), self.y[slices]
@@ -82,7 +84,7 @@ class Problem:
         if mode == "cg":
             if cfg.gamma is None:
                 return conjugate_gradient(op.normal, op.adjoint(y), x0=x0, n_iter=cfg.cg_iters)
-            gamma = cfg.gamma
+            gamma = cfg.gamma / self.norm
             rhs = x0 + gamma * op.adjoint(y)
             return conjugate_gradient(
                 lambda v: v + gamma * op.normal(v), rhs, x0=x0, n_iter=cfg.cg_iters

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from napari_ddip.prior.model import DiffusionPrior
 from napari_ddip.prior.schedule import VPSchedule
 
 
@@ -73,3 +74,29 @@ def dds_update(
     z = gaussian(tuple(x0.shape), generator, x0)
     sigma = (1 - ab).sqrt()
     return ab.sqrt() * x0 + eta * sigma * z + (1 - eta**2) ** 0.5 * sigma * eps
+
+
+@torch.no_grad()
+def sample_unconditional(
+    prior: DiffusionPrior,
+    n: int,
+    shape: tuple[int, int],
+    nfe: int = 50,
+    eta: float = 0.85,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """``n`` samples ``(n, H, W)`` of the prior alone (DDS updates, no measurement), clipped to
+    the training range ``[0, 1]`` — what the prior believes images look like."""
+    generator = torch.Generator().manual_seed(seed)
+    schedule = prior.schedule
+    timesteps = schedule.sampling_timesteps(nfe)
+    x = torch.randn((n, *shape), generator=generator).to(device)
+    x0 = x
+    for j, t in enumerate(timesteps):
+        x0 = schedule.tweedie(x, prior.eps(x, t, generator), t).clamp(0, 1)
+        ab = schedule.ab(t, x)
+        eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()  # the noise the clipped x̂₀ implies
+        if j + 1 < len(timesteps):
+            x = dds_update(schedule, x0, eps, timesteps[j + 1], eta, generator)
+    return x0

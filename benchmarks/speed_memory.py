@@ -1,0 +1,119 @@
+"""Wall time, peak memory and network share of DDIP vs D3IP as the slice count grows.
+
+Each (method, slices) run happens in a fresh subprocess so that its peak memory is its own
+(peak resident set size on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU). The network
+share is the time spent inside the UNet (forward and backward, measured with module hooks)
+over the run's wall time; the rest is operators, CG, sampling and bookkeeping. The volume is an
+ellipsoid phantom measured with 60-view CT; the paper's cost model predicts a DDIP/D3IP time
+ratio of ``(L·N + N) / (L·K + N)`` network passes per step (N slices, L steps, K slices).
+
+    python benchmarks/speed_memory.py --size 64 --slices 16 64 --nfe 10 --out benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def run_one(method: str, n_slices: int, size: int, nfe: int, device: str, prior: str) -> dict:
+    """One timed reconstruction in this process; returns its measurements."""
+    from napari_ddip.physics.ct import ParallelBeamCT
+    from napari_ddip.prior.phantoms import ellipsoid_volume
+    from napari_ddip.prior.weights import load_prior
+    from napari_ddip.recon import ReconConfig, reconstruct, run_to_end
+
+    dev = torch.device(device)
+    loaded = load_prior(prior)
+    network = {"seconds": 0.0}
+    starts: list[float] = []
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    def begin(*_: object) -> None:
+        sync()
+        starts.append(time.perf_counter())
+
+    def end(*_: object) -> None:
+        sync()
+        network["seconds"] += time.perf_counter() - starts.pop()
+
+    net = loaded.net
+    net.register_forward_pre_hook(begin)
+    net.register_forward_hook(end)
+    net.register_full_backward_pre_hook(begin)
+    net.register_full_backward_hook(end)
+    volume = torch.from_numpy(ellipsoid_volume((n_slices, size, size), seed=0))
+    op = ParallelBeamCT(size, n_views=60)
+    y = op.forward(volume)
+    cfg = ReconConfig(method=method, nfe=nfe, preview_every=0)
+    start = time.perf_counter()
+    result = run_to_end(reconstruct(y, op, cfg, prior=loaded, device=dev))
+    sync()
+    wall = time.perf_counter() - start
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(dev) / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "method": method,
+        "slices": n_slices,
+        "size": size,
+        "nfe": nfe,
+        "device": str(dev),
+        "seconds": wall,
+        "network_share": network["seconds"] / wall,
+        "peak_mib": peak,
+        "lora_parameters": result.metadata["lora_parameters"],
+        "L": result.metadata["settings"]["adapt_steps"],
+        "K": result.metadata["settings"]["k_slices"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", nargs="+", default=["ddip", "d3ip"])
+    parser.add_argument("--slices", nargs="+", type=int, default=[16, 64, 256])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--nfe", type=int, default=50)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--prior", default="default")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        method, n = args.methods[0], args.slices[0]
+        print(json.dumps(run_one(method, n, args.size, args.nfe, args.device, args.prior)))
+        return
+    rows = []
+    print("| method | slices | seconds | network share | peak MiB |\n|---|---|---|---|---|")
+    for n in args.slices:
+        for method in args.methods:
+            command = [sys.executable, __file__, "--one", "--methods", method, "--slices", str(n)]
+            command += ["--size", str(args.size), "--nfe", str(args.nfe)]
+            command += ["--device", args.device, "--prior", args.prior]
+            out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+            row = json.loads(out.strip().splitlines()[-1])
+            rows.append(row)
+            print(
+                f"| {method} | {n} | {row['seconds']:.1f} | {row['network_share']:.0%} "
+                f"| {row['peak_mib']:.0f} |",
+                flush=True,
+            )
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"speed_{args.device.replace(':', '')}_{args.size}.json"
+    path.write_text(json.dumps(rows, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
