@@ -214,3 +214,34 @@ def test_train_and_finetune_prior_commands(tmp_path, capsys, volume_file) -> Non
     bad = ["finetune-prior", str(tmp_path / "missing.npy"), "--out", str(tuned), "--quiet"]
     assert main(bad) == 2
     assert "missing.npy" in capsys.readouterr().err
+
+
+def test_diffusion_reconstruction_with_samples_and_reusable_adaptation(
+    tmp_path, capsys, volume_file
+) -> None:
+    from napari_ddip.prior.model import DiffusionPrior, PriorConfig
+    from napari_ddip.prior.unet import UNetConfig
+    from napari_ddip.prior.weights import save_prior
+
+    tiny = UNetConfig(base_channels=8, channel_mults=(1, 2), attention_levels=())
+    prior = save_prior(DiffusionPrior(PriorConfig(unet=tiny, patch_size=16)), tmp_path / "p")
+    sino = tmp_path / "sino.npz"
+    assert main(["simulate", "ct", str(volume_file), str(sino), "--views", "16"]) == 0
+    fast = ["--set", f"prior={prior}", "--set", "nfe=3", "--set", "adapt_steps=2", "--quiet"]
+    out, adaptation = tmp_path / "d3ip.tif", tmp_path / "lora.safetensors"
+    args = ["reconstruct", str(sino), str(out), "--method", "d3ip", *fast, "--samples", "2"]
+    assert main([*args, "--save-adaptation", str(adaptation)]) == 0
+    std = read_volume(tmp_path / "d3ip_std.tif")
+    assert std.data.shape == read_volume(out).data.shape and std.data.max() > 0
+    assert adaptation.stat().st_size < 2**20
+    warm = tmp_path / "warm.tif"
+    args = ["reconstruct", str(sino), str(warm), "--method", "d3ip", *fast]
+    assert main([*args, "--warm-start", str(adaptation)]) == 0
+    assert read_volume(warm).metadata["settings"]["warm_start"] == str(adaptation)
+    capsys.readouterr()
+    bad = ["reconstruct", str(sino), str(tmp_path / "f.tif"), "--method", "fbp", "--samples", "2"]
+    assert main(bad) == 2
+    assert "not an option of fbp" in capsys.readouterr().err
+    bad = ["reconstruct", str(sino), str(tmp_path / "g.tif"), "--method", "d3ip", *fast]
+    assert main([*bad, "--warm-start", str(tmp_path / "missing.safetensors")]) == 2
+    assert "no such adaptation file" in capsys.readouterr().err

@@ -215,3 +215,48 @@ def test_problem_representation_and_data_consistency() -> None:
     projected = p.consistency(x0, slice(None), "project", 1)
     assert before == pytest.approx(1.0) and after_cg < 0.2 * before
     assert float(p.relative_loss(projected, slice(None))) < 1e-6
+
+
+def test_posterior_std_is_larger_where_the_measurement_says_less() -> None:
+    volume = ellipsoid_volume((4, 32, 32), seed=1)
+    stds = {}
+    for views in (6, 30):
+        op = ParallelBeamCT(32, n_views=views)
+        y = op.forward(torch.from_numpy(volume))
+        cfg = ReconConfig(method="dds", nfe=4, samples=3, preview_every=0)
+        result = run_to_end(reconstruct(y, op, cfg, prior=_prior()))
+        assert result.std is not None and result.std.shape == volume.shape
+        assert result.metadata["samples"] == 3
+        stds[views] = float(result.std[1:3].mean())
+    assert stds[6] > 1.5 * stds[30] > 0
+
+
+def test_d3ip_samples_share_one_adaptation_and_warm_start_reuses_it(tmp_path) -> None:
+    from napari_ddip.recon.adaptation import load_adaptation, save_adaptation
+
+    y, op, _ = _ct()
+    one = run_to_end(reconstruct(y, op, ReconConfig(method="d3ip", **FAST), prior=_prior()))
+    events = list(reconstruct(y, op, ReconConfig(method="d3ip", samples=2, **FAST), prior=_prior()))
+    adapted = [e for e in events if isinstance(e, Adapted)]
+    assert len(adapted) == len(one.adaptation) == 3  # adapted in the first sample only
+    two = events[-1]
+    np.testing.assert_array_equal(  # the first sample is the single run; the mean differs
+        one.volume,
+        run_to_end(reconstruct(y, op, ReconConfig(method="d3ip", **FAST), prior=_prior())).volume,
+    )
+    assert two.std is not None and np.abs(two.volume - one.volume).max() > 0
+    path = save_adaptation(tmp_path / "a.safetensors", one.adaptation, {"method": "d3ip"})
+    states, info = load_adaptation(path)
+    assert info["method"] == "d3ip" and sorted(states) == sorted(one.adaptation)
+    for t, state in one.adaptation.items():
+        assert all(torch.equal(state[k], states[t][k]) for k in state)
+    # Warm start without further steps replays the saved states exactly.
+    replay = ReconConfig(method="d3ip", **(FAST | {"adapt_steps": 0}))
+    warm = run_to_end(reconstruct(y, op, replay, prior=_prior(), warm_start=states))
+    np.testing.assert_array_equal(warm.volume, one.volume)
+    with pytest.raises(ValueError, match="rank"):
+        bad = ReconConfig(method="d3ip", lora_rank=2, **FAST)
+        next(iter(reconstruct(y, op, bad, prior=_prior(), warm_start=states)))
+    with pytest.raises(ValueError, match=r"not a safetensors|not a napari-ddip"):
+        (tmp_path / "junk.safetensors").write_bytes(b"junk")
+        load_adaptation(tmp_path / "junk.safetensors")

@@ -21,6 +21,7 @@ from napari_ddip.io import (
     check_result_path,
     load_measurement,
     read_volume,
+    require_new_output,
     save_measurement,
     write_result,
 )
@@ -78,16 +79,44 @@ def _parse_set(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
-    check_result_path(args.out, args.overwrite)
+    out = check_result_path(args.out, args.overwrite)
+    std_path = out.with_name(f"{out.stem}_std{out.suffix}")
+    if args.samples > 1:
+        check_result_path(std_path, args.overwrite)
+    if args.save_adaptation is not None:
+        require_new_output(args.save_adaptation, args.overwrite)
+        if args.save_adaptation.suffix != ".safetensors":
+            raise InputError(f"--save-adaptation {args.save_adaptation}: use a .safetensors name")
     m = load_measurement(args.measurement)
-    settings = resolve_settings(get_method(args.method, m.kind), _parse_set(args.set))
+    method = get_method(args.method, m.kind)
+    overrides = _parse_set(args.set)
+    extra_options = {"samples": args.samples != 1, "warm_start": args.warm_start is not None}
+    for option, given in extra_options.items():
+        if given and option not in method.defaults:
+            raise InputError(f"--{option.replace('_', '-')}: not an option of {args.method}")
+        if given:
+            overrides[option] = str(getattr(args, option))
+    settings = resolve_settings(method, overrides)
+    extras: dict[str, object] = {}
     with progress_bar(args.method, quiet=args.quiet) as progress:
         volume, provenance = reconstruct_measurement(
-            m, args.method, settings, device=args.device, seed=args.seed, progress=progress
+            m, args.method, settings, args.device, args.seed, progress, extras
         )
     provenance["measurement_file"] = str(args.measurement)
-    write_result(args.out, volume, m.voxel_size, provenance, overwrite=args.overwrite)
-    print(f"wrote {args.method} reconstruction {volume.shape} to {args.out}")
+    write_result(out, volume, m.voxel_size, provenance, overwrite=args.overwrite)
+    print(f"wrote {args.method} reconstruction {volume.shape} to {out}")
+    if extras.get("std") is not None:
+        std_info = provenance | {"output": "posterior standard deviation"}
+        write_result(std_path, extras["std"], m.voxel_size, std_info, overwrite=args.overwrite)
+        print(f"wrote the per-voxel standard deviation of {args.samples} samples to {std_path}")
+    if args.save_adaptation is not None:
+        from napari_ddip.recon.adaptation import save_adaptation
+
+        if not extras.get("adaptation"):
+            raise InputError(f"{args.method} adapts no shared LoRA: nothing to save")
+        info = {"prior": settings.get("prior"), "method": args.method, "settings": settings}
+        save_adaptation(args.save_adaptation, extras["adaptation"], info)
+        print(f"wrote the adaptation to {args.save_adaptation}")
     return 0
 
 
@@ -225,6 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--device", default="cpu", help="torch device (default cpu)")
     rec.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    rec.add_argument(
+        "--samples", type=int, default=1, help="posterior samples: mean to OUT, std to OUT_std"
+    )
+    rec.add_argument(
+        "--save-adaptation", type=Path, metavar="FILE", help="D3IP: save the adapted LoRA"
+    )
+    rec.add_argument(
+        "--warm-start", type=Path, metavar="FILE", help="D3IP: start from a saved adaptation"
+    )
     rec.add_argument("--quiet", action="store_true", help="no progress bar")
     rec.add_argument("--overwrite", action="store_true", help="replace an existing output")
     rec.set_defaults(func=_reconstruct)

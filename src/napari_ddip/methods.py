@@ -1,9 +1,11 @@
 """Reconstruction methods by name: the one registry behind ``--method`` and the widgets.
 
 A :class:`Method` has a name, the measurement kinds it applies to, typed default settings and
-a runner ``run(op, y, settings, seed, progress) -> x``: ``op`` the forward operator, ``y`` the
-measurement tensor, ``settings`` the defaults updated by the user's values, ``progress(step,
-total)`` to call as work is done; ``x`` is the image ``(Z, Y, X)`` (complex for MRI). The
+a runner ``run(op, y, settings, seed, progress, extras) -> x``: ``op`` the forward operator,
+``y`` the measurement tensor, ``settings`` the defaults updated by the user's values,
+``progress(step, total)`` to call as work is done, ``extras`` a dict the runner may fill with
+further outputs (``"std"``, ``"adaptation"``); ``x`` is the image ``(Z, Y, X)`` (complex for
+MRI). The
 runner decides whether autograd is on (the classical ones run under ``no_grad``).
 
 To add a method (e.g. the diffusion methods of :mod:`napari_ddip.recon`), call
@@ -32,7 +34,9 @@ from napari_ddip.physics.operator import LinearOperator
 from napari_ddip.solvers import classical
 
 Progress = Callable[[int, int], None]
-Runner = Callable[[LinearOperator, torch.Tensor, dict[str, Any], int, Progress], torch.Tensor]
+Runner = Callable[
+    [LinearOperator, torch.Tensor, dict[str, Any], int, Progress, dict[str, Any]], torch.Tensor
+]
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -134,8 +138,10 @@ def reconstruct_measurement(
     device: str = "cpu",
     seed: int = 0,
     progress: Progress | None = None,
+    extras: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Reconstruct ``m`` with the named method.
+    """Reconstruct ``m`` with the named method; ``extras`` receives further outputs of the
+    method (diffusion: ``"std"`` with several posterior samples, ``"adaptation"`` for D3IP).
 
     Returns:
         ``(volume, provenance)``: float32 ``(Z, Y, X)`` (the magnitude for MRI), and a
@@ -149,7 +155,8 @@ def reconstruct_measurement(
     y = torch.from_numpy(m.data).to(device)
     torch.manual_seed(seed)
     start = time.perf_counter()
-    x = chosen.run(op, y, full, seed, progress or (lambda step, total: None))
+    outputs = {} if extras is None else extras
+    x = chosen.run(op, y, full, seed, progress or (lambda step, total: None), outputs)
     volume = (x.abs() if x.is_complex() else x).float().cpu().numpy()
     provenance = {
         "software": "napari-ddip",
@@ -194,14 +201,24 @@ def _once(compute: Callable[[], torch.Tensor], progress: Progress) -> torch.Tens
 
 @torch.no_grad()
 def _pinv(
-    op: LinearOperator, y: torch.Tensor, s: dict[str, Any], seed: int, progress: Progress
+    op: LinearOperator,
+    y: torch.Tensor,
+    s: dict[str, Any],
+    seed: int,
+    progress: Progress,
+    extras: dict[str, Any],
 ) -> torch.Tensor:
     return _once(lambda: classical.fbp(op, y), progress)
 
 
 @torch.no_grad()
 def _cg(
-    op: LinearOperator, y: torch.Tensor, s: dict[str, Any], seed: int, progress: Progress
+    op: LinearOperator,
+    y: torch.Tensor,
+    s: dict[str, Any],
+    seed: int,
+    progress: Progress,
+    extras: dict[str, Any],
 ) -> torch.Tensor:
     return _once(
         lambda: classical.cg_least_squares(op, y, n_iter=s["iters"], damping=s["damping"]),
@@ -211,7 +228,12 @@ def _cg(
 
 @torch.no_grad()
 def _tv(
-    op: LinearOperator, y: torch.Tensor, s: dict[str, Any], seed: int, progress: Progress
+    op: LinearOperator,
+    y: torch.Tensor,
+    s: dict[str, Any],
+    seed: int,
+    progress: Progress,
+    extras: dict[str, Any],
 ) -> torch.Tensor:
     def callback(iteration: int, total: int, _: torch.Tensor) -> None:
         progress(iteration, total)
@@ -247,22 +269,32 @@ def _diffusion_runner(name: str) -> Runner:
     """Runner of the diffusion method ``name`` (the engine is imported when it runs)."""
 
     def run(
-        op: LinearOperator, y: torch.Tensor, s: dict[str, Any], seed: int, progress: Progress
+        op: LinearOperator,
+        y: torch.Tensor,
+        s: dict[str, Any],
+        seed: int,
+        progress: Progress,
+        extras: dict[str, Any],
     ) -> torch.Tensor:
         from napari_ddip.recon import Progress as ProgressEvent
         from napari_ddip.recon import ReconConfig, reconstruct, run_to_end
+        from napari_ddip.recon.adaptation import load_adaptation
 
         counts = {k: None if s[k] is None else int(s[k]) for k in ("adapt_steps", "slice_batch")}
-        cfg = ReconConfig(method=name, seed=seed, **(s | counts))
+        engine_settings = {k: v for k, v in (s | counts).items() if k != "warm_start"}
 
         def on_event(event: object) -> None:
             if isinstance(event, ProgressEvent):
                 progress(event.step, event.total)
 
         try:
-            finished = run_to_end(reconstruct(y, op, cfg, device=y.device), on_event)
+            cfg = ReconConfig(method=name, seed=seed, **engine_settings)
+            warm = load_adaptation(s["warm_start"])[0] if s["warm_start"] else None
+            events = reconstruct(y, op, cfg, device=y.device, warm_start=warm)
+            finished = run_to_end(events, on_event)
         except ValueError as exc:
             raise InputError(str(exc)) from None
+        extras.update(std=finished.std, adaptation=finished.adaptation)
         volume = finished.volume if finished.complex_volume is None else finished.complex_volume
         return torch.from_numpy(volume)
 
@@ -274,7 +306,8 @@ def _diffusion_defaults() -> dict[str, Any]:
     from napari_ddip.recon.config import ReconConfig
 
     defaults = ReconConfig().to_dict()
-    return {k: v for k, v in defaults.items() if k not in ("method", "seed")}
+    settings = {k: v for k, v in defaults.items() if k not in ("method", "seed")}
+    return settings | {"warm_start": ""}  # an adaptation file to start D3IP from
 
 
 def _register_diffusion_methods() -> None:

@@ -32,7 +32,8 @@ class ReconConfig:
         prior: shipped prior name, ``"default"``, or a ``.safetensors`` path.
         nfe: sampling steps (network evaluations per slice).
         eta: DDS stochasticity ``η``.
-        adapt_steps: ``L`` optimiser steps per sampling step (None: 10 CT, 5 MRI).
+        adapt_steps: ``L`` optimiser steps per sampling step (None: 10 CT, 5 MRI; 0 with a
+            warm start uses its states as they are).
         k_slices: ``K`` slices per adaptation step (D3IP).
         lr: AdamW learning rate (None: 1e-3 CT, 1e-4 MRI).
         lora_rank: LoRA rank.
@@ -49,6 +50,8 @@ class ReconConfig:
         slerp: correlate the initial noise across slices by slerp between two draws.
         slice_batch: slices per network call when sampling (None: 8 on CPU, 64 on CUDA).
         preview_every: yield a preview every this many sampling steps (0: never).
+        samples: posterior samples; more than one gives their mean and per-voxel std (D3IP
+            methods adapt once and reuse the shared LoRA for the further samples).
         seed: seed of every random draw (noise, slices, patch offsets, LoRA init).
     """
 
@@ -76,20 +79,29 @@ class ReconConfig:
     slerp: bool = True
     slice_batch: int | None = None
     preview_every: int = 5
+    samples: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.method not in DIFFUSION_METHODS:
             known = ", ".join(DIFFUSION_METHODS)
             raise ValueError(f"unknown diffusion method {self.method!r} (methods: {known})")
-        positive = ("nfe", "k_slices", "lora_rank", "admm_iters", "admm_cg", "ddnm_cg_iters")
+        positive = (
+            "nfe",
+            "k_slices",
+            "lora_rank",
+            "admm_iters",
+            "admm_cg",
+            "ddnm_cg_iters",
+            "samples",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("adapt_steps", "slice_batch"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
+        if self.slice_batch is not None and self.slice_batch < 1:
+            raise ValueError(f"slice_batch must be at least 1, got {self.slice_batch}")
+        if self.adapt_steps is not None and self.adapt_steps < 0:
+            raise ValueError(f"adapt_steps must not be negative, got {self.adapt_steps}")
         if self.cg_iters < 0 or self.preview_every < 0:
             raise ValueError("cg_iters and preview_every must not be negative")
         if not 0.0 <= self.eta <= 1.0:
@@ -107,7 +119,7 @@ class ReconConfig:
         mri = kind == "mri"
         return replace(
             self,
-            adapt_steps=self.adapt_steps or (5 if mri else 10),
+            adapt_steps=(5 if mri else 10) if self.adapt_steps is None else self.adapt_steps,
             lr=self.lr if self.lr is not None else (1e-4 if mri else 1e-3),
             gamma=self.gamma if self.gamma is not None else (5.0 if mri else None),
             slice_batch=self.slice_batch or (64 if device_type == "cuda" else 8),

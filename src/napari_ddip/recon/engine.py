@@ -21,6 +21,7 @@ at a time.
 from __future__ import annotations
 
 import copy
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -34,6 +35,7 @@ from napari_ddip import __version__
 from napari_ddip.physics.operator import LinearOperator
 from napari_ddip.prior.model import DiffusionPrior
 from napari_ddip.prior.weights import load_prior
+from napari_ddip.recon.adaptation import Adaptation, nearest_state
 from napari_ddip.recon.config import ReconConfig
 from napari_ddip.recon.events import Adapted, Event, Finished, Preview, Progress, Started
 from napari_ddip.recon.lora import LoRA, LoRAState, interpolate_states
@@ -41,7 +43,16 @@ from napari_ddip.recon.problem import Problem
 from napari_ddip.recon.sampler import dds_update, initial_state
 
 Cancel = threading.Event | Callable[[], bool] | None
+
+
+def derive_seed(seed: int, *keys: object) -> int:
+    """A 63-bit seed for the draw named by ``keys`` (stable across processes and platforms)."""
+    digest = hashlib.blake2b(repr((seed, *keys)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
 CONSISTENCY = {"dds": "cg", "ddnm": "project", "dps": "none", "d3ip-mbir": "mbir"}
+SHARED_LORA = ("d3ip", "d3ip-mbir", "d3ip-meta")
 EpsResult = tuple[torch.Tensor, torch.Tensor | None]
 
 
@@ -65,6 +76,7 @@ def reconstruct(
     device: str | torch.device = "auto",
     slices: Sequence[int] | slice | None = None,
     cancel: Cancel = None,
+    warm_start: Adaptation | None = None,
 ) -> Iterator[Event]:
     """Reconstruct ``measurement = A x`` with a diffusion method; yields typed events.
 
@@ -78,10 +90,14 @@ def reconstruct(
         slices: reconstruct only these slices (a quick preview).
         cancel: a ``threading.Event`` or a callable; once set/true the run stops within about
             one network call and finishes with ``partial=True``.
+        warm_start: shared-LoRA states by timestep from an earlier run (``Finished.adaptation``
+            or :func:`~napari_ddip.recon.adaptation.load_adaptation`) that D3IP starts each
+            adaptation step from (nearest recorded timestep).
 
     Yields:
         :class:`Started`, then :class:`Progress` / :class:`Adapted` / :class:`Preview`, and
-        last one :class:`Finished` with the volume ``(Z, Y, X)`` float32 (magnitude for MRI).
+        last one :class:`Finished` with the volume ``(Z, Y, X)`` float32 (magnitude for MRI;
+        with ``config.samples > 1`` the posterior mean, and the per-voxel std).
     """
     cfg = config or ReconConfig()
     dev = resolve_device(device)
@@ -91,7 +107,7 @@ def reconstruct(
         y, operator = y[index], operator.subset(index)
     if y.shape[0] == 0:
         raise ValueError("no slices to reconstruct")
-    run = _Run(y.to(dev), operator.to(dev), cfg, prior, dev, cancel)
+    run = _Run(y.to(dev), operator.to(dev), cfg, prior, dev, cancel, warm_start)
     yield from run.events()
 
 
@@ -110,7 +126,12 @@ class _Clock:
 
 
 class _Run:
-    """One reconstruction: the state shared by the sampling loop and the adaptation steps."""
+    """One reconstruction: the state shared by the sampling loop and the adaptation steps.
+
+    Every random draw comes from its own generator, seeded by the run's seed and the draw's
+    place in the run (sample, pass, step, batch…), so results do not depend on how the work is
+    batched or ordered.
+    """
 
     def __init__(
         self,
@@ -120,6 +141,7 @@ class _Run:
         prior: DiffusionPrior | str | None,
         dev: torch.device,
         cancel: Cancel,
+        warm_start: Adaptation | None,
     ) -> None:
         self.kind = "mri" if op.is_complex else "ct"
         self.cfg = cfg.resolved(self.kind, dev.type)
@@ -130,16 +152,21 @@ class _Run:
         )
         self.prior = copy.deepcopy(base).to(dev).eval()
         self.schedule = self.prior.schedule
-        self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.rng = np.random.default_rng(cfg.seed)
         self.problem = Problem(op, y, self.cfg)
         self.n = self.problem.n_slices
-        self.lora = LoRA(self.prior.net, self.cfg.lora_rank, self.gen) if self.cfg.adapts else None
+        self.lora = LoRA(self.prior.net, self.cfg.lora_rank) if self.cfg.adapts else None
         self.timesteps = self.schedule.sampling_timesteps(self.cfg.nfe)
+        self.warm = self._check_warm_start(warm_start)
+        self.record: Adaptation = {}
         self.estimate = self.problem.pinv
-        self.clock = _Clock(self._total_units())
+        self.keys: tuple[int, ...] = (0, 0)  # (sample, pass)
+        self.clock = _Clock(self._units(False) + (self.cfg.samples - 1) * self._units(True))
 
     # -- bookkeeping ----------------------------------------------------------------------
+    def _gen(self, *keys: object) -> torch.Generator:
+        """A CPU generator for the draw named by ``keys`` within this sample and pass."""
+        return torch.Generator().manual_seed(derive_seed(self.cfg.seed, *self.keys, *keys))
+
     def _in_horizon(self, t: int) -> bool:
         return self.cfg.t_min <= t <= self.cfg.t_max
 
@@ -147,22 +174,35 @@ class _Run:
         b = self.cfg.slice_batch
         return [slice(s, min(s + b, self.n)) for s in range(0, self.n, b)]
 
-    def _total_units(self) -> int:
+    def _units(self, replay: bool) -> int:
+        """Work units of one posterior sample (``replay``: reusing the first one's LoRA)."""
+        cfg = self.cfg
         adapted = sum(self._in_horizon(t) for t in self.timesteps)
         shared = len(self.timesteps) * len(self._batches())
-        per_slice = len(self.timesteps) * self.n + adapted * self.n * self.cfg.adapt_steps
-        method = self.cfg.method
-        if method == "ddip":
-            return per_slice
-        d3ip = shared + adapted * self.cfg.adapt_steps
-        if method == "d3ip-meta":
-            return d3ip + per_slice
-        return d3ip if method in ("d3ip", "d3ip-mbir") else shared
+        per_slice = len(self.timesteps) * self.n + adapted * self.n * cfg.adapt_steps
+        d3ip = shared + (0 if replay else adapted * cfg.adapt_steps)
+        return {
+            "ddip": per_slice,
+            "d3ip-meta": per_slice + (0 if replay else d3ip),
+            "d3ip": d3ip,
+            "d3ip-mbir": d3ip,
+        }.get(cfg.method, shared)
 
     def _check_cancel(self) -> None:
         c = self.cancel
         if c is not None and (c.is_set() if isinstance(c, threading.Event) else c()):
             raise Cancelled
+
+    def _check_warm_start(self, warm: Adaptation | None) -> Adaptation | None:
+        if warm is None:
+            return None
+        if self.cfg.method not in SHARED_LORA:
+            raise ValueError(f"warm start applies to {', '.join(SHARED_LORA)}, not to ddip")
+        if not warm:
+            raise ValueError("the warm-start adaptation holds no states")
+        assert self.lora is not None
+        self.lora.check(next(iter(warm.values())))
+        return warm
 
     def _volume(self, x: torch.Tensor) -> np.ndarray:
         """Images (prior units) → float32 NumPy volume in the measurement's units."""
@@ -174,31 +214,16 @@ class _Run:
         cfg = self.cfg
         yield Started(cfg.method, self.n, self.clock.total, str(self.dev), cfg.to_dict())
         start = time.perf_counter()
-        partial = False
+        partial, stats = False, _Moments()
         try:
-            if cfg.method == "d3ip-meta":
-                self.clock.phase = "meta-learning"
-                x_init = self._initial()
-                meta_states: list[LoRAState] = []
-                yield from self._sample(x_init, self._eps_reptile(meta_states))
-                self.clock.phase = "fine-tuning"
-                yield from self._sample(x_init, self._eps_per_slice(lambda i, j: meta_states[j]))
-            elif cfg.method == "ddip":
-                assert self.lora is not None
-                states = []
-                for _ in range(self.n):
-                    self.lora.reset(self.gen)
-                    states.append(self.lora.state())
-                yield from self._sample(self._initial(), self._eps_per_slice(states, keep=True))
-            elif cfg.method in ("d3ip", "d3ip-mbir"):
-                yield from self._sample(self._initial(), self._eps_d3ip)
-            elif cfg.method == "dps":
-                yield from self._sample(self._initial(), self._eps_dps)
-            else:
-                yield from self._sample(self._initial(), self._eps_shared)
+            for sample in range(cfg.samples):
+                self.keys = (sample, 0)
+                yield from self._one_sample(replay=sample > 0 and cfg.method in SHARED_LORA)
+                stats.add(self.estimate.detach() * self.problem.scale)
         except Cancelled:
             partial = True
-        x = self.estimate.detach()
+        if stats.count == 0:  # cancelled during the first sample: its current estimate
+            stats.add(self.estimate.detach() * self.problem.scale)
         metadata: dict[str, Any] = {
             "software": "napari-ddip",
             "version": __version__,
@@ -212,12 +237,47 @@ class _Run:
             "scale": self.problem.scale,
             "seconds": round(time.perf_counter() - start, 3),
             "partial": partial,
+            "samples": stats.count,
+            "warm_start": self.warm is not None,
             "lora_parameters": self.lora.n_parameters() if self.lora else 0,
         }
-        complex_volume = None
-        if x.is_complex():
-            complex_volume = (x * self.problem.scale).to(torch.complex64).cpu().numpy()
-        yield Finished(self._volume(x), metadata, partial, complex_volume)
+        mean = stats.mean
+        yield Finished(
+            volume=(mean.abs() if mean.is_complex() else mean).float().cpu().numpy(),
+            metadata=metadata,
+            partial=partial,
+            complex_volume=mean.to(torch.complex64).cpu().numpy() if mean.is_complex() else None,
+            std=stats.std().float().cpu().numpy() if stats.count > 1 else None,
+            adaptation=dict(self.record) or None,
+        )
+
+    def _one_sample(self, replay: bool) -> Iterator[Event]:
+        """One posterior sample; ``replay`` reuses the shared LoRA states of the first."""
+        method = self.cfg.method
+        if self.lora is not None:
+            self.lora.reset(self._gen("lora"))
+        if method == "d3ip-meta":
+            x_init = self._initial()
+            if not replay:
+                self.clock.phase = "meta-learning"
+                yield from self._sample(x_init, self._eps_reptile)
+            self.keys = (self.keys[0], 1)
+            self.clock.phase = "fine-tuning"
+            yield from self._sample(x_init, self._eps_per_slice(self._meta_state))
+        elif method == "ddip":
+            assert self.lora is not None
+            states = []
+            for i in range(self.n):
+                self.lora.reset(self._gen("lora", i))
+                states.append(self.lora.state())
+            yield from self._sample(self._initial(), self._eps_per_slice(states, keep=True))
+        elif method in ("d3ip", "d3ip-mbir"):
+            step = self._eps_replay if replay else self._eps_d3ip
+            yield from self._sample(self._initial(), step)
+        elif method == "dps":
+            yield from self._sample(self._initial(), self._eps_dps)
+        else:
+            yield from self._sample(self._initial(), self._eps_shared)
 
     def _initial(self) -> torch.Tensor:
         p = self.problem
@@ -226,7 +286,7 @@ class _Run:
             self.timesteps[0],
             p.to_prior(p.pinv),
             p.channels,
-            self.gen,
+            self._gen("init"),
             self.cfg.init_pinv,
             self.cfg.slerp,
         )
@@ -247,7 +307,8 @@ class _Run:
                     x0 = torch.cat([p.consistency(x0[b], b, mode, 1) for b in self._batches()])
                 self.estimate = x0
                 if j + 1 < len(ts):
-                    x = dds_update(self.schedule, p.to_prior(x0), eps, ts[j + 1], cfg.eta, self.gen)
+                    gen = self._gen("step", j)
+                    x = dds_update(self.schedule, p.to_prior(x0), eps, ts[j + 1], cfg.eta, gen)
                     if guidance is not None:
                         x = x - cfg.dps_step * guidance
             last = j + 1 == len(ts)
@@ -262,7 +323,7 @@ class _Run:
             for b in self._batches():
                 self._check_cancel()
                 rows = self.problem.rows(b)
-                eps[rows] = self.prior.eps(x[rows], t, self.gen)
+                eps[rows] = self.prior.eps(x[rows], t, self._gen("eps", j, b.start))
                 yield self.clock.advance()
         return eps, None
 
@@ -274,7 +335,7 @@ class _Run:
             self._check_cancel()
             rows = p.rows(b)
             xb = x[rows].detach().requires_grad_(True)
-            e = self.prior.eps(xb, t, self.gen)
+            e = self.prior.eps(xb, t, self._gen("eps", j, b.start))
             x0 = p.from_prior(self.schedule.tweedie(xb, e, t))
             residual = p.op.subset(b).forward(x0) - p.y[b]
             norms = residual.abs().pow(2).reshape(residual.shape[0], -1).sum(1).sqrt()
@@ -284,41 +345,51 @@ class _Run:
         return eps, guidance
 
     def _eps_d3ip(self, x: torch.Tensor, t: int, j: int) -> Iterator[Event]:
-        """D3IP: adapt the shared LoRA on ``K`` slices per step, then ``ε̂`` of the volume."""
+        """D3IP: adapt the shared LoRA (from the warm start's state at ``t`` if given) on ``K``
+        slices per step, record its state, then ``ε̂`` of the volume."""
         if self._in_horizon(t):
-            yield from self._adapt(x, t)
+            assert self.lora is not None
+            if self.warm is not None:
+                self.lora.load(nearest_state(self.warm, t))
+            yield from self._adapt(x, t, j)
+            self.record[t] = self.lora.state()
         return (yield from self._eps_shared(x, t, j))
 
-    def _eps_reptile(self, meta_states: list[LoRAState]):
-        """D3IP-meta pass 1: Reptile on the shared LoRA; ``φ_t`` appended to ``meta_states``."""
+    def _eps_replay(self, x: torch.Tensor, t: int, j: int) -> Iterator[Event]:
+        """A further posterior sample: the first sample's shared LoRA state at ``t``."""
+        if t in self.record:
+            assert self.lora is not None
+            self.lora.load(self.record[t])
+        return (yield from self._eps_shared(x, t, j))
+
+    def _eps_reptile(self, x: torch.Tensor, t: int, j: int) -> Iterator[Event]:
+        """D3IP-meta pass 1: Reptile ``φ ← φ + ε(θ_L − φ)`` on the shared LoRA, ``ε`` decaying
+        linearly over the horizon; ``φ_t`` is recorded for pass 2."""
         assert self.lora is not None
-        lora = self.lora
-        adapted_steps = [t for t in self.timesteps if self._in_horizon(t)]
+        lora, cfg = self.lora, self.cfg
+        if self._in_horizon(t):
+            horizon = [s for s in self.timesteps if self._in_horizon(s)]
+            frac = horizon.index(t) / max(len(horizon) - 1, 1)
+            step = cfg.meta_step_start + frac * (cfg.meta_step_end - cfg.meta_step_start)
+            phi = nearest_state(self.warm, t) if self.warm is not None else lora.state()
+            lora.load(phi)
+            yield from self._adapt(x, t, j)
+            lora.load(interpolate_states(phi, lora.state(), step))
+        self.record[t] = lora.state()
+        return (yield from self._eps_shared(x, t, j))
 
-        def step(x: torch.Tensor, t: int, j: int) -> Iterator[Event]:
-            phi = lora.state()
-            if self._in_horizon(t):
-                k = adapted_steps.index(t)
-                frac = k / max(len(adapted_steps) - 1, 1)
-                eps_step = self.cfg.meta_step_start + frac * (
-                    self.cfg.meta_step_end - self.cfg.meta_step_start
-                )
-                yield from self._adapt(x, t)
-                phi = interpolate_states(phi, lora.state(), eps_step)
-                lora.load(phi)
-            meta_states.append(phi)
-            return (yield from self._eps_shared(x, t, j))
-
-        return step
+    def _meta_state(self, i: int, t: int) -> LoRAState:
+        """D3IP-meta pass 2: every slice starts from ``φ_t``."""
+        return self.record[t]
 
     def _eps_per_slice(
         self,
         states: list[LoRAState] | Callable[[int, int], LoRAState],
         keep: bool = False,
     ):
-        """DDIP-style steps: each slice loads its LoRA (``states[i]``, or ``states(i, j)`` at
-        sampling step ``j``), adapts on itself, and gives its own ``ε̂``; ``keep`` stores the
-        adapted state back (carried across timesteps)."""
+        """DDIP-style steps: each slice loads its LoRA (``states[i]``, or ``states(i, t)``),
+        adapts on itself, and gives its own ``ε̂``; ``keep`` stores the adapted state back
+        (carried across timesteps)."""
         assert self.lora is not None
         lora, p = self.lora, self.problem
 
@@ -326,16 +397,18 @@ class _Run:
             eps = torch.empty_like(x)
             losses = []
             for i in range(self.n):
-                lora.load(states(i, j) if callable(states) else states[i])
+                lora.load(states(i, t) if callable(states) else states[i])
                 if self._in_horizon(t):
-                    losses.append((yield from self._adapt(x, t, slice(i, i + 1), report=False)))
+                    loss = yield from self._adapt(x, t, j, slice(i, i + 1), report=False)
+                    if loss is not None:
+                        losses.append(loss)
                     if keep:
                         assert isinstance(states, list)
                         states[i] = lora.state()
                 self._check_cancel()
                 rows = p.rows(slice(i, i + 1))
                 with torch.no_grad(), parametrize.cached():
-                    eps[rows] = self.prior.eps(x[rows], t, self.gen)
+                    eps[rows] = self.prior.eps(x[rows], t, self._gen("eps", j, i))
                 yield self.clock.advance()
             if losses:
                 yield Adapted(t, float(np.mean(losses)), tuple(range(self.n)), tuple(losses))
@@ -344,35 +417,42 @@ class _Run:
         return step
 
     # -- adaptation -----------------------------------------------------------------------
-    def _choose_slices(self) -> slice | torch.Tensor:
+    def _choose_slices(self, rng: np.random.Generator) -> slice | torch.Tensor:
         """``K`` slices: contiguous for mbir (z-TV needs neighbours), else random."""
         k = min(self.cfg.k_slices, self.n)
         if self.cfg.method == "d3ip-mbir":
-            start = int(self.rng.integers(0, self.n - k + 1))
+            start = int(rng.integers(0, self.n - k + 1))
             return slice(start, start + k)
-        return torch.as_tensor(np.sort(self.rng.choice(self.n, size=k, replace=False)))
+        return torch.as_tensor(np.sort(rng.choice(self.n, size=k, replace=False)))
 
     def _adapt(
         self,
         x: torch.Tensor,
         t: int,
+        j: int,
         fixed: slice | None = None,
         report: bool = True,
     ) -> Iterator[Event]:
         """``L`` AdamW steps (fresh optimiser) of the LoRA on ``‖y − A·DC(x̂₀(θ))‖² / ‖y‖²``
-        over ``fixed`` slices or ``K`` drawn per step; returns the mean loss."""
+        over ``fixed`` slices or ``K`` drawn per step; returns the mean loss (None if L = 0)."""
         assert self.lora is not None
         cfg, p = self.cfg, self.problem
-        mode = "cg" if cfg.method in ("ddip", "d3ip", "d3ip-meta") else CONSISTENCY[cfg.method]
+        if cfg.adapt_steps == 0:
+            return None
+        mode = "mbir" if cfg.method == "d3ip-mbir" else "cg"
         self.lora.train(True)
         opt = torch.optim.AdamW(self.lora.parameters(), lr=cfg.lr, weight_decay=0.0)
         losses, chosen = [], fixed
+        where = -1 if fixed is None else fixed.start
         try:
-            for _ in range(cfg.adapt_steps):
+            for step in range(cfg.adapt_steps):
                 self._check_cancel()
-                chosen = fixed if fixed is not None else self._choose_slices()
+                gen = self._gen("adapt", j, step, where)
+                if fixed is None:
+                    rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen)))
+                    chosen = self._choose_slices(rng)
                 rows = p.rows(chosen)
-                eps = self.prior.eps(x[rows], t, self.gen)
+                eps = self.prior.eps(x[rows], t, gen)
                 x0 = p.from_prior(self.schedule.tweedie(x[rows], eps, t))
                 loss = p.relative_loss(p.consistency(x0, chosen, mode, 1), chosen)
                 opt.zero_grad(set_to_none=True)
@@ -387,6 +467,28 @@ class _Run:
         if report:
             yield Adapted(t, mean, _slice_tuple(chosen, self.n), tuple(values))
         return mean
+
+
+class _Moments:
+    """Running mean and variance (Welford) of volumes; the variance is of the magnitude."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean = torch.zeros(())
+        self.magnitude_mean = torch.zeros(())
+        self.m2 = torch.zeros(())
+
+    def add(self, x: torch.Tensor) -> None:
+        self.count += 1
+        magnitude = x.abs() if x.is_complex() else x
+        self.mean = self.mean + (x - self.mean) / self.count
+        delta = magnitude - self.magnitude_mean
+        self.magnitude_mean = self.magnitude_mean + delta / self.count
+        self.m2 = self.m2 + delta * (magnitude - self.magnitude_mean)
+
+    def std(self) -> torch.Tensor:
+        """Sample standard deviation (``count − 1`` in the denominator)."""
+        return (self.m2 / max(self.count - 1, 1)).sqrt()
 
 
 def _slice_tuple(chosen: slice | torch.Tensor | None, n: int) -> tuple[int, ...]:

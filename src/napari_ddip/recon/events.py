@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,19 @@ class Preview:
 
 @dataclass(frozen=True)
 class Finished:
-    """The reconstruction (partial when cancelled) and its metadata (JSON-ready)."""
+    """The reconstruction (partial when cancelled) and its metadata (JSON-ready).
+
+    With several posterior samples, ``volume`` is their mean and ``std`` the per-voxel
+    standard deviation (of the magnitude for MRI). ``adaptation`` holds the shared LoRA states
+    by timestep (D3IP methods), for :func:`~napari_ddip.recon.adaptation.save_adaptation`.
+    """
 
     volume: np.ndarray  # (Z, Y, X) float32
     metadata: dict[str, Any] = field(default_factory=dict)
     partial: bool = False
     complex_volume: np.ndarray | None = None  # (Z, Y, X) complex64 for MRI
+    std: np.ndarray | None = None  # (Z, Y, X) float32 when samples > 1
+    adaptation: dict[int, dict[str, torch.Tensor]] | None = None
 
 
 Event = Started | Progress | Adapted | Preview | Finished

@@ -55,7 +55,9 @@ class LoRA:
         generator: CPU generator for the down-projection initialisation (determinism).
     """
 
-    def __init__(self, net: nn.Module, rank: int = 4, generator: torch.Generator | None = None):
+    def __init__(
+        self, net: nn.Module, rank: int = 4, generator: torch.Generator | None = None
+    ) -> None:
         if rank < 1:
             raise ValueError(f"LoRA rank must be at least 1, got {rank}")
         self.net = net
@@ -111,6 +113,18 @@ class LoRA:
             delta.up.copy_(state[f"{name}.up"])
         for name, bias in self._biases.items():
             bias.copy_(state[f"{name}.bias"])
+
+    def check(self, state: LoRAState) -> None:
+        """Raise ``ValueError`` unless ``state`` fits this adapter (names and shapes)."""
+        mine = {k: tuple(v.shape) for k, v in self.state().items()}
+        theirs = {k: tuple(v.shape) for k, v in state.items()}
+        if mine != theirs:
+            ranks = {v.shape[0] for k, v in state.items() if k.endswith(".down")}
+            raise ValueError(
+                f"the adaptation does not fit this prior and LoRA rank {self.rank} "
+                f"(it has rank {sorted(ranks)} and {len(theirs)} tensors, this needs "
+                f"{len(mine)}): use the prior and lora_rank it was made with"
+            )
 
     def n_parameters(self) -> int:
         """Number of trainable scalars."""
