@@ -2,16 +2,19 @@
 
 Input problems (:class:`~napari_ddip.io.InputError`) raised by the work become a napari error
 notification with the message; anything else is a bug and goes to napari's error reporting.
+Long work reports as it goes through :func:`run_with_events`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from magicgui.widgets import Widget
 from napari.qt.threading import FunctionWorker, create_worker
 from napari.utils.notifications import show_error
+from qtpy.QtCore import QObject, Signal
 
 from napari_ddip.io import InputError
 
@@ -19,11 +22,15 @@ T = TypeVar("T")
 
 
 def run_in_background(
-    work: Callable[[], T], on_result: Callable[[T], None], busy: Sequence[Widget]
+    work: Callable[[], T],
+    on_result: Callable[[T], None],
+    busy: Sequence[Widget],
+    on_finished: Callable[[], None] | None = None,
 ) -> FunctionWorker:
     """Start ``work()`` in a thread; ``on_result(value)`` runs in the GUI thread afterwards.
 
-    ``busy`` widgets are disabled until the worker finishes, whatever the outcome.
+    ``busy`` widgets are disabled until the worker finishes, whatever the outcome; then
+    ``on_finished()`` runs (also whatever the outcome).
     """
 
     def guarded() -> tuple[Any, str | None]:
@@ -42,6 +49,8 @@ def run_in_background(
     def finished() -> None:
         for widget in busy:
             widget.enabled = True
+        if on_finished is not None:
+            on_finished()
 
     for widget in busy:
         widget.enabled = False
@@ -50,3 +59,30 @@ def run_in_background(
     worker.finished.connect(finished)
     worker.start()
     return worker
+
+
+class _Relay(QObject):
+    """Carries objects from the worker thread to the GUI thread (a queued Qt connection)."""
+
+    message = Signal(object)  # not "event": that is QObject.event()
+
+
+def run_with_events(
+    work: Callable[[Callable[[Any], None]], T],
+    on_event: Callable[[Any], None],
+    on_result: Callable[[T], None],
+    busy: Sequence[Widget],
+    on_finished: Callable[[], None] | None = None,
+) -> FunctionWorker:
+    """As :func:`run_in_background`, for work that reports as it goes: ``work(emit)`` may call
+    ``emit(obj)`` from its thread, and ``on_event(obj)`` then runs in the GUI thread, in order
+    and before ``on_result``."""
+    relay = _Relay()  # made here, so it lives in the GUI thread
+    relay.message.connect(on_event)
+
+    def finished() -> None:  # holds the relay until every event has been delivered
+        relay.deleteLater()
+        if on_finished is not None:
+            on_finished()
+
+    return run_in_background(partial(work, relay.message.emit), on_result, busy, finished)

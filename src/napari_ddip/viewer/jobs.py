@@ -1,0 +1,281 @@
+"""The work the Reconstruct and Fine-tune prior widgets run in their thread (no Qt here).
+
+Each ``run_*(job, emit, cancel)`` reports with ``emit(event)`` as it goes, stops soon after
+``cancel`` is set, and raises :class:`~napari_ddip.io.InputError` with what to change for
+anything the user can fix (a prior that does not load, GPU memory, bad settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_ddip.io import InputError, Measurement
+
+if TYPE_CHECKING:
+    from napari_ddip.recon import ReconConfig
+
+Emit = Callable[[Any], None]
+
+
+@contextmanager
+def user_errors(device: str) -> Iterator[None]:
+    """Turn what the user can fix into :class:`InputError`: GPU memory, priors, values."""
+    import torch
+
+    from napari_ddip.prior.weights import PriorLoadError
+    from napari_ddip.viewer.priors import HOW_TO_GET_A_PRIOR
+
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError:
+        raise InputError(
+            f"out of GPU memory on {device}: use fewer slices per batch (Advanced → "
+            "slice_batch), a slice subset, or the CPU"
+        ) from None
+    except PriorLoadError as exc:
+        raise InputError(f"{exc}; {HOW_TO_GET_A_PRIOR}") from None
+    except InputError:
+        raise
+    except ValueError as exc:  # the engine's word for input it refuses
+        raise InputError(str(exc)) from None
+
+
+# -- reconstruction -----------------------------------------------------------------------
+
+
+def slice_range(text: str, n_slices: int) -> tuple[int, int]:
+    """``(start, stop)`` of ``all``, one slice ``k`` or ``start:stop`` (Python slicing, either
+    end may be left out, negative counts from the end); raises :class:`InputError`."""
+    text = text.strip().lower()
+    if text in ("", "all", ":"):
+        return 0, n_slices
+    try:
+        if ":" in text:
+            start, stop = (int(end) if end else None for end in text.split(":"))
+            chosen = range(n_slices)[start:stop]
+        else:
+            k = int(text)
+            chosen = range(n_slices)[k : k + 1 or None]
+    except ValueError:
+        raise InputError(
+            f"slices {text!r}: write all, one slice (e.g. 12) or start:stop (e.g. 10:14)"
+        ) from None
+    if len(chosen) == 0:
+        raise InputError(f"slices {text!r} selects none of the slices 0 to {n_slices - 1}")
+    return chosen.start, chosen.stop
+
+
+def measurement_slab(m: Measurement, start: int, stop: int) -> Measurement:
+    """Slices ``start:stop`` of ``m`` (with their mask and coil maps)."""
+    if (start, stop) == (0, m.data.shape[0]):
+        return m
+    z = slice(start, stop)
+    mask = m.mask[z] if m.mask is not None and m.mask.ndim == 3 else m.mask
+    maps = m.maps[z] if m.maps is not None else None
+    return replace(m, data=m.data[z], mask=mask, maps=maps)
+
+
+@dataclass(frozen=True)
+class ReconJob:
+    """One reconstruction.
+
+    Attributes:
+        measurement: what to reconstruct (already cut to the chosen slices).
+        method: a name of :data:`napari_ddip.methods.METHODS`.
+        config: the diffusion settings (None for a classical method).
+        settings: a classical method's settings.
+        seed: random seed.
+        device: ``auto``, ``cpu`` or ``cuda:N``.
+        z_range: ``(start, stop)`` of the slices in the whole measurement.
+        source: name of the measurement layer.
+    """
+
+    measurement: Measurement
+    method: str
+    config: ReconConfig | None
+    settings: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    device: str = "auto"
+    z_range: tuple[int, int] = (0, 0)
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class ReconResult:
+    """A reconstruction ``(Z, Y, X)`` float32 with its provenance (partial when cancelled);
+    ``std`` the per-voxel standard deviation when the engine drew several posterior samples."""
+
+    volume: np.ndarray
+    provenance: dict[str, Any]
+    partial: bool = False
+    std: np.ndarray | None = None
+
+
+class _Stop(Exception):
+    """Raised from a classical method's progress callback once cancel is set."""
+
+
+def run_recon(job: ReconJob, emit: Emit, cancel: threading.Event) -> ReconResult | None:
+    """Run ``job``; diffusion methods emit the engine's events (Started, Progress, Adapted,
+    Preview) and finish with the result, partial if cancelled; classical methods emit
+    :class:`~napari_ddip.recon.Progress` and return None when cancelled."""
+    from napari_ddip.recon import resolve_device
+
+    with user_errors(job.device):
+        device = resolve_device(job.device)
+        if job.config is None:
+            result = _run_classical(job, str(device), emit, cancel)
+        else:
+            result = _run_diffusion(job, job.config, device, emit, cancel)
+    if result is None:
+        return None
+    extra = {"source_layer": job.source, "slices": list(job.z_range)}
+    return replace(result, provenance=result.provenance | extra)
+
+
+def _run_classical(
+    job: ReconJob, device: str, emit: Emit, cancel: threading.Event
+) -> ReconResult | None:
+    from napari_ddip.methods import reconstruct_measurement
+    from napari_ddip.recon import Progress
+
+    start = time.perf_counter()
+
+    def progress(step: int, total: int) -> None:
+        if cancel.is_set():
+            raise _Stop
+        elapsed = time.perf_counter() - start
+        emit(Progress(step, total, elapsed, eta_seconds(elapsed, step, total), job.method))
+
+    try:
+        volume, provenance = reconstruct_measurement(
+            job.measurement, job.method, job.settings, device, job.seed, progress
+        )
+    except _Stop:
+        return None
+    return ReconResult(volume, provenance)
+
+
+def _run_diffusion(
+    job: ReconJob, config: ReconConfig, device: Any, emit: Emit, cancel: threading.Event
+) -> ReconResult:
+    from napari_ddip.io import operator_from_measurement
+    from napari_ddip.recon import Finished, reconstruct
+
+    m = job.measurement
+    operator = operator_from_measurement(m, device)
+    for event in reconstruct(m.data, operator, config, device=device, cancel=cancel):
+        if isinstance(event, Finished):
+            created = datetime.now(UTC).isoformat(timespec="seconds")
+            provenance = event.metadata | {"created": created, "measurement": m.provenance}
+            std = getattr(event, "std", None)
+            return ReconResult(event.volume, provenance, event.partial, std)
+        emit(event)
+    raise RuntimeError("the engine ended without a Finished event")
+
+
+def eta_seconds(elapsed: float, step: int, total: int) -> float | None:
+    """Seconds left at a constant rate (None before the first step)."""
+    return elapsed / step * (total - step) if step > 0 else None
+
+
+# -- fine-tuning --------------------------------------------------------------------------
+
+
+def finetune_defaults() -> argparse.Namespace:
+    """The options of ``napari-ddip finetune-prior`` with their defaults."""
+    from napari_ddip.prior.train import add_train_arguments
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser, finetune=True)
+    return parser.parse_args(["--out", "."])
+
+
+def pick_slices(volumes: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
+    """At most ``n`` slices spread evenly over the non-constant slices of ``volumes``
+    ``(Z, Y, X)``, as one ``(k, Y, X)`` array per volume that gives any."""
+    candidates = [
+        (v, z) for v, volume in enumerate(volumes) for z in range(len(volume)) if np.ptp(volume[z])
+    ]
+    if not candidates:
+        raise InputError("the chosen layers hold only constant slices: nothing to learn from")
+    picks = np.unique(np.linspace(0, len(candidates) - 1, min(n, len(candidates))).round())
+    chosen = [candidates[int(i)] for i in picks]
+    return [
+        volume[[z for w, z in chosen if w == v]]
+        for v, volume in enumerate(volumes)
+        if any(w == v for w, _ in chosen)
+    ]
+
+
+@dataclass(frozen=True)
+class FinetuneJob:
+    """One fine-tuning run: ``images`` (from :func:`pick_slices`) into ``folder/name/``.
+
+    ``options`` overrides :func:`finetune_defaults` (steps, lr, batch_size, seed, ...).
+    """
+
+    images: list[np.ndarray]
+    base: str
+    folder: Path
+    name: str
+    options: dict[str, Any]
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """``step`` of ``total`` done, the mean loss since the last report, seconds left."""
+
+    step: int
+    total: int
+    loss: float
+    eta: float | None
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """The written prior; ``stopped`` when cancelled before the last step."""
+
+    path: Path
+    step: int
+    stopped: bool
+
+
+def run_finetune(job: FinetuneJob, emit: Emit, cancel: threading.Event) -> FinetuneResult:
+    """Fine-tune ``job.base`` on ``job.images`` as ``napari-ddip finetune-prior`` does,
+    reporting every step; a cancel stops after writing a checkpoint and the prior so far."""
+    from napari_ddip.prior.train import config_from_args, images_from_arrays, train_prior
+
+    options = vars(finetune_defaults()) | job.options | {"name": job.name, "log_every": 1}
+    start, done = time.perf_counter(), [0]
+
+    def progress(step: int, total: int, loss: float) -> bool:
+        done[0] = step
+        eta = eta_seconds(time.perf_counter() - start, step, total)
+        emit(TrainProgress(step, total, loss, eta))
+        return not cancel.is_set()
+
+    with user_errors(job.device):
+        cfg = config_from_args(argparse.Namespace(**options), finetune=True)
+        images = images_from_arrays(job.images)
+        path = train_prior(
+            cfg,
+            job.folder / job.name,
+            device=job.device,
+            images=images,
+            init=job.base,
+            progress=progress,
+            command=f"napari widget 'Fine-tune prior' from {job.base}",
+        )
+    return FinetuneResult(path, done[0], cancel.is_set() and done[0] < cfg.steps)

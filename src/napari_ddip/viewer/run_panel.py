@@ -1,0 +1,84 @@
+"""Run / Cancel buttons, a progress bar and a status line for long background work.
+
+:meth:`RunPanel.start` runs ``work(emit, cancel)`` through
+:func:`~napari_ddip.viewer.background.run_with_events`: Run (and the given widgets) stay
+disabled and Cancel enabled until it ends; Cancel sets the ``threading.Event`` the work polls.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from magicgui.widgets import Container, Label, ProgressBar, PushButton, Widget
+from napari.qt.threading import FunctionWorker
+from qtpy.QtWidgets import QSizePolicy
+
+from napari_ddip.viewer.background import run_with_events
+
+T = TypeVar("T")
+Work = Callable[[Callable[[Any], None], threading.Event], T]
+
+
+def format_seconds(seconds: float) -> str:
+    """``m:ss`` (or ``h:mm:ss``)."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class RunPanel(Container):
+    """The lower part of a long-running widget; :attr:`cancel_event` is the current run's."""
+
+    def __init__(self, run_text: str) -> None:
+        self.run_button = PushButton(text=run_text)
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal")
+        buttons.margins = (0, 0, 0, 0)
+        self.progress = ProgressBar(value=0, min=0, max=1)
+        self.status = Label(value="")
+        # one line that never widens the dock (long text is cut; the tooltip has it all)
+        self.status.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.status.changed.connect(lambda text: setattr(self.status, "tooltip", text))
+        super().__init__(widgets=[buttons, self.progress, self.status], labels=False)
+        self.margins = (0, 0, 0, 0)
+        self.cancel_event = threading.Event()
+        self.cancel_button.changed.connect(self.cancel)
+
+    def start(
+        self,
+        work: Work[T],
+        on_event: Callable[[Any], None],
+        on_result: Callable[[T], None],
+        busy: Sequence[Widget] = (),
+    ) -> FunctionWorker:
+        """Run ``work(emit, cancel)`` in a thread worker (returned)."""
+        self.cancel_event = cancel = threading.Event()
+        self.progress.value, self.progress.max = 0, 1
+        self.progress.native.setFormat("%p%")
+        self.status.value = "starting…"
+
+        def job(emit: Callable[[Any], None]) -> T:
+            return work(emit, cancel)
+
+        self.cancel_button.enabled = True
+        busy = [self.run_button, *busy]
+        return run_with_events(job, on_event, on_result, busy, self._finished)
+
+    def cancel(self) -> None:
+        """Ask the running work to stop (it keeps what it has)."""
+        self.cancel_event.set()
+        self.cancel_button.enabled = False
+        self.status.value = "cancelling…"
+
+    def show_progress(self, step: int, total: int, eta: float | None, detail: str = "") -> None:
+        """Move the bar to ``step`` of ``total`` with the time left on it; ``detail`` below."""
+        self.progress.max = max(total, 1)
+        self.progress.value = min(step, total)
+        left = "" if eta is None else f" · {format_seconds(eta)} left"
+        self.progress.native.setFormat(f"{step}/{total}{left}")
+        self.status.value = detail
+
+    def _finished(self) -> None:
+        self.cancel_button.enabled = False

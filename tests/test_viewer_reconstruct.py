@@ -1,0 +1,197 @@
+"""The Reconstruct and Fine-tune prior dock widgets, driven for real on a tiny CT measurement
+with a tiny random-init prior (no mocked engine)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from napari.utils.notifications import notification_manager
+
+from napari_ddip.io import read_volume
+from napari_ddip.prior.model import DiffusionPrior, PriorConfig
+from napari_ddip.prior.phantoms import ellipsoid_volume
+from napari_ddip.prior.unet import UNetConfig
+from napari_ddip.prior.weights import save_prior
+from napari_ddip.simulate import simulate_ct
+from napari_ddip.viewer.layers import META_KEY, measurement_layer
+from napari_ddip.viewer.priors import FILE, USER_PRIORS
+from napari_ddip.viewer.reconstruct_widget import BASIC
+from napari_ddip.viewer.writers import write_image
+
+pytestmark = pytest.mark.napari
+TIMEOUT_MS = 60_000
+VOXEL = (2.0, 0.5, 0.5)
+TINY = {"nfe": 3, "adapt_steps": "2", "k_slices": 2}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def prior_path(tmp_path_factory) -> str:
+    torch.manual_seed(0)
+    unet = UNetConfig(base_channels=8, channel_mults=(1, 2), attention_levels=())
+    prior = DiffusionPrior(PriorConfig(unet=unet, patch_size=16))
+    return str(save_prior(prior, tmp_path_factory.mktemp("prior") / "tiny"))
+
+
+@pytest.fixture
+def viewer_with_ct(make_napari_viewer):
+    """A viewer holding a 4×32×32 phantom's 16-view sinogram as the reader makes it."""
+    viewer = make_napari_viewer()
+    m = simulate_ct(ellipsoid_volume((4, 32, 32), seed=1), n_views=16, voxel_size=VOXEL)
+    data, kwargs, _ = measurement_layer(m, "ct")
+    viewer.add_image(data, **kwargs)
+    return viewer
+
+
+def _dock(viewer, name):
+    _, widget = viewer.window.add_plugin_dock_widget("napari-ddip", name)
+    return widget
+
+
+def _reconstruct_widget(viewer, prior_path, method="d3ip", **settings):
+    widget = _dock(viewer, "Reconstruct")
+    widget.measurement.value = viewer.layers["ct"]
+    widget.method.value = method
+    widget.device.value = "cpu"
+    if method != "fbp":
+        widget.prior.choice.value = FILE
+        widget.prior.file.value = prior_path
+        for key, value in (TINY | settings).items():
+            form = widget.basic if key in BASIC else widget.advanced
+            form[key].value = value
+        widget.advanced["slice_batch"].value = "2"
+        widget.advanced["preview_every"].value = 1
+    return widget
+
+
+def _run_and_wait(qtbot, widget) -> None:
+    widget.panel.run_button.native.click()
+    qtbot.waitUntil(lambda: widget.panel.run_button.enabled, timeout=TIMEOUT_MS)
+
+
+def _last_message() -> str:
+    return notification_manager.records[-1].message if notification_manager.records else ""
+
+
+def test_d3ip_result_layer_has_scale_and_provenance_and_reruns_in_place(
+    viewer_with_ct, qtbot, prior_path, tmp_path
+) -> None:
+    viewer = viewer_with_ct
+    widget = _reconstruct_widget(viewer, prior_path)
+    _run_and_wait(qtbot, widget)
+    layer = viewer.layers["ct [d3ip]"]
+    assert layer.data.shape == (4, 32, 32) and layer.data.dtype == np.float32
+    np.testing.assert_allclose(layer.scale, VOXEL)
+    block = layer.metadata[META_KEY]
+    provenance = block["provenance"]
+    assert block["kind"] == "volume" and provenance["method"] == "d3ip"
+    assert provenance["settings"]["nfe"] == 3 and provenance["settings"]["adapt_steps"] == 2
+    assert provenance["prior"] == prior_path and provenance["device"] == "cpu"
+    assert provenance["measurement"]["simulated"] == "ct" and not provenance["partial"]
+    assert provenance["source_layer"] == "ct" and provenance["slices"] == [0, 4]
+    assert widget.panel.progress.value == widget.panel.progress.max
+    assert not widget.panel.cancel_button.enabled
+
+    saved = read_volume(write_image(str(tmp_path / "r.tif"), layer.data, _meta(layer))[0])
+    assert saved.voxel_size == VOXEL and saved.metadata["method"] == "d3ip"
+
+    widget.slices.value = "1:3"  # a preview of two slices updates the same layer
+    widget.advanced["samples"].value = 2  # ... and adds the posterior std
+    _run_and_wait(qtbot, widget)
+    assert len(viewer.layers) == 3 and layer.data.shape == (2, 32, 32)
+    assert layer.translate[0] == pytest.approx(VOXEL[0])
+    assert layer.metadata[META_KEY]["provenance"]["slices"] == [1, 3]
+    std = viewer.layers["ct [d3ip] std"]
+    assert std.data.shape == (2, 32, 32) and np.all(std.data >= 0)
+    np.testing.assert_allclose(std.translate, layer.translate)
+
+
+def _meta(layer) -> dict:
+    return {"name": layer.name, "scale": layer.scale, "metadata": layer.metadata}
+
+
+def test_cancel_keeps_the_partial_result_and_reenables_run(
+    viewer_with_ct, qtbot, prior_path
+) -> None:
+    viewer = viewer_with_ct
+    widget = _reconstruct_widget(viewer, prior_path, nfe=40)
+    widget.panel.run_button.native.click()
+    assert not widget.panel.run_button.enabled and widget.panel.cancel_button.enabled
+    qtbot.waitUntil(lambda: widget.panel.progress.value >= 1, timeout=TIMEOUT_MS)
+    widget.panel.cancel_button.native.click()
+    qtbot.waitUntil(lambda: widget.panel.run_button.enabled, timeout=TIMEOUT_MS)
+    layer = viewer.layers["ct [d3ip]"]
+    assert layer.data.shape == (4, 32, 32)
+    assert layer.metadata[META_KEY]["provenance"]["partial"] is True
+    assert widget.result.partial and "partial" in _last_message()
+    assert widget.panel.progress.value < widget.panel.progress.max
+    assert not widget.panel.cancel_button.enabled
+
+
+def test_refusals_are_notifications_and_fbp_runs(viewer_with_ct, qtbot, prior_path) -> None:
+    viewer = viewer_with_ct
+    widget = _reconstruct_widget(viewer, prior_path)
+    viewer.add_image(np.zeros((4, 32, 32), np.float32), name="plain")
+    widget.measurement.value = viewer.layers["plain"]
+    assert widget.run() is None and "holds no measurement" in _last_message()
+
+    widget.measurement.value = viewer.layers["ct"]
+    widget.basic["lr"].value = "fast"
+    assert widget.run() is None and "'lr'" in _last_message()
+    widget.basic["lr"].value = "auto"
+    widget.prior.file.value = ""
+    assert widget.run() is None and "train-prior" in _last_message()
+    widget.slices.value = "7:9"
+    assert widget.run() is None and "selects none" in _last_message()
+    assert len(viewer.layers) == 2
+
+    widget.slices.value = "all"
+    widget.method.value = "fbp"
+    assert not widget.prior.choice.visible and not widget.advanced_box.visible
+    _run_and_wait(qtbot, widget)
+    layer = viewer.layers["ct [fbp]"]
+    assert layer.data.shape == (4, 32, 32)
+    np.testing.assert_allclose(layer.scale, VOXEL)
+    assert layer.metadata[META_KEY]["provenance"]["method"] == "fbp"
+
+
+def test_finetuned_prior_becomes_a_reconstruct_choice(
+    make_napari_viewer, qtbot, prior_path, tmp_path
+) -> None:
+    viewer = make_napari_viewer()
+    viewer.add_image(ellipsoid_volume((4, 32, 32), seed=2), name="mine")
+    recon = _dock(viewer, "Reconstruct")
+    widget = _dock(viewer, "Fine-tune prior")
+    widget.images.value = [viewer.layers["mine"]]
+    widget.base.choice.value = FILE
+    widget.base.file.value = prior_path
+    widget.training["steps"].value = 2
+    widget.training["batch_size"].value = 2
+    widget.folder.value = tmp_path
+    widget.prior_name.value = "mine-prior"
+    widget.device.value = "cpu"
+    _run_and_wait(qtbot, widget)
+    path = str(tmp_path / "mine-prior" / "mine-prior.safetensors")
+    assert widget.result is not None and str(widget.result.path) == path
+    assert widget.result.step == 2 and not widget.result.stopped
+    assert path in USER_PRIORS.paths()
+    assert path in recon.prior.choice.choices and recon.prior.value == path
+    assert widget.panel.status.value == "wrote mine-prior.safetensors"
+
+
+def test_widget_modules_import_without_torch() -> None:
+    modules = ["reconstruct_widget", "prior_widget", "jobs", "priors", "devices"]
+    names = ", ".join(f"napari_ddip.viewer.{m}" for m in modules)
+    code = f"import sys; import {names}; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
