@@ -97,11 +97,22 @@ def _reconstruct(args: argparse.Namespace) -> int:
         if given:
             overrides[option] = str(getattr(args, option))
     settings = resolve_settings(method, overrides)
+    device, rank = args.device, 0
+    if args.distributed:
+        from napari_ddip.recon.distributed import init_from_environment
+
+        try:
+            group, dev = init_from_environment(args.device)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        device, rank = str(dev), group.rank
     extras: dict[str, object] = {}
-    with progress_bar(args.method, quiet=args.quiet) as progress:
+    with progress_bar(args.method, quiet=args.quiet or rank > 0) as progress:
         volume, provenance = reconstruct_measurement(
-            m, args.method, settings, args.device, args.seed, progress, extras
+            m, args.method, settings, device, args.seed, progress, extras
         )
+    if rank > 0:  # every rank holds the volume; rank 0 writes it
+        return 0
     provenance["measurement_file"] = str(args.measurement)
     write_result(out, volume, m.voxel_size, provenance, overwrite=args.overwrite)
     print(f"wrote {args.method} reconstruction {volume.shape} to {out}")
@@ -262,6 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument(
         "--warm-start", type=Path, metavar="FILE", help="D3IP: start from a saved adaptation"
+    )
+    rec.add_argument(
+        "--distributed",
+        action="store_true",
+        help="under torchrun: split the slices over the processes (rank 0 writes)",
     )
     rec.add_argument("--quiet", action="store_true", help="no progress bar")
     rec.add_argument("--overwrite", action="store_true", help="replace an existing output")

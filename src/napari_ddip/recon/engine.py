@@ -37,6 +37,7 @@ from napari_ddip.prior.model import DiffusionPrior
 from napari_ddip.prior.weights import load_prior
 from napari_ddip.recon.adaptation import Adaptation, nearest_state
 from napari_ddip.recon.config import ReconConfig
+from napari_ddip.recon.distributed import current_group
 from napari_ddip.recon.events import Adapted, Event, Finished, Preview, Progress, Started
 from napari_ddip.recon.lora import LoRA, LoRAState, interpolate_states
 from napari_ddip.recon.problem import Problem
@@ -143,6 +144,7 @@ class _Run:
         cancel: Cancel,
         warm_start: Adaptation | None,
     ) -> None:
+        self.group = current_group()
         self.kind = "mri" if op.is_complex else "ct"
         self.cfg = cfg.resolved(self.kind, dev.type)
         self.dev, self.cancel = dev, cancel
@@ -160,6 +162,8 @@ class _Run:
         self.record: Adaptation = {}
         self.estimate = self.problem.pinv
         self.keys: tuple[int, ...] = (0, 0)  # (sample, pass)
+        self.my_batches = self.group.share(self._batches())
+        self.my_slices = [i for b in self.my_batches for i in range(b.start, b.stop)]
         self.clock = _Clock(self._units(False) + (self.cfg.samples - 1) * self._units(True))
 
     # -- bookkeeping ----------------------------------------------------------------------
@@ -175,11 +179,13 @@ class _Run:
         return [slice(s, min(s + b, self.n)) for s in range(0, self.n, b)]
 
     def _units(self, replay: bool) -> int:
-        """Work units of one posterior sample (``replay``: reusing the first one's LoRA)."""
+        """This rank's work units of one posterior sample (``replay``: reusing the first
+        sample's LoRA)."""
         cfg = self.cfg
         adapted = sum(self._in_horizon(t) for t in self.timesteps)
-        shared = len(self.timesteps) * len(self._batches())
-        per_slice = len(self.timesteps) * self.n + adapted * self.n * cfg.adapt_steps
+        shared = len(self.timesteps) * len(self.my_batches)
+        mine = len(self.my_slices)
+        per_slice = len(self.timesteps) * mine + adapted * mine * cfg.adapt_steps
         d3ip = shared + (0 if replay else adapted * cfg.adapt_steps)
         return {
             "ddip": per_slice,
@@ -301,10 +307,13 @@ class _Run:
             eps, guidance = yield from step_eps(x, t, j)
             with torch.no_grad():
                 x0 = p.from_prior(self.schedule.tweedie(x, eps, t))
-                if mode == "mbir":
+                if mode == "mbir":  # z-TV couples all slices: every rank solves the volume
                     x0 = p.consistency(x0, slice(None), mode, cfg.admm_iters)
                 else:
-                    x0 = torch.cat([p.consistency(x0[b], b, mode, 1) for b in self._batches()])
+                    consistent = torch.zeros_like(x0)
+                    for b in self.my_batches:
+                        consistent[b] = p.consistency(x0[b], b, mode, 1)
+                    x0 = self.group.sum_(consistent)
                 self.estimate = x0
                 if j + 1 < len(ts):
                     gen = self._gen("step", j)
@@ -318,20 +327,20 @@ class _Run:
     # -- network passes -------------------------------------------------------------------
     def _eps_shared(self, x: torch.Tensor, t: int, j: int) -> Iterator[Event]:
         """``ε̂`` of every slice with the current weights, ``slice_batch`` slices per call."""
-        eps = torch.empty_like(x)
+        eps = torch.zeros_like(x)
         with torch.no_grad(), parametrize.cached():
-            for b in self._batches():
+            for b in self.my_batches:
                 self._check_cancel()
                 rows = self.problem.rows(b)
                 eps[rows] = self.prior.eps(x[rows], t, self._gen("eps", j, b.start))
                 yield self.clock.advance()
-        return eps, None
+        return self.group.sum_(eps), None
 
     def _eps_dps(self, x: torch.Tensor, t: int, j: int) -> Iterator[Event]:
         """``ε̂`` and DPS's ``∇_{x_t} Σ_z ‖y_z − A x̂₀_z‖`` slice batch by slice batch."""
         p = self.problem
-        eps, guidance = torch.empty_like(x), torch.empty_like(x)
-        for b in self._batches():
+        eps, guidance = torch.zeros_like(x), torch.zeros_like(x)
+        for b in self.my_batches:
             self._check_cancel()
             rows = p.rows(b)
             xb = x[rows].detach().requires_grad_(True)
@@ -342,7 +351,7 @@ class _Run:
             (grad,) = torch.autograd.grad(norms.sum(), xb)
             eps[rows], guidance[rows] = e.detach(), grad
             yield self.clock.advance()
-        return eps, guidance
+        return self.group.sum_(eps), self.group.sum_(guidance)
 
     def _eps_d3ip(self, x: torch.Tensor, t: int, j: int) -> Iterator[Event]:
         """D3IP: adapt the shared LoRA (from the warm start's state at ``t`` if given) on ``K``
@@ -394,9 +403,9 @@ class _Run:
         lora, p = self.lora, self.problem
 
         def step(x: torch.Tensor, t: int, j: int) -> Iterator[Event]:
-            eps = torch.empty_like(x)
+            eps = torch.zeros_like(x)
             losses = []
-            for i in range(self.n):
+            for i in self.my_slices:
                 lora.load(states(i, t) if callable(states) else states[i])
                 if self._in_horizon(t):
                     loss = yield from self._adapt(x, t, j, slice(i, i + 1), report=False)
@@ -411,8 +420,8 @@ class _Run:
                     eps[rows] = self.prior.eps(x[rows], t, self._gen("eps", j, i))
                 yield self.clock.advance()
             if losses:
-                yield Adapted(t, float(np.mean(losses)), tuple(range(self.n)), tuple(losses))
-            return eps, None
+                yield Adapted(t, float(np.mean(losses)), tuple(self.my_slices), tuple(losses))
+            return self.group.sum_(eps), None
 
         return step
 
@@ -434,31 +443,34 @@ class _Run:
         report: bool = True,
     ) -> Iterator[Event]:
         """``L`` AdamW steps (fresh optimiser) of the LoRA on ``‖y − A·DC(x̂₀(θ))‖² / ‖y‖²``
-        over ``fixed`` slices or ``K`` drawn per step; returns the mean loss (None if L = 0)."""
+        over ``fixed`` slices (this rank's own LoRA) or over ``K`` slices drawn per step for
+        the shared LoRA (split over the ranks, gradients summed); returns the mean loss (None
+        if L = 0)."""
         assert self.lora is not None
-        cfg, p = self.cfg, self.problem
+        cfg = self.cfg
         if cfg.adapt_steps == 0:
             return None
-        mode = "mbir" if cfg.method == "d3ip-mbir" else "cg"
+        shared = fixed is None
         self.lora.train(True)
         opt = torch.optim.AdamW(self.lora.parameters(), lr=cfg.lr, weight_decay=0.0)
         losses, chosen = [], fixed
-        where = -1 if fixed is None else fixed.start
         try:
             for step in range(cfg.adapt_steps):
                 self._check_cancel()
-                gen = self._gen("adapt", j, step, where)
-                if fixed is None:
-                    rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=gen)))
-                    chosen = self._choose_slices(rng)
-                rows = p.rows(chosen)
-                eps = self.prior.eps(x[rows], t, gen)
-                x0 = p.from_prior(self.schedule.tweedie(x[rows], eps, t))
-                loss = p.relative_loss(p.consistency(x0, chosen, mode, 1), chosen)
+                keys = ("adapt", j, step, -1 if fixed is None else fixed.start)
+                if shared:
+                    seed = int(torch.randint(2**62, (1,), generator=self._gen(*keys)))
+                    chosen = self._choose_slices(np.random.default_rng(seed))
+                loss = self._adaptation_loss(x, t, chosen, keys, shared)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if shared and self.group.world > 1:
+                    for param in self.lora.parameters():
+                        if param.grad is None:
+                            param.grad = torch.zeros_like(param)
+                        self.group.sum_(param.grad)
                 opt.step()
-                losses.append(loss.detach())
+                losses.append(self.group.sum_(loss.detach()) if shared else loss.detach())
                 yield self.clock.advance()
         finally:
             self.lora.train(False)
@@ -467,6 +479,41 @@ class _Run:
         if report:
             yield Adapted(t, mean, _slice_tuple(chosen, self.n), tuple(values))
         return mean
+
+    def _adaptation_loss(
+        self,
+        x: torch.Tensor,
+        t: int,
+        chosen: slice | torch.Tensor,
+        keys: tuple[object, ...],
+        shared: bool,
+    ) -> torch.Tensor:
+        """This rank's part of ``Σ_chosen ‖A x̃₀ − y‖² / Σ_chosen ‖y‖²`` with gradients.
+
+        Each slice's network call draws from its own keyed generator, so the loss does not
+        depend on how the slices are split over ranks. mbir's z-TV couples its contiguous
+        block, which rank 0 computes whole.
+        """
+        p = self.problem
+        denominator = p.y[chosen].abs().pow(2).sum()
+        if isinstance(chosen, slice):  # mbir block, or one slice of DDIP
+            mine = (
+                list(range(*chosen.indices(self.n))) if self.group.rank == 0 or not shared else []
+            )
+        else:
+            mine = chosen.tolist()[self.group.rank :: self.group.world]
+        if not mine:
+            return sum(q.sum() for q in self.lora.parameters()) * 0.0  # no slices here
+        eps = torch.cat(
+            [self.prior.eps(x[p.rows(slice(i, i + 1))], t, self._gen(*keys, i)) for i in mine]
+        )
+        rows = p.rows(torch.as_tensor(mine))
+        x0 = p.from_prior(self.schedule.tweedie(x[rows], eps, t))
+        if isinstance(chosen, slice):
+            mode, index = ("mbir" if self.cfg.method == "d3ip-mbir" else "cg"), chosen
+        else:
+            mode, index = "cg", torch.as_tensor(mine)
+        return p.relative_loss(p.consistency(x0, index, mode, 1), index, denominator)
 
 
 class _Moments:

@@ -106,8 +106,15 @@ class Problem:
             )
         raise ValueError(f"unknown data consistency {mode!r}")
 
-    def relative_loss(self, x: torch.Tensor, slices: slice | torch.Tensor) -> torch.Tensor:
-        """``‖A x − y‖² / ‖y‖²`` over slices ``slices`` (images ``x (n, Y, X)``)."""
+    def relative_loss(
+        self,
+        x: torch.Tensor,
+        slices: slice | torch.Tensor,
+        denominator: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``‖A x − y‖² / ‖y‖²`` over slices ``slices`` (images ``x (n, Y, X)``);
+        ``denominator`` replaces ``‖y‖²`` (a larger set's, when the slices are a part)."""
         y = self.y[slices]
         residual = self.op.subset(slices).forward(x) - y
-        return residual.abs().pow(2).sum() / y.abs().pow(2).sum().clamp_min(1e-12)
+        norm = y.abs().pow(2).sum() if denominator is None else denominator
+        return residual.abs().pow(2).sum() / norm.clamp_min(1e-12)
