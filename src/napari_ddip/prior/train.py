@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from napari_ddip.device import resolve_device
 from napari_ddip.prior.ema import EMA
 from napari_ddip.prior.model import DiffusionPrior, PriorConfig
 from napari_ddip.prior.patches import random_patches, with_coordinates
@@ -56,13 +57,6 @@ class TrainConfig:
 
 
 Progress = Callable[[int, int, float], bool | None]
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA if available else CPU; otherwise ``torch.device(device)``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _git_commit() -> str:

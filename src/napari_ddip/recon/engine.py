@@ -32,6 +32,7 @@ import torch
 from torch.nn.utils import parametrize
 
 from napari_ddip import __version__
+from napari_ddip.device import resolve_device
 from napari_ddip.physics.operator import LinearOperator
 from napari_ddip.prior.model import DiffusionPrior
 from napari_ddip.prior.weights import load_prior
@@ -59,13 +60,6 @@ EpsResult = tuple[torch.Tensor, torch.Tensor | None]
 
 class Cancelled(Exception):
     """Raised inside a run when its cancel flag is set (turned into a partial result)."""
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` → the first CUDA device if there is one, else the CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def reconstruct(

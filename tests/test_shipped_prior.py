@@ -1,0 +1,37 @@
+"""The shipped prior, offline, on a small 60-view CT phantom: D3IP beats DDS, which beats FBP."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from napari_ddip.metrics import score
+from napari_ddip.physics.ct import ParallelBeamCT
+from napari_ddip.physics.noise import add_gaussian_noise
+from napari_ddip.prior.phantoms import ellipsoid_volume
+from napari_ddip.prior.weights import DEFAULT_PRIOR, load_prior, read_prior_meta, shipped_priors
+from napari_ddip.recon import ReconConfig, reconstruct, run_to_end
+
+pytestmark = pytest.mark.slow
+
+
+def test_default_prior_ships_and_loads_offline() -> None:
+    assert DEFAULT_PRIOR in shipped_priors()
+    prior = load_prior("default")
+    meta = read_prior_meta("default")
+    assert prior.patch_size == 64 and meta["info"]["steps"] > 0
+    assert sum(p.numel() for p in prior.net.parameters()) == meta["info"]["parameters"]
+
+
+def test_d3ip_beats_dds_beats_fbp_on_a_sparse_view_phantom() -> None:
+    volume = ellipsoid_volume((12, 128, 128), seed=0)[4:8]
+    op = ParallelBeamCT(128, n_views=60)
+    y = add_gaussian_noise(op.forward(torch.from_numpy(volume)), 0.01, seed=0)
+    fbp = score(op.pinv(y).numpy(), volume).psnr
+    prior = load_prior("default")
+    psnr = {}
+    for method in ("dds", "d3ip"):
+        cfg = ReconConfig(method=method, nfe=10, adapt_steps=5, k_slices=2, preview_every=0)
+        result = run_to_end(reconstruct(y, op, cfg, prior=prior, device="cpu"))
+        psnr[method] = score(result.volume, volume).psnr
+    assert psnr["d3ip"] > psnr["dds"] > fbp + 0.5, (fbp, psnr)
