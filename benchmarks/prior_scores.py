@@ -23,7 +23,8 @@ from matplotlib.figure import Figure
 
 from napari_ddip.prior.model import DiffusionPrior
 from napari_ddip.prior.phantoms import ellipse_phantoms
-from napari_ddip.prior.weights import load_prior
+from napari_ddip.prior.train import model_card
+from napari_ddip.prior.weights import load_prior, read_prior_meta, resolve_prior_path
 from napari_ddip.recon.sampler import sample_unconditional
 from napari_ddip.samples import mni_brain_volume
 
@@ -83,6 +84,21 @@ def seconds_per_slice(prior: DiffusionPrior, size: int = 256, repeats: int = 3) 
     return float(np.median(times))
 
 
+def update_card(name: str, scores: dict, seconds: float) -> None:
+    """Store the denoising scores and the CPU cost in the prior's JSON and model card."""
+    path = resolve_prior_path(name)
+    meta = read_prior_meta(name)
+    tweedie = {
+        data: {t: round(s["tweedie"], 2) for t, s in per_t.items()}
+        for data, per_t in scores.items()
+    }
+    threads = torch.get_num_threads()
+    meta["info"]["scores"] = {"tweedie_psnr_db_by_timestep": tweedie}
+    meta["info"]["cost"] = {f"seconds_per_256_slice_cpu_{threads}_threads": round(seconds, 3)}
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    path.with_suffix(".md").write_text(model_card(path.stem, meta["info"]))
+
+
 def save_grid(path: Path, samples: dict[str, torch.Tensor]) -> None:
     """One row of samples per prior."""
     rows, cols = len(samples), max(len(s) for s in samples.values())
@@ -107,6 +123,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--sample-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--update-card", action="store_true", help="write the scores into each prior's card"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     images = test_images(args.n_images, args.size)
@@ -119,6 +138,8 @@ def main() -> None:
             prior, args.samples, (args.sample_size, args.sample_size), seed=args.seed
         )
         results[name] = {"denoising_psnr": scores, "seconds_per_256_slice_cpu": cost}
+        if args.update_card:
+            update_card(name, scores, cost)
         print(f"\n{name}: one network call on a 256² slice: {cost * 1000:.0f} ms")
         print("| data | t | σ/√ᾱ | noisy (dB) | Tweedie (dB) |\n|---|---|---|---|---|")
         for data, per_t in scores.items():
