@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--tag", default="", help="suffix of the JSON file name")
     args = parser.parse_args()
     overrides = dict(pair.split("=", 1) for pair in args.set)
     volume, m = measurement(args.modality, args.size, args.slices, args.accel, args.seed)
@@ -66,7 +67,7 @@ def main() -> None:
         rows.append({"method": method, "psnr": s.psnr, "ssim": s.ssim, "seconds": seconds})
         print(f"| {method} | {s.psnr:.2f} | {s.ssim:.3f} | {seconds:.0f} |", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    name = f"recon_{args.modality}_{args.size}_{args.slices}.json"
+    name = f"recon_{args.modality}_{args.size}_{args.slices}{args.tag}.json"
     info = {
         "modality": args.modality,
         "shape": list(volume.shape),
