@@ -44,7 +44,7 @@ class ReconConfig:
         admm_iters, admm_cg: ADMM iterations and CG steps per ADMM iteration (mbir).
         admm_lam, admm_rho: z-TV weight and ADMM penalty (None: scaled to the data).
         meta_step_start, meta_step_end: Reptile step ``ε``, decaying linearly over the horizon.
-        dps_step: DPS step ``ζ`` (divided by the residual norm).
+        dps_step: DPS step ``ζ`` on ``∇‖y − A x̂₀‖ / ‖A‖``.
         ddnm_cg_iters: CG iterations of DDNM's pseudo-inverse.
         init_pinv: start from ``√ᾱ·pinv(y) + √(1−ᾱ)·n`` instead of pure noise (paper §3.3).
         slerp: correlate the initial noise across slices by slerp between two draws.

@@ -313,7 +313,8 @@ class _Run:
                     gen = self._gen("step", j)
                     x = dds_update(self.schedule, p.to_prior(x0), eps, ts[j + 1], cfg.eta, gen)
                     if guidance is not None:
-                        x = x - cfg.dps_step * guidance
+                        # ∇‖y − A x̂₀‖ carries ‖A‖: divide it out so ζ is unit-free.
+                        x = x - cfg.dps_step / self.problem.norm**0.5 * guidance
             last = j + 1 == len(ts)
             if cfg.preview_every and (last or (j + 1) % cfg.preview_every == 0):
                 yield Preview(t, tuple(range(self.n)), self._volume(x0))
