@@ -219,12 +219,10 @@ def test_train_and_finetune_prior_commands(tmp_path, capsys, volume_file) -> Non
 def test_diffusion_reconstruction_with_samples_and_reusable_adaptation(
     tmp_path, capsys, volume_file
 ) -> None:
-    from napari_ddip.prior.model import DiffusionPrior, PriorConfig
-    from napari_ddip.prior.unet import UNetConfig
     from napari_ddip.prior.weights import save_prior
+    from tiny import tiny_prior
 
-    tiny = UNetConfig(base_channels=8, channel_mults=(1, 2), attention_levels=())
-    prior = save_prior(DiffusionPrior(PriorConfig(unet=tiny, patch_size=16)), tmp_path / "p")
+    prior = save_prior(tiny_prior(), tmp_path / "p")
     sino = tmp_path / "sino.npz"
     assert main(["simulate", "ct", str(volume_file), str(sino), "--views", "16"]) == 0
     fast = ["--set", f"prior={prior}", "--set", "nfe=3", "--set", "adapt_steps=2", "--quiet"]

@@ -9,20 +9,17 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from napari_ddip.physics.ct import ParallelBeamCT
-from napari_ddip.prior.model import DiffusionPrior, PriorConfig
 from napari_ddip.prior.phantoms import ellipsoid_volume
-from napari_ddip.prior.unet import UNetConfig
 from napari_ddip.recon import ReconConfig, reconstruct, run_to_end
 from napari_ddip.recon.distributed import Group
+from tiny import tiny_prior
 
 METHODS = ("dds", "d3ip", "d3ip-mbir", "ddip")
 
 
 def _reconstruct_all(out_dir: str, rank: int) -> None:
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    unet = UNetConfig(base_channels=8, channel_mults=(1, 2), attention_levels=())
-    prior = DiffusionPrior(PriorConfig(unet=unet, patch_size=16)).eval()
+    prior = tiny_prior()
     volume = torch.from_numpy(ellipsoid_volume((6, 32, 32), seed=1))
     op = ParallelBeamCT(32, n_views=16)
     y = op.forward(volume)

@@ -13,9 +13,7 @@ import torch
 from napari_ddip.physics.ct import ParallelBeamCT
 from napari_ddip.physics.masks import uniform1d_mask
 from napari_ddip.physics.mri import MRIOperator
-from napari_ddip.prior.model import DiffusionPrior, PriorConfig
 from napari_ddip.prior.phantoms import ellipsoid_volume
-from napari_ddip.prior.unet import UNetConfig
 from napari_ddip.recon import (
     DIFFUSION_METHODS,
     Adapted,
@@ -30,21 +28,10 @@ from napari_ddip.recon import (
 from napari_ddip.recon.lora import LoRA, interpolate_states
 from napari_ddip.recon.problem import Problem
 from napari_ddip.recon.sampler import initial_state, slerp
+from tiny import tiny_prior
 
-TINY = UNetConfig(base_channels=8, channel_mults=(1, 2), attention_levels=())
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _prior(patch: int | None = 16) -> DiffusionPrior:
-    torch.manual_seed(0)
-    return DiffusionPrior(PriorConfig(unet=TINY, patch_size=patch)).eval()
+pytestmark = pytest.mark.usefixtures("one_thread")
+_prior = tiny_prior
 
 
 def _ct(n_slices: int = 4, size: int = 32) -> tuple[torch.Tensor, ParallelBeamCT, np.ndarray]:

@@ -8,40 +8,27 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from napari.utils.notifications import notification_manager
 
 from napari_ddip.io import read_volume
-from napari_ddip.prior.model import DiffusionPrior, PriorConfig
 from napari_ddip.prior.phantoms import ellipsoid_volume
-from napari_ddip.prior.unet import UNetConfig
 from napari_ddip.prior.weights import save_prior
 from napari_ddip.simulate import simulate_ct
 from napari_ddip.viewer.layers import META_KEY, measurement_layer
 from napari_ddip.viewer.priors import FILE, USER_PRIORS
 from napari_ddip.viewer.reconstruct_widget import BASIC
 from napari_ddip.viewer.writers import write_image
+from tiny import tiny_prior
 
-pytestmark = pytest.mark.napari
+pytestmark = [pytest.mark.napari, pytest.mark.usefixtures("one_thread")]
 TIMEOUT_MS = 60_000
 VOXEL = (2.0, 0.5, 0.5)
 TINY = {"nfe": 3, "adapt_steps": "2", "k_slices": 2}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def prior_path(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    unet = UNetConfig(base_channels=8, channel_mults=(1, 2), attention_levels=())
-    prior = DiffusionPrior(PriorConfig(unet=unet, patch_size=16))
-    return str(save_prior(prior, tmp_path_factory.mktemp("prior") / "tiny"))
+    return str(save_prior(tiny_prior(), tmp_path_factory.mktemp("prior") / "tiny"))
 
 
 @pytest.fixture
