@@ -210,6 +210,14 @@ def test_train_and_finetune_prior_commands(tmp_path, capsys, volume_file) -> Non
     args += ["--prior", str(out / "p.safetensors"), "--steps", "4", "--device", "cpu", *tiny]
     assert main(args) == 0
     assert (tuned / "t.safetensors").is_file() and (tuned / "t.md").is_file()
+    longer = tmp_path / "longer"
+    args = ["train-prior", "--out", str(longer), "--name", "q", "--steps", "2", "--device", "cpu"]
+    args += ["--init", str(out / "p.safetensors"), "--image-size", "32", "--pool-size", "4", *tiny]
+    assert main(args) == 0
+    meta = json.loads((longer / "q.json").read_text())
+    assert meta["info"]["init"] == str(out / "p.safetensors")
+    first = json.loads((out / "p.json").read_text())
+    assert meta["config"] == first["config"]  # the architecture of the prior it continues
     capsys.readouterr()
     bad = ["finetune-prior", str(tmp_path / "missing.npy"), "--out", str(tuned), "--quiet"]
     assert main(bad) == 2

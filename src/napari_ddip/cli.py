@@ -185,7 +185,7 @@ def _train(args: argparse.Namespace, finetune: bool) -> int:
             args.out,
             device=args.device,
             images=images,
-            init=args.prior if finetune else None,
+            init=args.prior if finetune else args.init,
             progress=progress,
             command=command,
         )

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -172,7 +172,8 @@ def train_prior(
     command: str | None = None,
 ) -> Path:
     """Train (``images=None``: on ellipse phantoms) or fine-tune (``images (N, H, W)`` in
-    ``[0, 1]``, ``init`` a prior to start from) and write ``OUT/NAME.safetensors``.
+    ``[0, 1]``) and write ``OUT/NAME.safetensors``. ``init``: a prior (name or path) to start
+    from instead of a random network; its architecture and patch mode are kept.
 
     Resumes from ``OUT/checkpoint/`` when present. ``progress(step, steps, loss)`` is called
     every ``log_every`` steps; returning False stops (a checkpoint is written first).
@@ -186,6 +187,8 @@ def train_prior(
         base = load_prior(init)
         prior = DiffusionPrior(base.config)
         prior.net.load_state_dict(base.net.state_dict())
+        # The network decides the mode: a whole-image prior keeps training on whole images.
+        cfg = replace(cfg, whole_image=base.config.patch_size is None)
     else:
         unet = UNetConfig(base_channels=cfg.base_channels, channel_mults=tuple(cfg.channel_mults))
         patch = None if cfg.whole_image else max(cfg.patch_sizes)
@@ -341,6 +344,12 @@ def add_train_arguments(parser, finetune: bool = False) -> None:
     if finetune:
         parser.add_argument("--prior", default="default", help="prior to start from")
     else:
+        parser.add_argument(
+            "--init",
+            default=None,
+            help="continue from this prior (name or .safetensors) instead of a random network; "
+            "its architecture is kept",
+        )
         parser.add_argument("--whole-image", action="store_true", help="whole-image prior")
         parser.add_argument("--base-channels", type=int, default=d.base_channels)
         parser.add_argument(
