@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -59,7 +60,11 @@ def main() -> None:
         "training slices": images_from_arrays([train]),
         "held-out slices": images_from_arrays([held_out]),
     }
-    results = {"finetune_seconds": seconds, "command": " ".join(command[2:]), "scores": {}}
+    results = {
+        "finetune_seconds": seconds,
+        "command": shlex.join(["python", *command[1:]]),
+        "scores": {},
+    }
     for name, prior in (("base", args.prior), ("fine-tuned", args.work / "mni-10.safetensors")):
         scores = denoising_scores(load_prior(prior).eval(), sets, args.seed)
         results["scores"][name] = scores

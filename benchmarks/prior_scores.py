@@ -143,8 +143,9 @@ def main() -> None:
         args.samples, args.sample_size, np.random.default_rng(HELD_OUT_SEED + 1)
     )
     results, grids = {"phantoms": {"sample_statistics": image_statistics(phantoms)}}, {}
-    for name in args.prior:
-        prior = load_prior(name).eval()
+    for ref in args.prior:
+        prior = load_prior(ref).eval()
+        name = Path(ref).stem if ref.endswith(".safetensors") else ref
         scores = denoising_scores(prior, images, args.seed)
         cost = seconds_per_slice(prior)
         grids[name] = sample_unconditional(
@@ -156,7 +157,7 @@ def main() -> None:
             "sample_statistics": image_statistics(grids[name]),
         }
         if args.update_card:
-            update_card(name, scores, cost)
+            update_card(ref, scores, cost)
         print(f"\n{name}: one network call on a 256² slice: {cost * 1000:.0f} ms")
         print("| data | t | σ/√ᾱ | noisy (dB) | Tweedie (dB) |\n|---|---|---|---|---|")
         for data, per_t in scores.items():
