@@ -101,6 +101,26 @@ def test_random_patches_carry_matching_coordinates() -> None:
     assert torch.all(patches[:, 0][~inside] == 0)
 
 
+def test_v_prediction_target_and_noise_recovery_agree() -> None:
+    """A network that outputs its training target exactly gives back the true noise and x₀."""
+    prior = DiffusionPrior(PriorConfig(unet=TINY, patch_size=None, prediction="v"))
+    x0, noise = torch.rand(2, 8, 8), torch.randn(2, 8, 8)
+    for t in (0, 300, 999):
+        ab = prior.schedule.ab(t)
+        xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+        eps = prior.eps_from_output(prior.target(x0, noise, ab), xt, t)
+        assert torch.allclose(eps, noise, atol=1e-5)
+        if t < 999:  # at t = 999, √ᾱ ≈ 0.006 amplifies float32 rounding
+            assert torch.allclose(prior.schedule.tweedie(xt, eps, t), x0, atol=1e-3)
+    eps_prior = DiffusionPrior(PriorConfig(unet=TINY))
+    assert torch.equal(eps_prior.target(x0, noise, ab), noise)
+    # Configs written before the option existed are ε-prediction priors.
+    legacy = {k: v for k, v in PriorConfig().to_dict().items() if k != "prediction"}
+    assert PriorConfig.from_dict(legacy).prediction == "eps"
+    with pytest.raises(ValueError, match="prediction"):
+        PriorConfig(prediction="x0")
+
+
 def test_weights_round_trip_and_refuse_bad_files(tmp_path) -> None:
     prior = DiffusionPrior(PriorConfig(unet=TINY, patch_size=16))
     path = save_prior(prior, tmp_path / "p", info={"steps": 0}, card="# card\n")
@@ -177,6 +197,14 @@ def test_training_lowers_the_loss_and_resumes_exactly(tmp_path) -> None:
         a.net.state_dict().items(), b.net.state_dict().items(), strict=True
     ):
         assert torch.allclose(va, vb, atol=1e-6), ka
+
+
+def test_v_prediction_training_lowers_the_loss(tmp_path) -> None:
+    torch.manual_seed(0)
+    path = train_prior(_tiny_cfg(60, prediction="v"), tmp_path / "v", device="cpu")
+    losses = _losses(tmp_path / "v")
+    assert losses[-1] < 0.6 * losses[0]
+    assert load_prior(path).config.prediction == "v"
 
 
 def test_finetuning_from_a_few_images(tmp_path) -> None:

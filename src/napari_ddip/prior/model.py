@@ -2,7 +2,9 @@
 
 ``DiffusionPrior.eps(x, t)`` is the single entry point the samplers use: it predicts the noise
 of a batch of slices ``(B, H, W)`` at one timestep, tiling into random-shift patches when the
-prior is a patch prior.
+prior is a patch prior. The network itself predicts either ε or ``v = √ᾱ·ε − √(1−ᾱ)·x₀``
+(``PriorConfig.prediction``); with v it predicts the image, not the noise, at high noise, where
+recovering x̂₀ from an ε-prediction needs ε̂ ≈ x_t to within the data's tiny share of x_t.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from napari_ddip.prior.patches import tiled_apply, with_coordinates
 from napari_ddip.prior.schedule import VPSchedule
 from napari_ddip.prior.unet import UNet, UNetConfig
 
+PREDICTIONS = ("eps", "v")
+
 
 @dataclass(frozen=True)
 class PriorConfig:
@@ -27,6 +31,11 @@ class PriorConfig:
     beta_min: float = 1e-4
     beta_max: float = 0.02
     image_size: int = 256  # training image side
+    prediction: str = "eps"  # what the network outputs: "eps" or "v"
+
+    def __post_init__(self) -> None:
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
 
     def to_dict(self) -> dict:
         return {
@@ -36,6 +45,7 @@ class PriorConfig:
             "beta_min": self.beta_min,
             "beta_max": self.beta_max,
             "image_size": self.image_size,
+            "prediction": self.prediction,
         }
 
     @classmethod
@@ -46,7 +56,7 @@ class PriorConfig:
 
 
 class DiffusionPrior(nn.Module):
-    """A trained ε-prediction network plus its schedule and tiling mode."""
+    """A trained ε- or v-prediction network plus its schedule and tiling mode."""
 
     def __init__(self, config: PriorConfig = PriorConfig()) -> None:
         super().__init__()
@@ -81,11 +91,28 @@ class DiffusionPrior(nn.Module):
             return torch.cat(outs)
 
         if self.patch_size is None:
-            return run(with_coordinates(x))[:, 0]
-        p = self.patch_size
-        offset = torch.randint(0, p, (2,), generator=generator).tolist()
-        pad_std = float((1 - self.schedule.ab(t)).sqrt())
-        return tiled_apply(run, x, p, (offset[0], offset[1]), pad_std, generator)
+            out = run(with_coordinates(x))[:, 0]
+        else:
+            p = self.patch_size
+            offset = torch.randint(0, p, (2,), generator=generator).tolist()
+            pad_std = float((1 - self.schedule.ab(t)).sqrt())
+            out = tiled_apply(run, x, p, (offset[0], offset[1]), pad_std, generator)
+        return self.eps_from_output(out, x, t)
+
+    def eps_from_output(self, out: torch.Tensor, x: torch.Tensor, t: int) -> torch.Tensor:
+        """ε̂ from the network's output ``out`` for the noisy input ``x`` at timestep ``t``:
+        ``out`` itself, or ``√ᾱ·v̂ + √(1−ᾱ)·x_t`` for a v-prediction network."""
+        if self.config.prediction == "v":
+            ab = self.schedule.ab(t, x)
+            return ab.sqrt() * out + (1 - ab).sqrt() * x
+        return out
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+        """The training target of the network for clean ``x0``, ``noise`` and ``ᾱ_t`` (any
+        broadcastable shapes): ε, or ``v = √ᾱ·ε − √(1−ᾱ)·x₀``."""
+        if self.config.prediction == "v":
+            return ab.sqrt() * noise - (1 - ab).sqrt() * x0
+        return noise
 
     def tweedie(
         self, x: torch.Tensor, t: int, generator: torch.Generator | None = None

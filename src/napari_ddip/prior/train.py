@@ -41,6 +41,7 @@ class TrainConfig:
     patch_sizes: tuple[int, ...] = (16, 32, 64)
     patch_probs: tuple[float, ...] = (0.2, 0.3, 0.5)
     whole_image: bool = False  # train a whole-image prior instead of a patch prior
+    prediction: str = "eps"  # network output: "eps" or "v" (see prior.model)
     image_size: int = 256
     lr: float = 2e-4
     ema_decay: float = 0.999
@@ -188,11 +189,17 @@ def train_prior(
         prior = DiffusionPrior(base.config)
         prior.net.load_state_dict(base.net.state_dict())
         # The network decides the mode: a whole-image prior keeps training on whole images.
-        cfg = replace(cfg, whole_image=base.config.patch_size is None)
+        cfg = replace(
+            cfg, whole_image=base.config.patch_size is None, prediction=base.config.prediction
+        )
     else:
         unet = UNetConfig(base_channels=cfg.base_channels, channel_mults=tuple(cfg.channel_mults))
         patch = None if cfg.whole_image else max(cfg.patch_sizes)
-        prior = DiffusionPrior(PriorConfig(unet=unet, patch_size=patch, image_size=cfg.image_size))
+        prior = DiffusionPrior(
+            PriorConfig(
+                unet=unet, patch_size=patch, image_size=cfg.image_size, prediction=cfg.prediction
+            )
+        )
     prior = prior.to(dev).train()
     ema = EMA(prior.net, cfg.ema_decay)
     opt = torch.optim.AdamW(prior.net.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -223,7 +230,8 @@ def train_prior(
         noise = torch.randn(x[:, :1].shape, generator=gen).to(dev)
         ab = alpha_bar[t][:, None, None, None]
         noisy = torch.cat([ab.sqrt() * x[:, :1] + (1 - ab).sqrt() * noise, x[:, 1:]], dim=1)
-        loss = torch.nn.functional.mse_loss(prior.net(noisy, t), noise)
+        target = prior.target(x[:, :1], noise, ab)
+        loss = torch.nn.functional.mse_loss(prior.net(noisy, t), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(prior.net.parameters(), 1.0)
@@ -351,6 +359,9 @@ def add_train_arguments(parser, finetune: bool = False) -> None:
             "its architecture is kept",
         )
         parser.add_argument("--whole-image", action="store_true", help="whole-image prior")
+        parser.add_argument(
+            "--prediction", choices=("eps", "v"), default=d.prediction, help="network output"
+        )
         parser.add_argument("--base-channels", type=int, default=d.base_channels)
         parser.add_argument(
             "--channel-mults", default=",".join(map(str, d.channel_mults)), help="e.g. 1,2,4,4"
@@ -382,6 +393,7 @@ def config_from_args(args, finetune: bool = False) -> TrainConfig:
         cfg.pool_refresh = 0
     else:
         cfg.whole_image = args.whole_image
+        cfg.prediction = args.prediction
         cfg.base_channels = args.base_channels
         cfg.channel_mults = ints(args.channel_mults)
         cfg.image_size = args.image_size
