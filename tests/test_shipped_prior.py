@@ -17,9 +17,14 @@ pytestmark = pytest.mark.slow
 
 def test_default_prior_ships_and_loads_offline() -> None:
     assert DEFAULT_PRIOR in shipped_priors()
-    prior = load_prior("default")
-    meta = read_prior_meta("default")
-    assert prior.patch_size == 64 and meta["info"]["steps"] > 0
+    assert load_prior("default").patch_size == 64
+
+
+@pytest.mark.parametrize("name", shipped_priors())
+def test_every_shipped_prior_loads_with_its_card(name: str) -> None:
+    prior = load_prior(name)
+    meta = read_prior_meta(name)
+    assert meta["info"]["steps"] > 0 and "scores" in meta["info"]
     assert sum(p.numel() for p in prior.net.parameters()) == meta["info"]["parameters"]
 
 
