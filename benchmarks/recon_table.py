@@ -27,12 +27,17 @@ from napari_ddip.samples import mni_brain_volume
 from napari_ddip.simulate import simulate_ct, simulate_mri
 
 
-def measurement(modality: str, size: int, n_slices: int, accel: float, seed: int):
-    """The reference volume ``(Z, size, size)`` and its simulated measurement."""
+def measurement(
+    modality: str, size: int, n_slices: int, accel: float, seed: int, noise: float | None = None
+):
+    """The reference volume ``(Z, size, size)`` and its simulated measurement (relative noise
+    ``noise``; None: 1 % for CT, none for MRI)."""
     volume = mni_brain_volume(size, n_slices, voxel_mm=2 if size <= 128 else 1)
     if modality == "ct":
-        return volume, simulate_ct(volume, n_views=60, noise=0.01, seed=seed)
-    return volume, simulate_mri(volume, accel=accel, mask="poisson", noise=0.0, seed=seed)
+        level = 0.01 if noise is None else noise
+        return volume, simulate_ct(volume, n_views=60, noise=level, seed=seed)
+    level = 0.0 if noise is None else noise
+    return volume, simulate_mri(volume, accel=accel, mask="poisson", noise=level, seed=seed)
 
 
 def main() -> None:
@@ -41,6 +46,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--slices", type=int, default=8)
     parser.add_argument("--accel", type=float, default=8.0, help="MRI acceleration")
+    parser.add_argument(
+        "--noise", type=float, default=None, help="relative noise (default 0.01 CT, 0 MRI)"
+    )
     parser.add_argument("--methods", nargs="+", default=["fbp", "tv", "dds", "d3ip"])
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="diffusion setting"
@@ -51,7 +59,9 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="suffix of the JSON file name")
     args = parser.parse_args()
     overrides = dict(pair.split("=", 1) for pair in args.set)
-    volume, m = measurement(args.modality, args.size, args.slices, args.accel, args.seed)
+    volume, m = measurement(
+        args.modality, args.size, args.slices, args.accel, args.seed, args.noise
+    )
     rows = []
     print(f"{args.modality} {volume.shape} on {args.device}; diffusion settings {overrides}")
     print("| method | PSNR (dB) | SSIM | seconds |\n|---|---|---|---|", flush=True)
@@ -72,6 +82,7 @@ def main() -> None:
         "modality": args.modality,
         "shape": list(volume.shape),
         "settings": overrides,
+        "noise": args.noise,
         "device": args.device,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
         "rows": rows,
