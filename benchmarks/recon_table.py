@@ -26,6 +26,9 @@ from napari_ddip.metrics import score
 from napari_ddip.samples import mni_brain_volume
 from napari_ddip.simulate import simulate_ct, simulate_mri
 
+#: Relative measurement noise unless ``--noise`` says otherwise.
+DEFAULT_NOISE = {"ct": 0.01, "mri": 0.0}
+
 
 def measurement(
     modality: str, size: int, n_slices: int, accel: float, seed: int, noise: float | None = None
@@ -33,10 +36,9 @@ def measurement(
     """The reference volume ``(Z, size, size)`` and its simulated measurement (relative noise
     ``noise``; None: 1 % for CT, none for MRI)."""
     volume = mni_brain_volume(size, n_slices, voxel_mm=2 if size <= 128 else 1)
+    level = DEFAULT_NOISE[modality] if noise is None else noise
     if modality == "ct":
-        level = 0.01 if noise is None else noise
         return volume, simulate_ct(volume, n_views=60, noise=level, seed=seed)
-    level = 0.0 if noise is None else noise
     return volume, simulate_mri(volume, accel=accel, mask="poisson", noise=level, seed=seed)
 
 
