@@ -2,10 +2,12 @@
 
 Each (method, slices) run happens in a fresh subprocess so that its peak memory is its own
 (peak resident set size on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU). The network
-share is the time spent inside the UNet (forward and backward, measured with module hooks)
-over the run's wall time; the rest is operators, CG, sampling and bookkeeping. The volume is an
-ellipsoid phantom measured with 60-view CT; the paper's cost model predicts a DDIP/D3IP time
-ratio of ``(L·N + N) / (L·K + N)`` network passes per step (N slices, L steps, K slices).
+share is the time spent inside the UNet (forward and backward, measured with module hooks; the
+input is made to require grad during adaptation so that the backward hook brackets the
+network's whole backward pass) over the run's wall time; the rest is operators, CG, sampling
+and bookkeeping. The volume is an ellipsoid phantom measured with 60-view CT; the paper's cost
+model predicts a DDIP/D3IP time ratio of ``(L·N + N) / (L·K + N)`` network passes per step
+(N slices, L steps, K slices).
 
     python benchmarks/speed_memory.py --size 64 --slices 16 64 --nfe 10 --out benchmarks/results
 """
@@ -47,8 +49,17 @@ def run_one(method: str, n_slices: int, size: int, nfe: int, device: str, prior:
         sync()
         network["seconds"] += time.perf_counter() - starts.pop()
 
+    def begin_forward(_: object, args: tuple[torch.Tensor, torch.Tensor]):
+        begin()
+        x, t = args
+        if torch.is_grad_enabled() and not x.requires_grad:
+            # A full backward hook only fires once the gradient w.r.t. the module's input is
+            # computed; without an input that requires grad it would time an empty backward.
+            return x.detach().requires_grad_(True), t
+        return None
+
     net = loaded.net
-    net.register_forward_pre_hook(begin)
+    net.register_forward_pre_hook(begin_forward)
     net.register_forward_hook(end)
     net.register_full_backward_pre_hook(begin)
     net.register_full_backward_hook(end)
@@ -88,12 +99,15 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--prior", default="default")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--tag", default="", help="suffix of the JSON file name")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         method, n = args.methods[0], args.slices[0]
         print(json.dumps(run_one(method, n, args.size, args.nfe, args.device, args.prior)))
         return
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"speed_{args.device.replace(':', '')}_{args.size}{args.tag}.json"
     rows = []
     print("| method | slices | seconds | network share | peak MiB |\n|---|---|---|---|---|")
     for n in args.slices:
@@ -109,9 +123,7 @@ def main() -> None:
                 f"| {row['peak_mib']:.0f} |",
                 flush=True,
             )
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"speed_{args.device.replace(':', '')}_{args.size}.json"
-    path.write_text(json.dumps(rows, indent=2))
+            path.write_text(json.dumps(rows, indent=2))  # after every row: runs take hours
     print(f"wrote {path}")
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from napari_ddip.recon.precision import PRECISIONS, resolve_precision
+
 #: Methods of the diffusion engine and what each adapts.
 DIFFUSION_METHODS = {
     "dds": "DDS: prior + CG data consistency, no adaptation",
@@ -49,6 +51,9 @@ class ReconConfig:
         init_pinv: start from ``√ᾱ·pinv(y) + √(1−ᾱ)·n`` instead of pure noise (paper §3.3).
         slerp: correlate the initial noise across slices by slerp between two draws.
         slice_batch: slices per network call when sampling (None: 8 on CPU, 64 on CUDA).
+        precision: arithmetic of the network passes, one of ``auto`` (TF32 on CUDA, float32
+            elsewhere), ``fp32``, ``tf32`` (CUDA) or ``bf16`` (see
+            :mod:`napari_ddip.recon.precision`).
         preview_every: yield a preview every this many sampling steps (0: never).
         samples: posterior samples; more than one gives their mean and per-voxel std (D3IP
             methods adapt once and reuse the shared LoRA for the further samples).
@@ -78,6 +83,7 @@ class ReconConfig:
     init_pinv: bool = True
     slerp: bool = True
     slice_batch: int | None = None
+    precision: str = "auto"
     preview_every: int = 5
     samples: int = 1
     seed: int = 0
@@ -106,6 +112,9 @@ class ReconConfig:
             raise ValueError("cg_iters and preview_every must not be negative")
         if not 0.0 <= self.eta <= 1.0:
             raise ValueError(f"eta must be in [0, 1], got {self.eta}")
+        if self.precision not in PRECISIONS:
+            choices = ", ".join(PRECISIONS)
+            raise ValueError(f"unknown precision {self.precision!r} (one of: {choices})")
         if not 0 <= self.t_min <= self.t_max:
             raise ValueError(f"need 0 <= t_min <= t_max, got {self.t_min}, {self.t_max}")
 
@@ -123,6 +132,7 @@ class ReconConfig:
             lr=self.lr if self.lr is not None else (1e-4 if mri else 1e-3),
             gamma=self.gamma if self.gamma is not None else (5.0 if mri else None),
             slice_batch=self.slice_batch or (64 if device_type == "cuda" else 8),
+            precision=resolve_precision(self.precision, device_type),
         )
 
     def to_dict(self) -> dict[str, Any]:

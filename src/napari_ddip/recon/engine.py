@@ -41,6 +41,7 @@ from napari_ddip.recon.config import ReconConfig
 from napari_ddip.recon.distributed import current_group
 from napari_ddip.recon.events import Adapted, Event, Finished, Preview, Progress, Started
 from napari_ddip.recon.lora import LoRA, LoRAState, interpolate_states
+from napari_ddip.recon.precision import network_precision
 from napari_ddip.recon.problem import Problem
 from napari_ddip.recon.sampler import dds_update, initial_state
 
@@ -320,6 +321,11 @@ class _Run:
                 yield Preview(t, tuple(range(self.n)), self._volume(x0))
 
     # -- network passes -------------------------------------------------------------------
+    def _eps(self, x: torch.Tensor, t: int, generator: torch.Generator) -> torch.Tensor:
+        """``ε̂`` (float32) of prior-space slices ``x`` at ``t`` in the run's precision."""
+        with network_precision(self.cfg.precision, self.dev):
+            return self.prior.eps(x, t, generator).float()
+
     def _eps_shared(self, x: torch.Tensor, t: int, j: int) -> Iterator[Event]:
         """``ε̂`` of every slice with the current weights, ``slice_batch`` slices per call."""
         eps = torch.zeros_like(x)
@@ -327,7 +333,7 @@ class _Run:
             for b in self.my_batches:
                 self._check_cancel()
                 rows = self.problem.rows(b)
-                eps[rows] = self.prior.eps(x[rows], t, self._gen("eps", j, b.start))
+                eps[rows] = self._eps(x[rows], t, self._gen("eps", j, b.start))
                 yield self.clock.advance()
         return self.group.sum_(eps), None
 
@@ -339,7 +345,7 @@ class _Run:
             self._check_cancel()
             rows = p.rows(b)
             xb = x[rows].detach().requires_grad_(True)
-            e = self.prior.eps(xb, t, self._gen("eps", j, b.start))
+            e = self._eps(xb, t, self._gen("eps", j, b.start))
             x0 = p.from_prior(self.schedule.tweedie(xb, e, t))
             residual = p.op.subset(b).forward(x0) - p.y[b]
             norms = residual.abs().pow(2).reshape(residual.shape[0], -1).sum(1).sqrt()
@@ -412,7 +418,7 @@ class _Run:
                 self._check_cancel()
                 rows = p.rows(slice(i, i + 1))
                 with torch.no_grad(), parametrize.cached():
-                    eps[rows] = self.prior.eps(x[rows], t, self._gen("eps", j, i))
+                    eps[rows] = self._eps(x[rows], t, self._gen("eps", j, i))
                 yield self.clock.advance()
             if losses:
                 yield Adapted(t, float(np.mean(losses)), tuple(self.my_slices), tuple(losses))
@@ -500,7 +506,7 @@ class _Run:
         if not mine:
             return sum(q.sum() for q in self.lora.parameters()) * 0.0  # no slices here
         eps = torch.cat(
-            [self.prior.eps(x[p.rows(slice(i, i + 1))], t, self._gen(*keys, i)) for i in mine]
+            [self._eps(x[p.rows(slice(i, i + 1))], t, self._gen(*keys, i)) for i in mine]
         )
         rows = p.rows(torch.as_tensor(mine))
         x0 = p.from_prior(self.schedule.tweedie(x[rows], eps, t))

@@ -1,0 +1,69 @@
+"""Network precision of a reconstruction: resolution per device, the TF32 switches, and a
+bfloat16 run that really runs the network in bfloat16 and stays close to float32."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_ddip.physics.ct import ParallelBeamCT
+from napari_ddip.prior.phantoms import ellipsoid_volume
+from napari_ddip.recon import ReconConfig, reconstruct, run_to_end
+from napari_ddip.recon.precision import network_precision, resolve_precision
+from tiny import tiny_prior
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_auto_is_tf32_on_cuda_and_fp32_elsewhere_and_tf32_needs_cuda() -> None:
+    assert resolve_precision("auto", "cuda") == "tf32"
+    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(ValueError, match="tf32 needs a CUDA device"):
+        resolve_precision("tf32", "cpu")
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        ReconConfig(precision="fp16")
+    with pytest.raises(ValueError, match="tf32 needs a CUDA device"):
+        ReconConfig(precision="tf32").resolved("ct", "cpu")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "tf32"])
+def test_tf32_switches_are_set_inside_and_restored_after(precision) -> None:
+    flags = (torch.backends.cuda.matmul, torch.backends.cudnn)
+    saved = [f.allow_tf32 for f in flags]
+    try:
+        for f in flags:
+            f.allow_tf32 = precision == "fp32"  # the opposite of what the context sets
+        with network_precision(precision, torch.device("cuda")):
+            assert [f.allow_tf32 for f in flags] == [precision == "tf32"] * 2
+        assert [f.allow_tf32 for f in flags] == [precision == "fp32"] * 2
+    finally:
+        for f, value in zip(flags, saved, strict=True):
+            f.allow_tf32 = value
+
+
+def test_bf16_runs_the_network_in_bf16_and_stays_close_to_fp32() -> None:
+    volume = ellipsoid_volume((4, 32, 32), seed=1)
+    op = ParallelBeamCT(32, n_views=16)
+    y = op.forward(torch.from_numpy(volume))
+    prior = tiny_prior()
+    dtypes: set[torch.dtype] = set()
+    prior.net.stem.register_forward_hook(lambda _m, _i, out: dtypes.add(out.dtype))
+
+    def run(precision: str) -> np.ndarray:
+        cfg = ReconConfig(
+            method="d3ip", nfe=3, adapt_steps=2, k_slices=2, t_min=0, precision=precision
+        )
+        finished = run_to_end(reconstruct(y, op, cfg, prior=prior))
+        assert finished.metadata["settings"]["precision"] == precision
+        return finished.volume
+
+    full = run("fp32")
+    assert dtypes == {torch.float32}
+    dtypes.clear()
+    half = run("bf16")
+    assert dtypes == {torch.bfloat16}
+    assert half.dtype == np.float32 and np.isfinite(half).all()
+    relative = np.linalg.norm(half - full) / np.linalg.norm(full)
+    assert 0 < relative < 0.05
