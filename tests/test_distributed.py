@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 from napari_ddip.physics.ct import ParallelBeamCT
 from napari_ddip.prior.phantoms import ellipsoid_volume
 from napari_ddip.recon import ReconConfig, reconstruct, run_to_end
-from napari_ddip.recon.distributed import Group
+from napari_ddip.recon.distributed import Group, leave_process_group
 from tiny import tiny_prior
 
 METHODS = ("dds", "d3ip", "d3ip-mbir", "ddip")
@@ -32,11 +32,7 @@ def _reconstruct_all(out_dir: str, rank: int) -> None:
 def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     _reconstruct_all(out_dir, rank)
-    # Both ranks are done before either tears gloo down: destroying the group while the peer
-    # still holds its connections aborts the process ("terminate called without an active
-    # exception"); seen in CI-style runs on the 2-core machine.
-    dist.barrier()
-    dist.destroy_process_group()
+    leave_process_group()
 
 
 def test_group_shares_are_contiguous_and_cover_everything() -> None:

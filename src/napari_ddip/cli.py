@@ -111,6 +111,10 @@ def _reconstruct(args: argparse.Namespace) -> int:
         volume, provenance = reconstruct_measurement(
             m, args.method, settings, device, args.seed, progress, extras
         )
+    if args.distributed:
+        from napari_ddip.recon.distributed import leave_process_group
+
+        leave_process_group()
     if rank > 0:  # every rank holds the volume; rank 0 writes it
         return 0
     provenance["measurement_file"] = str(args.measurement)

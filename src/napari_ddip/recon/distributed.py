@@ -79,3 +79,17 @@ def init_from_environment(device: str) -> tuple[Group, torch.device]:
             torch.cuda.set_device(dev)
         dist.init_process_group("nccl" if cuda else "gloo")
     return current_group(), dev
+
+
+def leave_process_group() -> None:
+    """Wait for every rank, then tear the process group down (no-op outside one).
+
+    A rank that destroys its group while a peer still holds its gloo connections aborts that
+    peer ("terminate called without an active exception"), so every rank first meets at a
+    barrier.
+    """
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
