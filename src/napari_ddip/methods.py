@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ from napari_ddip import __version__
 from napari_ddip.io import InputError, Measurement, operator_from_measurement
 from napari_ddip.physics.operator import LinearOperator
 from napari_ddip.solvers import classical
+
+if TYPE_CHECKING:
+    from napari_ddip.recon import ReconConfig
 
 Progress = Callable[[int, int], None]
 Runner = Callable[
@@ -265,6 +268,21 @@ register(
 )
 
 
+def diffusion_config(name: str, settings: Mapping[str, Any], seed: int = 0) -> ReconConfig:
+    """The engine's :class:`~napari_ddip.recon.ReconConfig` for the diffusion method ``name``
+    from its resolved settings (:func:`resolve_settings`; ``warm_start`` is not part of it).
+
+    Raises:
+        ValueError: a setting the engine refuses.
+    """
+    from napari_ddip.recon import ReconConfig
+
+    s = dict(settings)
+    counts = {k: None if s[k] is None else int(s[k]) for k in ("adapt_steps", "slice_batch")}
+    engine_settings = {k: v for k, v in (s | counts).items() if k != "warm_start"}
+    return ReconConfig(method=name, seed=seed, **engine_settings)
+
+
 def _diffusion_runner(name: str) -> Runner:
     """Runner of the diffusion method ``name`` (the engine is imported when it runs)."""
 
@@ -277,18 +295,15 @@ def _diffusion_runner(name: str) -> Runner:
         extras: dict[str, Any],
     ) -> torch.Tensor:
         from napari_ddip.recon import Progress as ProgressEvent
-        from napari_ddip.recon import ReconConfig, reconstruct, run_to_end
+        from napari_ddip.recon import reconstruct, run_to_end
         from napari_ddip.recon.adaptation import load_adaptation
-
-        counts = {k: None if s[k] is None else int(s[k]) for k in ("adapt_steps", "slice_batch")}
-        engine_settings = {k: v for k, v in (s | counts).items() if k != "warm_start"}
 
         def on_event(event: object) -> None:
             if isinstance(event, ProgressEvent):
                 progress(event.step, event.total)
 
         try:
-            cfg = ReconConfig(method=name, seed=seed, **engine_settings)
+            cfg = diffusion_config(name, s, seed)
             warm = load_adaptation(s["warm_start"])[0] if s["warm_start"] else None
             events = reconstruct(y, op, cfg, device=y.device, warm_start=warm)
             finished = run_to_end(events, on_event)
