@@ -81,6 +81,18 @@ def test_same_seed_same_volume_other_seed_other_volume() -> None:
     assert np.abs(first - run(1)).max() > 1e-4
 
 
+def test_keeping_the_optimiser_state_changes_the_adaptation_and_stays_deterministic() -> None:
+    y, op, _ = _ct()
+
+    def run(keep: bool) -> np.ndarray:
+        cfg = ReconConfig(method="d3ip", keep_optimizer=keep, **FAST)
+        return run_to_end(reconstruct(y, op, cfg, prior=_prior())).volume
+
+    carried = run(True)
+    np.testing.assert_array_equal(carried, run(True))
+    assert np.isfinite(carried).all() and not np.array_equal(carried, run(False))
+
+
 def test_an_all_zero_measurement_is_refused() -> None:
     y, op, _ = _ct()
     with pytest.raises(ValueError, match="all zero"):

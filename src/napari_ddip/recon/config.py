@@ -38,6 +38,9 @@ class ReconConfig:
             warm start uses its states as they are).
         k_slices: ``K`` slices per adaptation step (D3IP).
         lr: AdamW learning rate (None: 1e-3 CT, 1e-4 MRI).
+        keep_optimizer: carry the AdamW state of the shared LoRA from one sampling step to the
+            next (D3IP methods) instead of a fresh optimiser per step. A fresh Adam's first
+            step moves every parameter by about ``lr`` whatever its gradient.
         lora_rank: LoRA rank.
         t_min, t_max: adaptation horizon (adapt only for ``t_min ≤ t ≤ t_max``).
         cg_iters: CG iterations of the data consistency (also inside the adaptation loss).
@@ -67,6 +70,7 @@ class ReconConfig:
     adapt_steps: int | None = None
     k_slices: int = 3
     lr: float | None = None
+    keep_optimizer: bool = False
     lora_rank: int = 4
     t_min: int = 20
     t_max: int = 980

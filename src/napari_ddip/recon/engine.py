@@ -155,6 +155,7 @@ class _Run:
         self.timesteps = self.schedule.sampling_timesteps(self.cfg.nfe)
         self.warm = self._check_warm_start(warm_start)
         self.record: Adaptation = {}
+        self.shared_optimizer: torch.optim.Optimizer | None = None
         self.estimate = self.problem.pinv
         self.keys: tuple[int, ...] = (0, 0)  # (sample, pass)
         self.my_batches = self.group.share(self._batches())
@@ -257,6 +258,7 @@ class _Run:
         method = self.cfg.method
         if self.lora is not None:
             self.lora.reset(self._gen("lora"))
+            self.shared_optimizer = None
         if method == "d3ip-meta":
             x_init = self._initial()
             if not replay:
@@ -443,7 +445,8 @@ class _Run:
         fixed: slice | None = None,
         report: bool = True,
     ) -> Iterator[Event]:
-        """``L`` AdamW steps (fresh optimiser) of the LoRA on ``‖y − A·DC(x̂₀(θ))‖² / ‖y‖²``
+        """``L`` AdamW steps (a fresh optimiser, or the run's shared one with
+        ``keep_optimizer``) of the LoRA on ``‖y − A·DC(x̂₀(θ))‖² / ‖y‖²``
         over ``fixed`` slices (this rank's own LoRA) or over ``K`` slices drawn per step for
         the shared LoRA (split over the ranks, gradients summed); returns the mean loss (None
         if L = 0)."""
@@ -453,7 +456,7 @@ class _Run:
             return None
         shared = fixed is None
         self.lora.train(True)
-        opt = torch.optim.AdamW(self.lora.parameters(), lr=cfg.lr, weight_decay=0.0)
+        opt = self._optimizer(carry=shared and cfg.keep_optimizer)
         losses, chosen = [], fixed
         try:
             for step in range(cfg.adapt_steps):
@@ -480,6 +483,17 @@ class _Run:
         if report:
             yield Adapted(t, mean, _slice_tuple(chosen, self.n), tuple(values))
         return mean
+
+    def _optimizer(self, carry: bool) -> torch.optim.Optimizer:
+        """AdamW over the LoRA: the run's shared one if ``carry`` (created on first use), else
+        a fresh one."""
+        assert self.lora is not None
+        if carry and self.shared_optimizer is not None:
+            return self.shared_optimizer
+        opt = torch.optim.AdamW(self.lora.parameters(), lr=self.cfg.lr, weight_decay=0.0)
+        if carry:
+            self.shared_optimizer = opt
+        return opt
 
     def _adaptation_loss(
         self,
