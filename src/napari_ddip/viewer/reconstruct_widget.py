@@ -52,6 +52,8 @@ TOOLTIPS = {
     "lr": "AdamW learning rate of the LoRA (auto: 1e-3 CT, 1e-4 MRI)",
     "slice_batch": "slices per network call (auto: 8 on CPU, 64 on a GPU); lower it when a "
     "GPU runs out of memory",
+    "keep_optimizer": "carry the AdamW state of D3IP's shared LoRA across sampling steps "
+    "(off: a fresh optimiser per step, as measured in BENCHMARKS)",
     "precision": "network arithmetic: auto (TF32 on a GPU, float32 on the CPU), fp32, tf32 "
     "(GPU) or bf16",
     "preview_every": "update the live preview every this many sampling steps (0: never)",
