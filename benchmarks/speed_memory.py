@@ -49,7 +49,9 @@ def run_one(method: str, n_slices: int, size: int, nfe: int, device: str, prior:
         sync()
         network["seconds"] += time.perf_counter() - starts.pop()
 
-    def begin_forward(_: object, args: tuple[torch.Tensor, torch.Tensor]):
+    def begin_forward(
+        _: object, args: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
         begin()
         x, t = args
         if torch.is_grad_enabled() and not x.requires_grad:

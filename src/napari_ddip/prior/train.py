@@ -25,7 +25,7 @@ import torch
 
 from napari_ddip.device import resolve_device
 from napari_ddip.prior.ema import EMA
-from napari_ddip.prior.model import DiffusionPrior, PriorConfig
+from napari_ddip.prior.model import PREDICTIONS, DiffusionPrior, PriorConfig
 from napari_ddip.prior.patches import random_patches, with_coordinates
 from napari_ddip.prior.phantoms import ellipse_phantoms
 from napari_ddip.prior.unet import UNetConfig
@@ -360,7 +360,7 @@ def add_train_arguments(parser, finetune: bool = False) -> None:
         )
         parser.add_argument("--whole-image", action="store_true", help="whole-image prior")
         parser.add_argument(
-            "--prediction", choices=("eps", "v"), default=d.prediction, help="network output"
+            "--prediction", choices=PREDICTIONS, default=d.prediction, help="network output"
         )
         parser.add_argument("--base-channels", type=int, default=d.base_channels)
         parser.add_argument(

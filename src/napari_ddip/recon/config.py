@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from napari_ddip.recon.precision import PRECISIONS, resolve_precision
+from napari_ddip.recon.precision import check_precision, resolve_precision
 
 #: Methods of the diffusion engine and what each adapts.
 DIFFUSION_METHODS = {
@@ -116,9 +116,7 @@ class ReconConfig:
             raise ValueError("cg_iters and preview_every must not be negative")
         if not 0.0 <= self.eta <= 1.0:
             raise ValueError(f"eta must be in [0, 1], got {self.eta}")
-        if self.precision not in PRECISIONS:
-            choices = ", ".join(PRECISIONS)
-            raise ValueError(f"unknown precision {self.precision!r} (one of: {choices})")
+        check_precision(self.precision)
         if not 0 <= self.t_min <= self.t_max:
             raise ValueError(f"need 0 <= t_min <= t_max, got {self.t_min}, {self.t_max}")
 

@@ -21,14 +21,19 @@ import torch
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 
 
+def check_precision(precision: str) -> None:
+    """Raise ``ValueError`` unless ``precision`` is one of :data:`PRECISIONS`."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r} (one of: {', '.join(PRECISIONS)})")
+
+
 def resolve_precision(precision: str, device_type: str) -> str:
     """``precision`` with ``auto`` resolved for ``device_type`` (``"cpu"``, ``"cuda"``).
 
     Raises:
         ValueError: an unknown precision, or ``tf32`` on a device that has none.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r} (one of: {', '.join(PRECISIONS)})")
+    check_precision(precision)
     if precision == "auto":
         return "tf32" if device_type == "cuda" else "fp32"
     if precision == "tf32" and device_type != "cuda":
