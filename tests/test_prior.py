@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,7 +15,12 @@ from napari_ddip.prior.model import DiffusionPrior, PriorConfig
 from napari_ddip.prior.patches import random_patches, tiled_apply, with_coordinates
 from napari_ddip.prior.phantoms import ellipse_phantoms, ellipsoid_volume
 from napari_ddip.prior.schedule import VPSchedule
-from napari_ddip.prior.train import TrainConfig, images_from_arrays, train_prior
+from napari_ddip.prior.train import (
+    TrainConfig,
+    images_from_arrays,
+    learning_rate,
+    train_prior,
+)
 from napari_ddip.prior.unet import UNet, UNetConfig
 from napari_ddip.prior.weights import PriorLoadError, load_prior, save_prior
 
@@ -181,17 +189,35 @@ def _losses(out) -> list[float]:
     return [float(line.split(",")[1]) for line in lines]
 
 
-def test_training_lowers_the_loss_and_resumes_exactly(tmp_path) -> None:
+def test_learning_rate_schedules() -> None:
+    constant = TrainConfig(steps=100, lr=1e-3, warmup_steps=10)
+    assert learning_rate(constant, 0) == pytest.approx(1e-4)
+    assert learning_rate(constant, 9) == learning_rate(constant, 99) == pytest.approx(1e-3)
+    cosine = replace(constant, lr_schedule="cosine")
+    assert learning_rate(cosine, 10) == pytest.approx(1e-3)
+    assert learning_rate(cosine, 55) == pytest.approx(5e-4)  # halfway through the decay
+    assert learning_rate(cosine, 100) == pytest.approx(0.0, abs=1e-12)
+    rates = [learning_rate(cosine, s) for s in range(10, 101)]
+    assert all(a >= b for a, b in itertools.pairwise(rates))
+    with pytest.raises(ValueError, match="lr_schedule"):
+        train_prior(replace(cosine, lr_schedule="step"), "unused", device="cpu")
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_training_lowers_the_loss_and_resumes_exactly(tmp_path, schedule) -> None:
     torch.manual_seed(0)
-    path = train_prior(_tiny_cfg(60), tmp_path / "a", device="cpu")
+    _cfg = functools.partial(_tiny_cfg, lr_schedule=schedule, warmup_steps=5)
+    path = train_prior(_cfg(60), tmp_path / "a", device="cpu")
     losses = _losses(tmp_path / "a")
     assert len(losses) == 6 and losses[-1] < 0.6 * losses[0]
     meta = json.loads(path.with_suffix(".json").read_text())
     assert meta["info"]["steps"] == 60 and "wall_seconds" in meta["info"]
     assert "Wall time" in path.with_suffix(".md").read_text()
     # Stopping at 30 then resuming to 60 gives the same weights as one run.
-    train_prior(_tiny_cfg(30), tmp_path / "b", device="cpu")
-    resumed = train_prior(_tiny_cfg(60), tmp_path / "b", device="cpu")
+    stop_at_30 = lambda step, steps, loss: step < 30  # noqa: E731
+    train_prior(_cfg(60), tmp_path / "b", device="cpu", progress=stop_at_30)
+    assert json.loads((tmp_path / "b" / "checkpoint" / "progress.json").read_text())["step"] == 30
+    resumed = train_prior(_cfg(60), tmp_path / "b", device="cpu")
     a, b = load_prior(path), load_prior(resumed)
     for (ka, va), (_, vb) in zip(
         a.net.state_dict().items(), b.net.state_dict().items(), strict=True

@@ -12,6 +12,7 @@ with flips and 90° rotations. Both keep an EMA of the weights, checkpoint regul
 from __future__ import annotations
 
 import json
+import math
 import platform
 import subprocess
 import sys
@@ -44,6 +45,8 @@ class TrainConfig:
     prediction: str = "eps"  # network output: "eps" or "v" (see prior.model)
     image_size: int = 256
     lr: float = 2e-4
+    lr_schedule: str = "constant"  # "constant" or "cosine" (to zero at the last step)
+    warmup_steps: int = 0  # linear ramp of the learning rate from zero
     ema_decay: float = 0.999
     pool_size: int = 512
     pool_refresh: int = 2  # phantoms replaced in the pool per step
@@ -58,6 +61,18 @@ class TrainConfig:
 
 
 Progress = Callable[[int, int, float], bool | None]
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Learning rate of step ``step`` (0-based): a linear warm-up over ``warmup_steps``, then
+    ``lr`` held (``constant``) or decayed along a half cosine to zero at step ``steps``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    span = max(cfg.steps - cfg.warmup_steps, 1)
+    return 0.5 * cfg.lr * (1 + math.cos(math.pi * min((step - cfg.warmup_steps) / span, 1.0)))
 
 
 def _git_commit() -> str:
@@ -180,6 +195,8 @@ def train_prior(
     every ``log_every`` steps; returning False stops (a checkpoint is written first).
     Returns the path of the final weights (EMA).
     """
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, not {cfg.lr_schedule!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
@@ -235,6 +252,8 @@ def train_prior(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(prior.net.parameters(), 1.0)
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(cfg, step)
         opt.step()
         ema.update(prior.net)
         step += 1
@@ -338,6 +357,12 @@ def add_train_arguments(parser, finetune: bool = False) -> None:
     parser.add_argument("--steps", type=int, default=500 if finetune else d.steps)
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--lr", type=float, default=1e-4 if finetune else d.lr)
+    parser.add_argument(
+        "--lr-schedule", choices=LR_SCHEDULES, default=d.lr_schedule, help="learning-rate decay"
+    )
+    parser.add_argument(
+        "--warmup-steps", type=int, default=d.warmup_steps, help="linear learning-rate warm-up"
+    )
     parser.add_argument("--ema-decay", type=float, default=0.99 if finetune else d.ema_decay)
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -380,6 +405,8 @@ def config_from_args(args, finetune: bool = False) -> TrainConfig:
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
+        lr_schedule=args.lr_schedule,
+        warmup_steps=args.warmup_steps,
         ema_decay=args.ema_decay,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
