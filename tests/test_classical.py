@@ -128,3 +128,21 @@ def test_admm_tv_callback_stops_and_axes(axes: tuple[int, ...]) -> None:
 
     x = admm_tv(op, y, n_iter=10, axes=axes, callback=stop_after_two)
     assert seen == [(1, 10), (2, 10)] and x.shape == (3, 32, 32)
+
+
+def test_admm_anchor_solves_the_proximal_problem() -> None:
+    """Without TV (``lam = 0``) ADMM solves ``(P + μ) x = Aᴴy + μ x0`` with ``P = AᴴA`` the
+    projector onto the sampled frequencies (0/1 mask, ‖A‖² = 1): the sampled frequencies of
+    ``x`` are ``(y + μ A x0) / (1 + μ)`` and the others are those of ``x0``."""
+    generator = torch.Generator().manual_seed(0)
+    shape = (2, 24, 24)
+    truth, x0 = (torch.randn(shape, dtype=torch.complex64, generator=generator) for _ in "ab")
+    op = MRIOperator(uniform1d_mask((24, 24), 3.0, seed=0))
+    y, anchor = op.forward(truth), 0.5
+    x = admm_tv(op, y, lam=0.0, n_iter=10, n_cg=10, x0=x0, norm=1.0, anchor=anchor)
+    sampled = (y + anchor * op.forward(x0)) / (1 + anchor)
+    torch.testing.assert_close(op.forward(x), sampled, atol=1e-4, rtol=1e-4)
+    unsampled = x - op.adjoint(op.forward(x))
+    torch.testing.assert_close(unsampled, x0 - op.adjoint(op.forward(x0)), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="anchor"):
+        admm_tv(op, y, anchor=0.5)

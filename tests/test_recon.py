@@ -259,3 +259,19 @@ def test_d3ip_samples_share_one_adaptation_and_warm_start_reuses_it(tmp_path) ->
     with pytest.raises(ValueError, match=r"not a safetensors|not a napari-ddip"):
         (tmp_path / "junk.safetensors").write_bytes(b"junk")
         load_adaptation(tmp_path / "junk.safetensors")
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"method": "sds"}, "unknown diffusion method"),
+        ({"nfe": 0}, "nfe must be at least 1"),
+        ({"eta": 1.5}, "eta must be in"),
+        ({"t_min": 500, "t_max": 100}, "t_min <= t_max"),
+        ({"gamma": 0.0}, "gamma must be positive"),
+        ({"adapt_steps": -1}, "adapt_steps must not be negative"),
+    ],
+)
+def test_config_refuses_bad_settings(setting: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ReconConfig(**setting)

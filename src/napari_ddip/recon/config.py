@@ -45,7 +45,7 @@ class ReconConfig:
         t_min, t_max: adaptation horizon (adapt only for ``t_min ≤ t ≤ t_max``).
         cg_iters: CG iterations of the data consistency (also inside the adaptation loss).
         gamma: proximal weight of the data consistency ``(I + γAᴴA/‖A‖²)`` (None: CT none,
-            MRI 5).
+            MRI 5); mbir keeps the same ``‖x − x̂₀‖² / (2γ)`` next to its z-TV.
         admm_iters, admm_cg: ADMM iterations and CG steps per ADMM iteration (mbir).
         admm_lam, admm_rho: z-TV weight and ADMM penalty (None: scaled to the data).
         meta_step_start, meta_step_end: Reptile step ``ε``, decaying linearly over the horizon.
@@ -112,6 +112,8 @@ class ReconConfig:
             raise ValueError(f"slice_batch must be at least 1, got {self.slice_batch}")
         if self.adapt_steps is not None and self.adapt_steps < 0:
             raise ValueError(f"adapt_steps must not be negative, got {self.adapt_steps}")
+        if self.gamma is not None and self.gamma <= 0:
+            raise ValueError(f"gamma must be positive (or None), got {self.gamma}")
         if self.cg_iters < 0 or self.preview_every < 0:
             raise ValueError("cg_iters and preview_every must not be negative")
         if not 0.0 <= self.eta <= 1.0:

@@ -75,14 +75,17 @@ def admm_tv(
     x0: torch.Tensor | None = None,
     callback: Callback | None = None,
     norm: float | None = None,
+    anchor: float = 0.0,
 ) -> torch.Tensor:
     """Total-variation regularised least squares by ADMM.
 
-    Solves ``min_x  ‖A x − y‖² / (2 ‖A‖²) + lam · TV(x)`` with isotropic TV over ``axes``
-    (``(0, 1, 2)`` = 3D, ``(1, 2)`` = per-slice 2D, ``(0,)`` = across slices only), splitting
-    ``z = ∇x``: each iteration does ``n_cg`` warm-started CG steps on
-    ``(AᴴA / ‖A‖² + rho ∇ᵀ∇) x = Aᴴy / ‖A‖² + rho ∇ᵀ(z − u)``, then
-    ``z = shrink(∇x + u, lam / rho)`` and ``u += ∇x − z``.
+    Solves ``min_x  ‖A x − y‖² / (2 ‖A‖²) + anchor/2 · ‖x − x0‖² + lam · TV(x)`` with
+    isotropic TV over ``axes`` (``(0, 1, 2)`` = 3D, ``(1, 2)`` = per-slice 2D, ``(0,)`` = across
+    slices only), splitting ``z = ∇x``: each iteration does ``n_cg`` warm-started CG steps on
+    ``(AᴴA / ‖A‖² + anchor + rho ∇ᵀ∇) x = Aᴴy / ‖A‖² + anchor x0 + rho ∇ᵀ(z − u)``, then
+    ``z = shrink(∇x + u, lam / rho)`` and ``u += ∇x − z``. ``anchor > 0`` (needs ``x0``)
+    keeps what the measurement does not determine near ``x0``, as the proximal data
+    consistency of the diffusion sampler does.
 
     Defaults scale with the data, so no tuning is needed for typical sparse-view CT and
     undersampled MRI: the data term is divided by ``‖A‖²`` (power iteration), which makes it
@@ -95,14 +98,16 @@ def admm_tv(
     ``False`` stops early and returns the current ``x``. Differentiable if run with grad.
     ``norm``: ``‖A‖²`` when already known (skips the power iteration).
     """
+    if anchor < 0 or (anchor > 0 and x0 is None):
+        raise ValueError(f"anchor must be >= 0 and needs x0, got {anchor}")
     x = op.pinv(y) if x0 is None else x0
     norm = normal_norm(op, x) if norm is None else norm
     lam = TV_WEIGHT * image_scale(x) if lam is None else lam
     rho = ADMM_RHO if rho is None else rho
-    rhs_data = op.adjoint(y) / norm
+    rhs_data = op.adjoint(y) / norm + anchor * x
 
     def system(v: torch.Tensor) -> torch.Tensor:
-        return op.normal(v) / norm + rho * grad_adjoint(grad(v, axes), axes)
+        return op.normal(v) / norm + anchor * v + rho * grad_adjoint(grad(v, axes), axes)
 
     z = grad(x, axes)
     u = torch.zeros_like(z)
