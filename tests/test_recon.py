@@ -5,6 +5,7 @@ sampler's pieces against their mathematics."""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -214,6 +215,11 @@ def test_problem_representation_and_data_consistency() -> None:
     projected = p.consistency(x0, slice(None), "project", 1)
     assert before == pytest.approx(1.0) and after_cg < 0.2 * before
     assert float(p.relative_loss(projected, slice(None))) < 1e-6
+    # mbir: hard data consistency by default; a tiny mbir_gamma pins x̃₀ to x̂₀.
+    after_mbir = float(p.relative_loss(p.consistency(x0, slice(None), "mbir", 3), slice(None)))
+    assert after_mbir < 0.2 * before
+    pinned = Problem(op, y, replace(cfg, mbir_gamma=1e-6)).consistency(x, slice(None), "mbir", 3)
+    torch.testing.assert_close(pinned, x, atol=1e-4, rtol=1e-4)
 
 
 def test_posterior_std_is_larger_where_the_measurement_says_less() -> None:
@@ -269,6 +275,7 @@ def test_d3ip_samples_share_one_adaptation_and_warm_start_reuses_it(tmp_path) ->
         ({"eta": 1.5}, "eta must be in"),
         ({"t_min": 500, "t_max": 100}, "t_min <= t_max"),
         ({"gamma": 0.0}, "gamma must be positive"),
+        ({"mbir_gamma": -1.0}, "mbir_gamma must be positive"),
         ({"adapt_steps": -1}, "adapt_steps must not be negative"),
     ],
 )

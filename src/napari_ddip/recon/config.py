@@ -45,9 +45,12 @@ class ReconConfig:
         t_min, t_max: adaptation horizon (adapt only for ``t_min ≤ t ≤ t_max``).
         cg_iters: CG iterations of the data consistency (also inside the adaptation loss).
         gamma: proximal weight of the data consistency ``(I + γAᴴA/‖A‖²)`` (None: CT none,
-            MRI 5); mbir keeps the same ``‖x − x̂₀‖² / (2γ)`` next to its z-TV.
+            MRI 5).
         admm_iters, admm_cg: ADMM iterations and CG steps per ADMM iteration (mbir).
         admm_lam, admm_rho: z-TV weight and ADMM penalty (None: scaled to the data).
+        mbir_gamma: a proximal weight ``γ`` for mbir as in the CG data consistency,
+            ``‖x − x̂₀‖² / (2γ)`` next to the normalised data term and the z-TV (None: none,
+            the measurement decides what it determines, as in DiffusionMBIR).
         meta_step_start, meta_step_end: Reptile step ``ε``, decaying linearly over the horizon.
         dps_step: DPS step ``ζ`` on ``∇‖y − A x̂₀‖ / ‖A‖``.
         ddnm_cg_iters: CG iterations of DDNM's pseudo-inverse.
@@ -80,6 +83,7 @@ class ReconConfig:
     admm_cg: int = 5
     admm_lam: float | None = None
     admm_rho: float | None = None
+    mbir_gamma: float | None = None
     meta_step_start: float = 1.0
     meta_step_end: float = 0.1
     dps_step: float = 1.0
@@ -112,8 +116,9 @@ class ReconConfig:
             raise ValueError(f"slice_batch must be at least 1, got {self.slice_batch}")
         if self.adapt_steps is not None and self.adapt_steps < 0:
             raise ValueError(f"adapt_steps must not be negative, got {self.adapt_steps}")
-        if self.gamma is not None and self.gamma <= 0:
-            raise ValueError(f"gamma must be positive (or None), got {self.gamma}")
+        for name in ("gamma", "mbir_gamma"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive (or None), got {getattr(self, name)}")
         if self.cg_iters < 0 or self.preview_every < 0:
             raise ValueError("cg_iters and preview_every must not be negative")
         if not 0.0 <= self.eta <= 1.0:
