@@ -215,10 +215,10 @@ def test_problem_representation_and_data_consistency() -> None:
     projected = p.consistency(x0, slice(None), "project", 1)
     assert before == pytest.approx(1.0) and after_cg < 0.2 * before
     assert float(p.relative_loss(projected, slice(None))) < 1e-6
-    # mbir: hard data consistency by default; a tiny mbir_gamma pins x̃₀ to x̂₀.
+    # mbir: hard data consistency by default; a huge mbir_anchor pins x̃₀ to x̂₀.
     after_mbir = float(p.relative_loss(p.consistency(x0, slice(None), "mbir", 3), slice(None)))
     assert after_mbir < 0.2 * before
-    pinned = Problem(op, y, replace(cfg, mbir_gamma=1e-6)).consistency(x, slice(None), "mbir", 3)
+    pinned = Problem(op, y, replace(cfg, mbir_anchor=1e6)).consistency(x, slice(None), "mbir", 3)
     torch.testing.assert_close(pinned, x, atol=1e-4, rtol=1e-4)
 
 
@@ -275,7 +275,7 @@ def test_d3ip_samples_share_one_adaptation_and_warm_start_reuses_it(tmp_path) ->
         ({"eta": 1.5}, "eta must be in"),
         ({"t_min": 500, "t_max": 100}, "t_min <= t_max"),
         ({"gamma": 0.0}, "gamma must be positive"),
-        ({"mbir_gamma": -1.0}, "mbir_gamma must be positive"),
+        ({"mbir_anchor": -1.0}, "mbir_anchor must not be negative"),
         ({"adapt_steps": -1}, "adapt_steps must not be negative"),
     ],
 )

@@ -75,7 +75,7 @@ class Problem:
         None) or on ``(I + γAᴴA/‖A‖²) x = x̂₀ + γAᴴy/‖A‖²`` (``‖A‖² = 1`` for MRI);
         ``"project"`` — DDNM's ``x̂₀ + A⁺(y − A x̂₀)`` with ``A⁺`` by CG; ``"mbir"`` —
         ``admm_iters`` ADMM iterations of TV along z (contiguous slices), with the proximal
-        term ``‖x − x̂₀‖² / (2 mbir_gamma)`` when that is set; ``"none"``.
+        term ``mbir_anchor/2 ‖x − x̂₀‖²``; ``"none"``.
         Differentiable.
         """
         cfg = self.cfg
@@ -104,7 +104,7 @@ class Problem:
                 axes=(0,),
                 x0=x0,
                 norm=self.norm,
-                anchor=0.0 if cfg.mbir_gamma is None else 1.0 / cfg.mbir_gamma,
+                anchor=cfg.mbir_anchor,
             )
         raise ValueError(f"unknown data consistency {mode!r}")
 
