@@ -22,7 +22,7 @@ from napari_ddip.io import operator_from_measurement
 from napari_ddip.methods import diffusion_config, get_method, resolve_settings
 from napari_ddip.metrics import score
 from napari_ddip.recon import Adapted, Finished, reconstruct
-from recon_table import measurement
+from recon_table import measurement, reference_volume
 
 
 def main() -> None:
@@ -39,7 +39,8 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="suffix of the JSON file name")
     args = parser.parse_args()
     overrides = dict(pair.split("=", 1) for pair in args.set)
-    volume, m = measurement(args.modality, args.size, args.slices, 8.0, args.seed)
+    volume = reference_volume("mni152", args.size, args.slices)
+    m = measurement(volume, args.modality, 8.0, args.seed)
     op = operator_from_measurement(m)
     settings = resolve_settings(get_method(args.method, m.kind), {"preview_every": 0} | overrides)
     cfg = diffusion_config(args.method, settings, args.seed)

@@ -70,6 +70,24 @@ def test_schedule_maths() -> None:
         s.sampling_timesteps(0)
 
 
+@pytest.mark.parametrize("power", [1.0, 2.0, 3.0, 7.0])
+@pytest.mark.parametrize("nfe", [1, 2, 20, 50, 333, 1000])
+def test_timestep_spacing_is_strictly_descending_from_the_same_top(nfe: int, power: float) -> None:
+    s = VPSchedule()
+    steps = s.sampling_timesteps(nfe, power)
+    assert len(steps) == nfe and steps[0] == 1000 // nfe * (nfe - 1) and steps[-1] == 0
+    assert all(a > b for a, b in itertools.pairwise(steps))
+    uniform = s.sampling_timesteps(nfe)
+    assert sum(t < 100 for t in steps) >= sum(t < 100 for t in uniform)  # packed near t = 0
+
+
+def test_quadratic_spacing_follows_its_formula() -> None:
+    steps = VPSchedule().sampling_timesteps(20, 2.0)  # 950·(i/19)²
+    assert steps[:3] == [950, 853, 761] and steps[-4:] == [24, 11, 3, 0]
+    with pytest.raises(ValueError, match="power"):
+        VPSchedule().sampling_timesteps(20, 0.5)
+
+
 @pytest.mark.parametrize("shape", [(37, 41), (64, 64), (17, 96)])
 def test_unet_and_prior_accept_any_size(shape: tuple[int, int]) -> None:
     net = UNet(TINY)

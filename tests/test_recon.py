@@ -273,6 +273,7 @@ def test_d3ip_samples_share_one_adaptation_and_warm_start_reuses_it(tmp_path) ->
         ({"method": "sds"}, "unknown diffusion method"),
         ({"nfe": 0}, "nfe must be at least 1"),
         ({"eta": 1.5}, "eta must be in"),
+        ({"timestep_power": 0.5}, "timestep_power must be at least 1"),
         ({"t_min": 500, "t_max": 100}, "t_min <= t_max"),
         ({"gamma": 0.0}, "gamma must be positive"),
         ({"mbir_anchor": -1.0}, "mbir_anchor must not be negative"),

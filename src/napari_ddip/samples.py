@@ -4,6 +4,9 @@
 - MRI: 32 axial slices of nilearn's MNI152 T1 template (real anatomy; the template ships inside
   the nilearn wheel) at 2 mm, zero-padded to 128×128 and scaled to [0, 1], with single-coil
   k-space undersampled ×4 by a Poisson-disc mask.
+- A second real brain for the benchmarks: dipy's ``S0_10slices`` (10 axial b0 slices of one
+  diffusion MRI scan, 128×128 at 2 mm, ships inside the dipy wheel), a single subject with its
+  own noise and texture where the MNI152 template is an average of 152 brains.
 
 The napari sample-data commands, the demo and the benchmarks all build their data here.
 """
@@ -31,6 +34,8 @@ MRI_SLICES = 32
 MRI_FIRST_SLICE = 28
 MRI_VOXEL_MM = 2.0
 MRI_ACCEL = 4.0
+
+DWI_SLICES = 10
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,33 @@ def mni_brain_volume(
         raise InputError(f"{size}² is smaller than the template's {volume.shape[1:]} slices")
     volume = np.pad(volume, [(0, 0)] + [(m // 2, m - m // 2) for m in margins])
     return (volume / volume.max()).astype(np.float32)
+
+
+def dwi_b0_volume(n_slices: int = DWI_SLICES) -> np.ndarray:
+    """The first ``n_slices`` of dipy's ``S0_10slices`` b0 scan: float32 ``(n_slices, 128,
+    128)`` in [0, 1] (divided by the scan's 99.9th percentile and clipped: a few saturated
+    CSF voxels would otherwise squeeze the brain into [0, 0.2]), 2 mm in-plane, anterior on top.
+
+    One real subject, noise included; its slices are about 32 mm apart, so neighbouring slices
+    are not correlated as in a 3D scan. Needs dipy (``napari-ddip[data]``); the file ships in
+    its wheel and is read with nibabel.
+    """
+    try:
+        from importlib.resources import files
+
+        import nibabel
+
+        path = files("dipy.data") / "files" / "S0_10slices.nii.gz"
+    except ImportError:
+        raise InputError(
+            "the second benchmark brain needs dipy (its b0 scan ships in the wheel): "
+            "pip install 'napari-ddip[data]'"
+        ) from None
+    if not 1 <= n_slices <= DWI_SLICES:
+        raise InputError(f"the b0 scan has {DWI_SLICES} slices, not {n_slices}")
+    xyz = np.asarray(nibabel.load(str(path)).get_fdata(), dtype=np.float32)[..., 0]
+    volume = xyz[:, :, :n_slices].transpose(2, 1, 0)[:, ::-1, :]  # (z, y, x), anterior on top
+    return np.ascontiguousarray(np.clip(volume / np.percentile(xyz, 99.9), 0, 1))
 
 
 def mri_brain_sample(seed: int = 0) -> Sample:

@@ -42,9 +42,21 @@ class VPSchedule:
         ab = self.ab(t, xt)
         return (xt - (1 - ab).sqrt() * eps) / ab.sqrt()
 
-    def sampling_timesteps(self, nfe: int) -> list[int]:
-        """``nfe`` evenly spaced timesteps, descending, ending at 0 (50 → 980, 960, …, 0)."""
+    def sampling_timesteps(self, nfe: int, power: float = 1.0) -> list[int]:
+        """``nfe`` timesteps, strictly descending, from ``t_top = (T // nfe)·(nfe − 1)`` to 0.
+
+        Step ``i`` of ``nfe − 1`` sits at ``t_top·(i / (nfe − 1))^power``, rounded: power 1
+        spaces them evenly (50 → 980, 960, …, 0), larger powers pack them towards ``t = 0``
+        (2 is DDIM's "quadratic" spacing), where the last denoising steps set the image's
+        detail. Rounding ties are pushed up one timestep, which never passes ``t_top``.
+        """
         if not 1 <= nfe <= self.n_steps:
             raise ValueError(f"NFE must be in [1, {self.n_steps}], got {nfe}")
-        stride = self.n_steps // nfe
-        return list(range(stride * (nfe - 1), -1, -stride))
+        if power < 1:
+            raise ValueError(f"the timestep power must be at least 1, got {power}")
+        top = self.n_steps // nfe * (nfe - 1)
+        steps: list[int] = []
+        for i in range(nfe):
+            t = round(top * (i / max(nfe - 1, 1)) ** power)
+            steps.append(max(t, steps[-1] + 1) if steps else t)
+        return steps[::-1]

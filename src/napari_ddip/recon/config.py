@@ -34,6 +34,9 @@ class ReconConfig:
         prior: shipped prior name, ``"default"``, or a ``.safetensors`` path.
         nfe: sampling steps (network evaluations per slice).
         eta: DDS stochasticity ``η``.
+        timestep_power: spacing of the ``nfe`` timesteps, ``t_i ∝ (i / (nfe − 1))^p``: 1 is
+            the paper's even spacing, larger values spend more of the steps near ``t = 0``,
+            where the last denoising steps set the detail (BENCHMARKS "Timestep spacing").
         adapt_steps: ``L`` optimiser steps per sampling step (None: 10 CT, 5 MRI; 0 with a
             warm start uses its states as they are).
         k_slices: ``K`` slices per adaptation step (D3IP).
@@ -70,6 +73,7 @@ class ReconConfig:
     prior: str = "default"
     nfe: int = 50
     eta: float = 0.85
+    timestep_power: float = 1.0
     adapt_steps: int | None = None
     k_slices: int = 3
     lr: float | None = None
@@ -122,6 +126,8 @@ class ReconConfig:
             raise ValueError(f"mbir_anchor must not be negative, got {self.mbir_anchor}")
         if self.cg_iters < 0 or self.preview_every < 0:
             raise ValueError("cg_iters and preview_every must not be negative")
+        if self.timestep_power < 1:
+            raise ValueError(f"timestep_power must be at least 1, got {self.timestep_power}")
         if not 0.0 <= self.eta <= 1.0:
             raise ValueError(f"eta must be in [0, 1], got {self.eta}")
         check_precision(self.precision)

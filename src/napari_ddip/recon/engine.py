@@ -152,7 +152,7 @@ class _Run:
         self.problem = Problem(op, y, self.cfg)
         self.n = self.problem.n_slices
         self.lora = LoRA(self.prior.net, self.cfg.lora_rank) if self.cfg.adapts else None
-        self.timesteps = self.schedule.sampling_timesteps(self.cfg.nfe)
+        self.timesteps = self.schedule.sampling_timesteps(self.cfg.nfe, self.cfg.timestep_power)
         self.warm = self._check_warm_start(warm_start)
         self.record: Adaptation = {}
         self.shared_optimizer: torch.optim.Optimizer | None = None
