@@ -36,7 +36,8 @@ class ReconConfig:
         eta: DDS stochasticity ``η``.
         timestep_power: spacing of the ``nfe`` timesteps, ``t_i ∝ (i / (nfe − 1))^p``: 1 is
             the paper's even spacing, larger values spend more of the steps near ``t = 0``,
-            where the last denoising steps set the detail (BENCHMARKS "Timestep spacing").
+            where the last denoising steps set the detail; the default 5 gains 2–4 dB over 1
+            (BENCHMARKS "Timestep spacing").
         adapt_steps: ``L`` optimiser steps per sampling step (None: 10 CT, 5 MRI; 0 with a
             warm start uses its states as they are).
         k_slices: ``K`` slices per adaptation step (D3IP).
@@ -73,7 +74,7 @@ class ReconConfig:
     prior: str = "default"
     nfe: int = 50
     eta: float = 0.85
-    timestep_power: float = 1.0
+    timestep_power: float = 5.0
     adapt_steps: int | None = None
     k_slices: int = 3
     lr: float | None = None

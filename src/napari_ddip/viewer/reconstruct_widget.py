@@ -50,6 +50,8 @@ TOOLTIPS = {
     "adapt_steps": "optimiser steps per sampling step (auto: 10 CT, 5 MRI)",
     "k_slices": "slices drawn per adaptation step (D3IP)",
     "lr": "AdamW learning rate of the LoRA (auto: 1e-3 CT, 1e-4 MRI)",
+    "timestep_power": "spacing of the sampling steps, t ∝ (i/(NFE−1))^p: 1 even (the paper), "
+    "larger spends more steps near the end, where detail is set",
     "slice_batch": "slices per network call (auto: 8 on CPU, 64 on a GPU); lower it when a "
     "GPU runs out of memory",
     "keep_optimizer": "carry the AdamW state of D3IP's shared LoRA across sampling steps "
