@@ -30,7 +30,7 @@ from napari_ddip.prior.weights import load_prior, read_prior_meta, resolve_prior
 from napari_ddip.recon.sampler import sample_unconditional
 from napari_ddip.samples import mni_brain_volume
 
-TIMESTEPS = (50, 100, 200, 400)
+TIMESTEPS = (20, 50, 100, 200, 400)
 HELD_OUT_SEED = 20261122
 
 
@@ -141,6 +141,12 @@ def main() -> None:
     parser.add_argument("--sample-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--timestep-power",
+        type=float,
+        default=1.0,
+        help="spacing of the 50 sampling steps of the samples (1 even, 5 the recon default)",
+    )
+    parser.add_argument(
         "--update-card", action="store_true", help="write the scores into each prior's card"
     )
     args = parser.parse_args()
@@ -156,7 +162,11 @@ def main() -> None:
         scores = denoising_scores(prior, images, args.seed)
         cost = seconds_per_slice(prior)
         grids[name] = sample_unconditional(
-            prior, args.samples, (args.sample_size, args.sample_size), seed=args.seed
+            prior,
+            args.samples,
+            (args.sample_size, args.sample_size),
+            seed=args.seed,
+            timestep_power=args.timestep_power,
         )
         results[name] = {
             "denoising_psnr": scores,

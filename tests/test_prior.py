@@ -20,6 +20,7 @@ from napari_ddip.prior.train import (
     images_from_arrays,
     learning_rate,
     train_prior,
+    training_timesteps,
 )
 from napari_ddip.prior.unet import UNet, UNetConfig
 from napari_ddip.prior.weights import PriorLoadError, load_prior, save_prior
@@ -219,6 +220,20 @@ def test_learning_rate_schedules() -> None:
     assert all(a >= b for a, b in itertools.pairwise(rates))
     with pytest.raises(ValueError, match="lr_schedule"):
         train_prior(replace(cosine, lr_schedule="step"), "unused", device="cpu")
+
+
+def test_training_timesteps_follow_their_power_law() -> None:
+    gen = torch.Generator().manual_seed(0)
+    uniform = training_timesteps(200_000, 1000, 1.0, gen)
+    low = training_timesteps(200_000, 1000, 2.0, gen)
+    for t in (uniform, low):
+        assert t.dtype == torch.long and t.min() == 0 and t.max() == 999
+    # P(t < s) = (s / T)^(1/p): 5 % below 50 when uniform, √0.05 = 22.4 % with power 2.
+    assert float((uniform < 50).double().mean()) == pytest.approx(0.05, abs=0.003)
+    assert float((low < 50).double().mean()) == pytest.approx(0.05**0.5, abs=0.005)
+    assert float((low < 500).double().mean()) == pytest.approx(0.5**0.5, abs=0.005)
+    with pytest.raises(ValueError, match="at least 1"):
+        training_timesteps(4, 1000, 0.5, gen)
 
 
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])

@@ -47,6 +47,7 @@ class TrainConfig:
     lr: float = 2e-4
     lr_schedule: str = "constant"  # "constant" or "cosine" (to zero at the last step)
     warmup_steps: int = 0  # linear ramp of the learning rate from zero
+    timestep_power: float = 1.0  # t = ⌊T·u^power⌋: 1 uniform, larger favours small t
     ema_decay: float = 0.999
     pool_size: int = 512
     pool_refresh: int = 2  # phantoms replaced in the pool per step
@@ -73,6 +74,21 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
         return cfg.lr
     span = max(cfg.steps - cfg.warmup_steps, 1)
     return 0.5 * cfg.lr * (1 + math.cos(math.pi * min((step - cfg.warmup_steps) / span, 1.0)))
+
+
+def training_timesteps(
+    n: int, n_steps: int, power: float, generator: torch.Generator
+) -> torch.Tensor:
+    """``n`` training timesteps ``(n,)`` in ``[0, n_steps)``: ``⌊n_steps·u^power⌋`` for
+    ``u ~ U[0, 1)``. Power 1 is uniform; power ``p`` puts a share ``(t / n_steps)^(1/p)`` below
+    ``t`` (p = 2: 22 % below t = 50 instead of 5 %), where the images' detail is decided —
+    on data with standard deviation ≈ 0.1 the linear-β noise hides an ellipse edge by t ≈ 50."""
+    if power < 1:
+        raise ValueError(f"the timestep power must be at least 1, got {power}")
+    if power == 1:
+        return torch.randint(0, n_steps, (n,), generator=generator)
+    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    return (n_steps * u**power).long().clamp(max=n_steps - 1)
 
 
 def _git_commit() -> str:
@@ -243,7 +259,8 @@ def train_prior(
     while step < cfg.steps:
         pool.refresh()
         x = _batch(pool, cfg, gen).to(dev)
-        t = torch.randint(0, prior.schedule.n_steps, (x.shape[0],), generator=gen).to(dev)
+        t = training_timesteps(x.shape[0], prior.schedule.n_steps, cfg.timestep_power, gen)
+        t = t.to(dev)
         noise = torch.randn(x[:, :1].shape, generator=gen).to(dev)
         ab = alpha_bar[t][:, None, None, None]
         noisy = torch.cat([ab.sqrt() * x[:, :1] + (1 - ab).sqrt() * noise, x[:, 1:]], dim=1)
@@ -363,6 +380,12 @@ def add_train_arguments(parser, finetune: bool = False) -> None:
     parser.add_argument(
         "--warmup-steps", type=int, default=d.warmup_steps, help="linear learning-rate warm-up"
     )
+    parser.add_argument(
+        "--timestep-power",
+        type=float,
+        default=d.timestep_power,
+        help="training timesteps t = T·u^power: 1 uniform (default), 2 favours low noise",
+    )
     parser.add_argument("--ema-decay", type=float, default=0.99 if finetune else d.ema_decay)
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -407,6 +430,7 @@ def config_from_args(args, finetune: bool = False) -> TrainConfig:
         lr=args.lr,
         lr_schedule=args.lr_schedule,
         warmup_steps=args.warmup_steps,
+        timestep_power=args.timestep_power,
         ema_decay=args.ema_decay,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,

@@ -85,12 +85,14 @@ def sample_unconditional(
     eta: float = 0.85,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    timestep_power: float = 1.0,
 ) -> torch.Tensor:
     """``n`` samples ``(n, H, W)`` of the prior alone (DDS updates, no measurement), clipped to
-    the training range ``[0, 1]`` — what the prior believes images look like."""
+    the training range ``[0, 1]`` — what the prior believes images look like.
+    ``timestep_power``: spacing of the ``nfe`` steps (``VPSchedule.sampling_timesteps``)."""
     generator = torch.Generator().manual_seed(seed)
     schedule = prior.schedule
-    timesteps = schedule.sampling_timesteps(nfe)
+    timesteps = schedule.sampling_timesteps(nfe, timestep_power)
     x = torch.randn((n, *shape), generator=generator).to(device)
     x0 = x
     for j, t in enumerate(timesteps):
