@@ -27,6 +27,7 @@ import torch
 
 def run_one(method: str, n_slices: int, size: int, nfe: int, device: str, prior: str) -> dict:
     """One timed reconstruction in this process; returns its measurements."""
+    from napari_ddip.metrics import score
     from napari_ddip.physics.ct import ParallelBeamCT
     from napari_ddip.prior.phantoms import ellipsoid_volume
     from napari_ddip.prior.weights import load_prior
@@ -86,6 +87,7 @@ def run_one(method: str, n_slices: int, size: int, nfe: int, device: str, prior:
         "seconds": wall,
         "network_share": network["seconds"] / wall,
         "peak_mib": peak,
+        "psnr": score(result.volume, volume.numpy()).psnr,
         "lora_parameters": result.metadata["lora_parameters"],
         "L": result.metadata["settings"]["adapt_steps"],
         "K": result.metadata["settings"]["k_slices"],
@@ -111,7 +113,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"speed_{args.device.replace(':', '')}_{args.size}{args.tag}.json"
     rows = []
-    print("| method | slices | seconds | network share | peak MiB |\n|---|---|---|---|---|")
+    print("| method | slices | seconds | network share | peak MiB | PSNR (dB) |")
+    print("|---|---|---|---|---|---|")
     for n in args.slices:
         for method in args.methods:
             command = [sys.executable, __file__, "--one", "--methods", method, "--slices", str(n)]
@@ -122,7 +125,7 @@ def main() -> None:
             rows.append(row)
             print(
                 f"| {method} | {n} | {row['seconds']:.1f} | {row['network_share']:.0%} "
-                f"| {row['peak_mib']:.0f} |",
+                f"| {row['peak_mib']:.0f} | {row['psnr']:.2f} |",
                 flush=True,
             )
             path.write_text(json.dumps(rows, indent=2))  # after every row: runs take hours
