@@ -28,7 +28,7 @@ from napari_ddip.recon import (
 )
 from napari_ddip.recon.lora import LoRA, interpolate_states
 from napari_ddip.recon.problem import Problem
-from napari_ddip.recon.sampler import initial_state, slerp
+from napari_ddip.recon.sampler import initial_state, sample_unconditional, slerp
 from tiny import tiny_prior
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -188,6 +188,19 @@ def test_slerp_keeps_the_end_points_and_the_norm() -> None:
     torch.testing.assert_close(path[-1], b, rtol=1e-4, atol=1e-4)
     norms = path.norm(dim=1)
     assert ((norms - a.norm()).abs() < 0.05 * a.norm()).all()
+
+
+@pytest.mark.parametrize("power", [1.0, 5.0])
+def test_prior_samples_follow_their_timestep_spacing_and_seed(power: float) -> None:
+    prior = tiny_prior()
+    seen: list[int] = []
+    hook = prior.net.register_forward_pre_hook(lambda _, args: seen.append(int(args[1][0])))
+    samples = sample_unconditional(prior, 2, (24, 20), nfe=6, seed=3, timestep_power=power)
+    hook.remove()
+    assert samples.shape == (2, 24, 20) and 0 <= samples.min() and samples.max() <= 1
+    assert sorted(set(seen), reverse=True) == prior.schedule.sampling_timesteps(6, power)
+    again = sample_unconditional(prior, 2, (24, 20), nfe=6, seed=3, timestep_power=power)
+    torch.testing.assert_close(samples, again)
 
 
 def test_initial_noise_is_correlated_across_neighbouring_slices_only_with_slerp() -> None:
