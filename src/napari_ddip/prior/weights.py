@@ -16,7 +16,7 @@ import torch
 from napari_ddip.prior.model import DiffusionPrior, PriorConfig
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
-DEFAULT_PRIOR = "ellipse-patch-v-cos"
+DEFAULT_PRIOR = "ellipse-patch-v"
 
 
 class PriorLoadError(ValueError):
