@@ -85,7 +85,7 @@ def training_timesteps(
     on data with standard deviation ≈ 0.1 the linear-β noise hides an ellipse edge by t ≈ 50."""
     if power < 1:
         raise ValueError(f"the timestep power must be at least 1, got {power}")
-    if power == 1:
+    if power == 1:  # the draw of older runs, so that their checkpoints resume identically
         return torch.randint(0, n_steps, (n,), generator=generator)
     u = torch.rand(n, generator=generator, dtype=torch.float64)
     return (n_steps * u**power).long().clamp(max=n_steps - 1)
