@@ -174,6 +174,10 @@ class UNet(nn.Module):
         pad_h, pad_w = (-height) % m, (-width) % m
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        if x.device.type == "cpu":
+            # oneDNN's convolutions with few channels run 20 % faster on NHWC activations
+            # (forward; 10 % forward + backward), measured on AVX2 (BENCHMARKS, "Speed").
+            x = x.contiguous(memory_format=torch.channels_last)
         emb = self.time_mlp(timestep_embedding(t, self.config.base_channels))
         h = self.stem(x)
         skips = [h]
@@ -184,4 +188,4 @@ class UNet(nn.Module):
         for stage in self.decoder:
             h = stage(torch.cat([h, skips.pop()], dim=1), emb)
         h = self.out(F.silu(self.out_norm(h)))
-        return h[..., :height, :width]
+        return h[..., :height, :width].contiguous()
