@@ -250,7 +250,11 @@ def test_training_lowers_the_loss_and_resumes_exactly(tmp_path, schedule) -> Non
     stop_at_30 = lambda step, steps, loss: step < 30  # noqa: E731
     train_prior(_cfg(60), tmp_path / "b", device="cpu", progress=stop_at_30)
     assert json.loads((tmp_path / "b" / "checkpoint" / "progress.json").read_text())["step"] == 30
+    # A run killed after logging past its last checkpoint: the resumed run repeats those steps.
+    with (tmp_path / "b" / "loss.csv").open("a") as f:
+        f.write("40,9.0,1.0\n")
     resumed = train_prior(_cfg(60), tmp_path / "b", device="cpu")
+    assert _losses(tmp_path / "b") == pytest.approx(losses, abs=1e-6)
     a, b = load_prior(path), load_prior(resumed)
     for (ka, va), (_, vb) in zip(
         a.net.state_dict().items(), b.net.state_dict().items(), strict=True

@@ -152,6 +152,17 @@ def _batch(pool: _Pool, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
     return random_patches(pool.draw(n, cfg.augment), p, gen)
 
 
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop the rows of the loss log past ``step``: a run killed between two checkpoints logged
+    steps that the resumed run repeats."""
+    if not path.is_file():
+        path.write_text("step,loss,seconds\n")
+        return
+    header, *rows = path.read_text().splitlines()
+    kept = [row for row in rows if int(row.split(",", 1)[0]) <= step]
+    path.write_text("\n".join([header, *kept]) + "\n")
+
+
 def _save_checkpoint(ckpt: Path, prior: DiffusionPrior, ema: EMA, opt, step, pool, gen) -> None:
     from safetensors.torch import save_file
 
@@ -248,6 +259,8 @@ def train_prior(
     log_path = out / "loss.csv"
     if step == 0:
         log_path.write_text("step,loss,seconds\n")
+    else:
+        _truncate_log(log_path, step)
     wall = (
         float(json.loads((out / "wall.json").read_text())["seconds"])
         if (out / "wall.json").is_file() and step
