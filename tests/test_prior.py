@@ -24,6 +24,7 @@ from napari_ddip.prior.train import (
 )
 from napari_ddip.prior.unet import UNet, UNetConfig
 from napari_ddip.prior.weights import PriorLoadError, load_prior, save_prior
+from tiny import tiny_train_config
 
 TINY = UNetConfig(base_channels=8, channel_mults=(1, 2), attention_levels=(1,))
 
@@ -184,25 +185,6 @@ def test_weights_round_trip_and_refuse_bad_files(tmp_path) -> None:
         load_prior(tmp_path / "missing")
 
 
-def _tiny_cfg(steps: int, **kw) -> TrainConfig:
-    base = dict(
-        steps=steps,
-        batch_size=8,
-        base_channels=8,
-        channel_mults=(1, 2),
-        pool_size=16,
-        image_size=64,
-        patch_sizes=(16, 32),
-        patch_probs=(0.5, 0.5),
-        log_every=10,
-        checkpoint_every=10,
-        lr=2e-3,
-        name="tiny",
-    )
-    base.update(kw)
-    return TrainConfig(**base)
-
-
 def _losses(out) -> list[float]:
     lines = (out / "loss.csv").read_text().splitlines()[1:]
     return [float(line.split(",")[1]) for line in lines]
@@ -239,7 +221,7 @@ def test_training_timesteps_follow_their_power_law() -> None:
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])
 def test_training_lowers_the_loss_and_resumes_exactly(tmp_path, schedule) -> None:
     torch.manual_seed(0)
-    _cfg = functools.partial(_tiny_cfg, lr_schedule=schedule, warmup_steps=5)
+    _cfg = functools.partial(tiny_train_config, lr_schedule=schedule, warmup_steps=5)
     path = train_prior(_cfg(60), tmp_path / "a", device="cpu")
     losses = _losses(tmp_path / "a")
     assert len(losses) == 6 and losses[-1] < 0.6 * losses[0]
@@ -264,18 +246,18 @@ def test_training_lowers_the_loss_and_resumes_exactly(tmp_path, schedule) -> Non
 
 def test_v_prediction_training_lowers_the_loss(tmp_path) -> None:
     torch.manual_seed(0)
-    path = train_prior(_tiny_cfg(60, prediction="v"), tmp_path / "v", device="cpu")
+    path = train_prior(tiny_train_config(60, prediction="v"), tmp_path / "v", device="cpu")
     losses = _losses(tmp_path / "v")
     assert losses[-1] < 0.6 * losses[0]
     assert load_prior(path).config.prediction == "v"
 
 
 def test_finetuning_from_a_few_images(tmp_path) -> None:
-    base = train_prior(_tiny_cfg(10), tmp_path / "base", device="cpu")
+    base = train_prior(tiny_train_config(10), tmp_path / "base", device="cpu")
     volume = ellipsoid_volume((10, 64, 64), seed=2) * 300.0 + 20.0
     images = images_from_arrays([volume])
     assert images.shape == (10, 64, 64) and images.min() >= 0 and images.max() <= 1
-    cfg = _tiny_cfg(40, augment=True, pool_refresh=0, lr=1e-3, name="ft")
+    cfg = tiny_train_config(40, augment=True, pool_refresh=0, lr=1e-3, name="ft")
     path = train_prior(cfg, tmp_path / "ft", device="cpu", images=images, init=base)
     losses = _losses(tmp_path / "ft")
     assert losses[-1] < losses[0]

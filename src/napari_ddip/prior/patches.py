@@ -92,8 +92,9 @@ def random_patches(
     half = p // 2
     dev = images.device
     padded = torch.nn.functional.pad(images, (p, p, p, p))
-    tops = torch.randint(-half, h - half + 1, (b,), generator=generator, device=dev)
-    lefts = torch.randint(-half, w - half + 1, (b,), generator=generator, device=dev)
+    # Drawn on the CPU (``generator`` is a CPU generator), so a run draws the same on any device.
+    tops = torch.randint(-half, h - half + 1, (b,), generator=generator).to(dev)
+    lefts = torch.randint(-half, w - half + 1, (b,), generator=generator).to(dev)
     steps = torch.arange(p, device=dev)
     rows = tops[:, None] + steps[None, :]  # (B, P), image coordinates
     cols = lefts[:, None] + steps[None, :]

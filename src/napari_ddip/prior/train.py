@@ -112,15 +112,23 @@ def _hardware(device: torch.device) -> str:
 
 
 class _Pool:
-    """A pool of training images, partly replaced by fresh phantoms at every step."""
+    """A pool of training images on the training device (so that batches are cut there), partly
+    replaced by fresh phantoms at every step."""
 
-    def __init__(self, images: torch.Tensor | None, cfg: TrainConfig, rng: np.random.Generator):
+    def __init__(
+        self,
+        images: torch.Tensor | None,
+        cfg: TrainConfig,
+        rng: np.random.Generator,
+        device: torch.device,
+    ):
         self.rng = rng
         self.fixed = images is not None
         self.cfg = cfg
-        self.images = (
+        pool = (
             images if images is not None else ellipse_phantoms(cfg.pool_size, cfg.image_size, rng)
         )
+        self.images = pool.to(device)
         self.cursor = 0
 
     def refresh(self) -> None:
@@ -128,7 +136,7 @@ class _Pool:
             return
         n = self.cfg.pool_refresh
         idx = (self.cursor + np.arange(n)) % len(self.images)
-        self.images[idx] = ellipse_phantoms(n, self.cfg.image_size, self.rng)
+        self.images[idx] = ellipse_phantoms(n, self.cfg.image_size, self.rng).to(self.images.device)
         self.cursor = int(idx[-1] + 1)
 
     def draw(self, n: int, augment: bool) -> torch.Tensor:
@@ -179,7 +187,7 @@ def _save_checkpoint(ckpt: Path, prior: DiffusionPrior, ema: EMA, opt, step, poo
         {
             "optimizer": opt.state_dict(),
             "torch_rng": gen.get_state(),
-            "pool": pool.images,
+            "pool": pool.images.cpu(),
             "pool_cursor": pool.cursor,
         },
         ckpt / "state.pt.tmp",
@@ -194,10 +202,10 @@ def _load_checkpoint(ckpt: Path, prior, ema, opt, pool, gen) -> int:
 
     prior.net.load_state_dict(load_file(str(ckpt / "model.safetensors")))
     ema.shadow.load_state_dict(load_file(str(ckpt / "ema.safetensors")))
-    state = torch.load(ckpt / "state.pt", weights_only=True)
+    state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=True)
     opt.load_state_dict(state["optimizer"])
     gen.set_state(state["torch_rng"])
-    pool.images = state["pool"]
+    pool.images = state["pool"].to(pool.images.device)
     pool.cursor = int(state["pool_cursor"])
     progress = json.loads((ckpt / "progress.json").read_text())
     pool.rng.bit_generator.state = progress["numpy_rng"]
@@ -249,7 +257,7 @@ def train_prior(
     opt = torch.optim.AdamW(prior.net.parameters(), lr=cfg.lr, weight_decay=0.0)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    pool = _Pool(images, cfg, rng)
+    pool = _Pool(images, cfg, rng, dev)
     ckpt = out / "checkpoint"
     step = (
         _load_checkpoint(ckpt, prior, ema, opt, pool, gen)
