@@ -25,13 +25,23 @@ from pathlib import Path
 import torch
 
 
-def run_one(method: str, n_slices: int, size: int, nfe: int, device: str, prior: str) -> dict:
-    """One timed reconstruction in this process; returns its measurements."""
+def run_one(
+    method: str,
+    n_slices: int,
+    size: int,
+    nfe: int,
+    device: str,
+    prior: str,
+    overrides: dict[str, str],
+) -> dict:
+    """One timed reconstruction in this process; returns its measurements. ``overrides``:
+    diffusion settings as ``--set`` gives them (e.g. ``precision``, ``slice_batch``)."""
+    from napari_ddip.methods import diffusion_config, get_method, resolve_settings
     from napari_ddip.metrics import score
     from napari_ddip.physics.ct import ParallelBeamCT
     from napari_ddip.prior.phantoms import ellipsoid_volume
     from napari_ddip.prior.weights import load_prior
-    from napari_ddip.recon import ReconConfig, reconstruct, run_to_end
+    from napari_ddip.recon import reconstruct, run_to_end
 
     dev = torch.device(device)
     loaded = load_prior(prior)
@@ -69,7 +79,8 @@ def run_one(method: str, n_slices: int, size: int, nfe: int, device: str, prior:
     volume = torch.from_numpy(ellipsoid_volume((n_slices, size, size), seed=0))
     op = ParallelBeamCT(size, n_views=60)
     y = op.forward(volume)
-    cfg = ReconConfig(method=method, nfe=nfe, preview_every=0)
+    given = {"nfe": str(nfe), "preview_every": "0", **overrides}
+    cfg = diffusion_config(method, resolve_settings(get_method(method, "ct"), given))
     start = time.perf_counter()
     result = run_to_end(reconstruct(y, op, cfg, prior=loaded, device=dev))
     sync()
@@ -91,6 +102,7 @@ def run_one(method: str, n_slices: int, size: int, nfe: int, device: str, prior:
         "lora_parameters": result.metadata["lora_parameters"],
         "L": result.metadata["settings"]["adapt_steps"],
         "K": result.metadata["settings"]["k_slices"],
+        "settings": overrides,
     }
 
 
@@ -104,11 +116,16 @@ def main() -> None:
     parser.add_argument("--prior", default="default")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--tag", default="", help="suffix of the JSON file name")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="diffusion setting"
+    )
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         method, n = args.methods[0], args.slices[0]
-        print(json.dumps(run_one(method, n, args.size, args.nfe, args.device, args.prior)))
+        overrides = dict(pair.split("=", 1) for pair in args.set)
+        row = run_one(method, n, args.size, args.nfe, args.device, args.prior, overrides)
+        print(json.dumps(row))
         return
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"speed_{args.device.replace(':', '')}_{args.size}{args.tag}.json"
@@ -120,8 +137,11 @@ def main() -> None:
             command = [sys.executable, __file__, "--one", "--methods", method, "--slices", str(n)]
             command += ["--size", str(args.size), "--nfe", str(args.nfe)]
             command += ["--device", args.device, "--prior", args.prior]
-            out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-            row = json.loads(out.strip().splitlines()[-1])
+            command += [f"--set={pair}" for pair in args.set]
+            child = subprocess.run(command, capture_output=True, text=True)
+            if child.returncode:
+                sys.exit(f"{method} at {n} slices failed:\n{child.stderr[-3000:]}")
+            row = json.loads(child.stdout.strip().splitlines()[-1])
             rows.append(row)
             print(
                 f"| {method} | {n} | {row['seconds']:.1f} | {row['network_share']:.0%} "
