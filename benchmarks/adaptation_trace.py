@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from napari_ddip.io import operator_from_measurement
-from napari_ddip.methods import diffusion_config, get_method, resolve_settings
+from napari_ddip.methods import diffusion_config, get_method, parse_settings, resolve_settings
 from napari_ddip.metrics import score
 from napari_ddip.recon import Adapted, Finished, reconstruct
 from recon_table import measurement, reference_volume
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--tag", default="", help="suffix of the JSON file name")
     args = parser.parse_args()
-    overrides = dict(pair.split("=", 1) for pair in args.set)
+    overrides = parse_settings(args.set)
     volume = reference_volume("mni152", args.size, args.slices)
     m = measurement(volume, args.modality, 8.0, args.seed)
     op = operator_from_measurement(m)

@@ -55,7 +55,7 @@ train)
     # Steps per second of this network on this device, from a short probe run.
     "$py" -m napari_ddip train-prior --out "$out/probe" --name probe --steps 60 --log-every 20 \
         "${common[@]}" >/dev/null
-    steps=$("$py" -c "import json,sys; s=json.load(open('$out/probe/probe.json'))['info']['wall_seconds']; print(max(100, int($budget * 60 / s)))")
+    steps=$("$py" -c "import json; s=json.load(open('$out/probe/probe.json'))['info']['wall_seconds']; print(max(100, int($budget * 60 / s)))")
     rm -rf "$out/probe"
     echo "training $name for $steps steps"
     mkdir -p runs

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_ddip.methods import reconstruct_measurement
+from napari_ddip.methods import parse_settings, reconstruct_measurement
 from napari_ddip.metrics import score
 from napari_ddip.samples import dwi_b0_volume, mni_brain_volume
 from napari_ddip.simulate import simulate_ct, simulate_mri
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--tag", default="", help="suffix of the JSON file name")
     args = parser.parse_args()
-    overrides = dict(pair.split("=", 1) for pair in args.set)
+    overrides = parse_settings(args.set)
     volume = reference_volume(args.volume, args.size, args.slices)
     m = measurement(volume, args.modality, args.accel, args.seed, args.noise)
     rows = []

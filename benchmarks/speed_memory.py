@@ -123,7 +123,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.one:
         method, n = args.methods[0], args.slices[0]
-        overrides = dict(pair.split("=", 1) for pair in args.set)
+        from napari_ddip.methods import parse_settings
+
+        overrides = parse_settings(args.set)
         row = run_one(method, n, args.size, args.nfe, args.device, args.prior, overrides)
         print(json.dumps(row))
         return

@@ -28,6 +28,7 @@ from napari_ddip.io import (
 from napari_ddip.methods import (
     METHODS,
     get_method,
+    parse_settings,
     progress_bar,
     reconstruct_measurement,
     resolve_settings,
@@ -68,16 +69,6 @@ def _given(options: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in options.items() if v is not None}
 
 
-def _parse_set(pairs: Sequence[str]) -> dict[str, str]:
-    settings = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise InputError(f"--set expects KEY=VALUE, got {pair!r}")
-        settings[key.strip()] = value
-    return settings
-
-
 def _reconstruct(args: argparse.Namespace) -> int:
     out = check_result_path(args.out, args.overwrite)
     std_path = out.with_name(f"{out.stem}_std{out.suffix}")
@@ -89,7 +80,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
             raise InputError(f"--save-adaptation {args.save_adaptation}: use a .safetensors name")
     m = load_measurement(args.measurement)
     method = get_method(args.method, m.kind)
-    overrides = _parse_set(args.set)
+    overrides = parse_settings(args.set)
     extra_options = {"samples": args.samples != 1, "warm_start": args.warm_start is not None}
     for option, given in extra_options.items():
         if given and option not in method.defaults:

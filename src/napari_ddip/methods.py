@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -94,6 +94,18 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
         kind = "auto or a number" if default is None else type(default).__name__
         raise InputError(f"setting {key}={value!r}: expected {kind}") from None
     return value
+
+
+def parse_settings(pairs: Sequence[str]) -> dict[str, str]:
+    """``{key: value}`` from ``--set KEY=VALUE`` strings (values stay strings; see
+    :func:`resolve_settings`)."""
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"--set expects KEY=VALUE, got {pair!r}")
+        settings[key.strip()] = value
+    return settings
 
 
 def resolve_settings(method: Method, overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -279,7 +279,7 @@ def train_prior(
     stopped = False
     while step < cfg.steps:
         pool.refresh()
-        x = _batch(pool, cfg, gen).to(dev)
+        x = _batch(pool, cfg, gen)  # cut on the device, where the pool lives
         t = training_timesteps(x.shape[0], prior.schedule.n_steps, cfg.timestep_power, gen)
         t = t.to(dev)
         noise = torch.randn(x[:, :1].shape, generator=gen).to(dev)
