@@ -3,7 +3,7 @@
 # (bare image: python3 with torch, numpy, safetensors, scikit-image, tifffile, h5py, pytest;
 # no network, no sigpy or nilearn, so nothing here needs them).
 #
-#   bash benchmarks/gpu_checks.sh speed          # ~5 min on one H200: GPU tests, 256³ timing
+#   bash benchmarks/gpu_checks.sh speed          # GPU tests, 256³ timing (estimated ~5 min)
 #   bash benchmarks/gpu_checks.sh train SECONDS  # a larger prior, trained for about SECONDS
 #
 # Results land in $OUT (the device tool's folder; ./gpu_out elsewhere). Phase "speed":
