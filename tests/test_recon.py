@@ -228,8 +228,10 @@ def test_problem_representation_and_data_consistency() -> None:
     projected = p.consistency(x0, slice(None), "project", 1)
     assert before == pytest.approx(1.0) and after_cg < 0.2 * before
     assert float(p.relative_loss(projected, slice(None))) < 1e-6
-    # mbir: hard data consistency by default; a huge mbir_anchor pins x̃₀ to x̂₀.
-    after_mbir = float(p.relative_loss(p.consistency(x0, slice(None), "mbir", 3), slice(None)))
+    # mbir: hard data consistency without the anchor; a huge mbir_anchor pins x̃₀ to x̂₀.
+    hard = Problem(op, y, replace(cfg, mbir_anchor=0.0))
+    hard_x = hard.consistency(x0, slice(None), "mbir", 3)
+    after_mbir = float(hard.relative_loss(hard_x, slice(None)))
     assert after_mbir < 0.2 * before
     pinned = Problem(op, y, replace(cfg, mbir_anchor=1e6)).consistency(x, slice(None), "mbir", 3)
     torch.testing.assert_close(pinned, x, atol=1e-4, rtol=1e-4)
@@ -296,3 +298,15 @@ def test_d3ip_samples_share_one_adaptation_and_warm_start_reuses_it(tmp_path) ->
 def test_config_refuses_bad_settings(setting: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ReconConfig(**setting)
+
+
+def test_config_resolves_the_modality_defaults() -> None:
+    ct = ReconConfig(method="d3ip-mbir").resolved("ct", "cpu")
+    mri = ReconConfig(method="d3ip-mbir").resolved("mri", "cpu")
+    assert (ct.adapt_steps, ct.lr, ct.gamma) == (10, 1e-3, None)
+    assert (mri.adapt_steps, mri.lr, mri.gamma) == (5, 1e-4, 5.0)
+    # mbir: hard data consistency with data-scaled λ/ρ for CT, proximal for MRI.
+    assert (ct.mbir_anchor, ct.admm_lam, ct.admm_rho) == (0.0, None, None)
+    assert (mri.mbir_anchor, mri.admm_lam, mri.admm_rho) == (0.2, 1e-3, 1e-2)
+    given = ReconConfig(method="d3ip-mbir", mbir_anchor=0.0, admm_rho=1e-3).resolved("mri", "cpu")
+    assert (given.mbir_anchor, given.admm_lam, given.admm_rho) == (0.0, 1e-3, 1e-3)

@@ -2,7 +2,10 @@
 
 ``None`` means "the modality's default": adaptation steps ``L`` 10 for CT and 5 for MRI,
 learning rate 1e-3 for CT and 1e-4 for MRI, CG proximal weight ``γ`` none for CT (plain normal
-equations from ``x̂₀``) and 5 for MRI, ADMM ``λ``/``ρ`` scaled to the data.
+equations from ``x̂₀``) and 5 for MRI; for mbir's ADMM, CT has hard data consistency with
+``λ``/``ρ`` scaled to the data and MRI the proximal term ``0.2/2 ‖x − x̂₀‖²`` (DDS's ``γ`` 5)
+with a 10× stronger z-coupling, ``λ`` 1e-3 and ``ρ`` 1e-2 in the prior's units (hard data
+consistency on MRI is 3–9 dB worse with the default timestep spacing; BENCHMARKS "mbir on MRI").
 """
 
 from __future__ import annotations
@@ -51,10 +54,12 @@ class ReconConfig:
         gamma: proximal weight of the data consistency ``(I + γAᴴA/‖A‖²)`` (None: CT none,
             MRI 5).
         admm_iters, admm_cg: ADMM iterations and CG steps per ADMM iteration (mbir).
-        admm_lam, admm_rho: z-TV weight and ADMM penalty (None: scaled to the data).
+        admm_lam, admm_rho: z-TV weight and ADMM penalty (None: CT scaled to the data, MRI
+            1e-3 and 1e-2).
         mbir_anchor: weight ``μ`` of a proximal term ``μ/2 ‖x − x̂₀‖²`` in mbir's ADMM, next to
-            the normalised data term and the z-TV (0: none, the data consistency is hard as in
-            DiffusionMBIR; 0.2 matches the CG data consistency with ``γ`` 5).
+            the normalised data term and the z-TV (None: CT 0, MRI 0.2; 0: none, the data
+            consistency is hard as in DiffusionMBIR; 0.2 matches the CG data consistency with
+            ``γ`` 5).
         meta_step_start, meta_step_end: Reptile step ``ε``, decaying linearly over the horizon.
         dps_step: DPS step ``ζ`` on ``∇‖y − A x̂₀‖ / ‖A‖``.
         ddnm_cg_iters: CG iterations of DDNM's pseudo-inverse.
@@ -88,7 +93,7 @@ class ReconConfig:
     admm_cg: int = 5
     admm_lam: float | None = None
     admm_rho: float | None = None
-    mbir_anchor: float = 0.0
+    mbir_anchor: float | None = None
     meta_step_start: float = 1.0
     meta_step_end: float = 0.1
     dps_step: float = 1.0
@@ -123,7 +128,7 @@ class ReconConfig:
             raise ValueError(f"adapt_steps must not be negative, got {self.adapt_steps}")
         if self.gamma is not None and self.gamma <= 0:
             raise ValueError(f"gamma must be positive (or None), got {self.gamma}")
-        if self.mbir_anchor < 0:
+        if self.mbir_anchor is not None and self.mbir_anchor < 0:
             raise ValueError(f"mbir_anchor must not be negative, got {self.mbir_anchor}")
         if self.cg_iters < 0 or self.preview_every < 0:
             raise ValueError("cg_iters and preview_every must not be negative")
@@ -143,11 +148,18 @@ class ReconConfig:
     def resolved(self, kind: str, device_type: str) -> ReconConfig:
         """A copy with every ``None`` replaced by the default for ``kind`` (``ct``/``mri``)."""
         mri = kind == "mri"
+
+        def pick(value: Any, ct: Any, mri_value: Any) -> Any:
+            return value if value is not None else (mri_value if mri else ct)
+
         return replace(
             self,
-            adapt_steps=(5 if mri else 10) if self.adapt_steps is None else self.adapt_steps,
-            lr=self.lr if self.lr is not None else (1e-4 if mri else 1e-3),
-            gamma=self.gamma if self.gamma is not None else (5.0 if mri else None),
+            adapt_steps=pick(self.adapt_steps, 10, 5),
+            lr=pick(self.lr, 1e-3, 1e-4),
+            gamma=pick(self.gamma, None, 5.0),
+            admm_lam=pick(self.admm_lam, None, 1e-3),
+            admm_rho=pick(self.admm_rho, None, 1e-2),
+            mbir_anchor=pick(self.mbir_anchor, 0.0, 0.2),
             slice_batch=self.slice_batch or (64 if device_type == "cuda" else 8),
             precision=resolve_precision(self.precision, device_type),
         )
