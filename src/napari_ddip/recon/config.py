@@ -5,7 +5,8 @@ learning rate 1e-3 for CT and 1e-4 for MRI, CG proximal weight ``γ`` none for C
 equations from ``x̂₀``) and 5 for MRI; for mbir's ADMM, CT has hard data consistency with
 ``λ``/``ρ`` scaled to the data and MRI the proximal term ``0.2/2 ‖x − x̂₀‖²`` (DDS's ``γ`` 5)
 with a 10× stronger z-coupling, ``λ`` 1e-3 and ``ρ`` 1e-2 in the prior's units (hard data
-consistency on MRI is 4–9 dB worse with the default timestep spacing; BENCHMARKS "D3IP mbir on MRI").
+consistency on MRI is 4–9 dB worse with the default timestep spacing; BENCHMARKS "D3IP mbir
+on MRI").
 """
 
 from __future__ import annotations
