@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_ddip.prior.model import DiffusionPrior, PriorConfig
+from napari_ddip.prior.model import CPU_PIXELS_PER_CALL, DiffusionPrior, PriorConfig, call_batch
 from napari_ddip.prior.patches import random_patches, tiled_apply, with_coordinates
 from napari_ddip.prior.phantoms import ellipse_phantoms, ellipsoid_volume
 from napari_ddip.prior.schedule import VPSchedule
@@ -100,6 +100,23 @@ def test_unet_and_prior_accept_any_size(shape: tuple[int, int]) -> None:
         with torch.no_grad():
             out = prior.eps(torch.rand(3, *shape), 500, torch.Generator().manual_seed(0))
         assert out.shape == (3, *shape)
+
+
+@pytest.mark.parametrize("patch", [None, 16])
+def test_network_calls_in_chunks_give_the_same_noise_estimate(patch: int | None) -> None:
+    prior = DiffusionPrior(PriorConfig(unet=TINY, patch_size=patch)).eval()
+    x = torch.rand(3, 40, 72)
+    with torch.no_grad():
+        outs = [
+            prior.eps(x, 300, torch.Generator().manual_seed(0), patch_batch=size)
+            for size in (None, 1, 5, 1000)
+        ]
+    for out in outs[1:]:
+        assert torch.allclose(out, outs[0], atol=1e-5)
+    with torch.no_grad():
+        assert call_batch(torch.zeros(500, 3, 64, 64)) == CPU_PIXELS_PER_CALL // 64**2
+        assert call_batch(torch.zeros(2, 3, 512, 512)) == 1
+    assert call_batch(torch.zeros(500, 3, 64, 64)) == 500  # with gradients: one call
 
 
 def test_patch_tiling_matches_whole_image_for_position_independent_network() -> None:
