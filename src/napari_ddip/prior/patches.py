@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import torch
 
+from napari_ddip.device import to_device
+
 
 def coordinates(rows: torch.Tensor, cols: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Coordinate channels ``(2, len(rows), len(cols))`` for integer pixel rows/cols.
@@ -63,7 +65,7 @@ def tiled_apply(
     canvas_h, canvas_w = ny * p, nx * p
     if pad_std > 0:
         noise = torch.randn((b, canvas_h, canvas_w), generator=generator)
-        canvas = (pad_std * noise).to(device=images.device, dtype=images.dtype)
+        canvas = to_device(pad_std * noise, images.device, images.dtype)
     else:
         canvas = images.new_zeros(b, canvas_h, canvas_w)
     canvas[:, oy : oy + h, ox : ox + w] = images
@@ -93,8 +95,8 @@ def random_patches(
     dev = images.device
     padded = torch.nn.functional.pad(images, (p, p, p, p))
     # Drawn on the CPU (``generator`` is a CPU generator), so a run draws the same on any device.
-    tops = torch.randint(-half, h - half + 1, (b,), generator=generator).to(dev)
-    lefts = torch.randint(-half, w - half + 1, (b,), generator=generator).to(dev)
+    tops = to_device(torch.randint(-half, h - half + 1, (b,), generator=generator), dev)
+    lefts = to_device(torch.randint(-half, w - half + 1, (b,), generator=generator), dev)
     steps = torch.arange(p, device=dev)
     rows = tops[:, None] + steps[None, :]  # (B, P), image coordinates
     cols = lefts[:, None] + steps[None, :]

@@ -84,7 +84,8 @@ def ellipse_phantoms(
     rng: np.random.Generator | int | None = None,
     distribution: EllipseDistribution = EllipseDistribution(),
 ) -> torch.Tensor:
-    """Draw ``n`` random 2D ellipse phantoms (about 3 ms per 256² image on one CPU core).
+    """Draw ``n`` random 2D ellipse phantoms (about 13 ms per 256² image on one core of the
+    project's AVX2-only CPU).
 
     Args:
         n: number of images.

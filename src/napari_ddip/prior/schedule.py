@@ -25,16 +25,18 @@ class VPSchedule:
         object.__setattr__(self, "alpha_bar", torch.cumprod(1.0 - betas, 0).float())
 
     def ab(self, t: torch.Tensor | int, like: torch.Tensor | None = None) -> torch.Tensor:
-        """``ᾱ_t`` for integer timesteps ``t``; broadcast to ``like``'s device and dtype."""
+        """``ᾱ_t`` for integer timesteps ``t``, in ``like``'s dtype; on ``like``'s device, except
+        that one timestep gives a 0-dim CPU tensor, which joins arithmetic on any device as a
+        scalar (copying it to a GPU would synchronise the stream at every sampling step)."""
         t = torch.as_tensor(t, dtype=torch.long)
         value = self.alpha_bar[t.cpu()]
         if like is not None:
-            value = value.to(device=like.device, dtype=like.dtype)
+            value = value.to(device=like.device if value.dim() else None, dtype=like.dtype)
         return value
 
     def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``x_t`` from ``x_0 (B, ...)``, noise ``ε (B, ...)`` and timesteps ``t (B,)``."""
-        ab = self.ab(t, x0).reshape(-1, *([1] * (x0.dim() - 1)))
+        ab = self.ab(torch.as_tensor(t).reshape(-1), x0).reshape(-1, *([1] * (x0.dim() - 1)))
         return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
 
     def tweedie(self, xt: torch.Tensor, eps: torch.Tensor, t: int) -> torch.Tensor:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_ddip.device import resolve_device
+from napari_ddip.device import resolve_device, to_device
 from napari_ddip.prior.ema import EMA
 from napari_ddip.prior.model import PREDICTIONS, DiffusionPrior, PriorConfig
 from napari_ddip.prior.patches import random_patches, with_coordinates
@@ -281,8 +281,8 @@ def train_prior(
         pool.refresh()
         x = _batch(pool, cfg, gen)  # cut on the device, where the pool lives
         t = training_timesteps(x.shape[0], prior.schedule.n_steps, cfg.timestep_power, gen)
-        t = t.to(dev)
-        noise = torch.randn(x[:, :1].shape, generator=gen).to(dev)
+        t = to_device(t, dev)
+        noise = to_device(torch.randn(x[:, :1].shape, generator=gen), dev)
         ab = alpha_bar[t][:, None, None, None]
         noisy = torch.cat([ab.sqrt() * x[:, :1] + (1 - ab).sqrt() * noise, x[:, 1:]], dim=1)
         target = prior.target(x[:, :1], noise, ab)
@@ -295,9 +295,10 @@ def train_prior(
         opt.step()
         ema.update(prior.net)
         step += 1
-        running, count = running + loss.item(), count + 1
+        # Summed on the device: reading the loss back every step would make a GPU wait.
+        running, count = running + loss.detach().double(), count + 1
         if step % cfg.log_every == 0 or step == cfg.steps:
-            mean = running / count
+            mean = float(running) / count
             elapsed = wall + time.time() - start
             with log_path.open("a") as f:
                 f.write(f"{step},{mean:.6f},{elapsed:.1f}\n")

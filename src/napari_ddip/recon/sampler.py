@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from napari_ddip.device import to_device
 from napari_ddip.prior.model import DiffusionPrior
 from napari_ddip.prior.schedule import VPSchedule
 
@@ -16,7 +17,7 @@ def gaussian(
     shape: tuple[int, ...], generator: torch.Generator, like: torch.Tensor
 ) -> torch.Tensor:
     """Standard normal noise of ``shape`` drawn on the CPU, on ``like``'s device and dtype."""
-    return torch.randn(shape, generator=generator).to(device=like.device, dtype=like.dtype)
+    return to_device(torch.randn(shape, generator=generator), like.device, like.dtype)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
