@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nfe", type=int, help="diffusion: sampling steps")
     parser.add_argument("--adapt-steps", type=int, help="diffusion: L adaptation steps")
     parser.add_argument("--k-slices", type=int, help="diffusion: K slices per step")
-    parser.add_argument("--slice-batch", type=int, help="diffusion: slices per network call")
+    parser.add_argument("--slice-batch", type=int, help="diffusion: slices per sampling batch")
     parser.add_argument("--iters", type=int, help="tv / cg: iterations")
     parser.add_argument("--slices", default="all", help="all, k or start:stop (default all)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda:N")

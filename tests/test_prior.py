@@ -13,7 +13,14 @@ import torch
 
 from napari_ddip.prior.model import CPU_PIXELS_PER_CALL, DiffusionPrior, PriorConfig, call_batch
 from napari_ddip.prior.patches import random_patches, tiled_apply, with_coordinates
-from napari_ddip.prior.phantoms import ellipse_phantoms, ellipsoid_volume
+from napari_ddip.prior.phantoms import (
+    EllipseDistribution,
+    _draw_ellipses,
+    _rasterize_dense,
+    _rasterize_in_boxes,
+    ellipse_phantoms,
+    ellipsoid_volume,
+)
 from napari_ddip.prior.schedule import VPSchedule
 from napari_ddip.prior.train import (
     TrainConfig,
@@ -43,6 +50,17 @@ def test_phantoms_are_seeded_normalised_and_ellipse_like() -> None:
     assert 0.1 < foreground < 0.5
     centre = (a[:, 48:80, 48:80] > 0).float().mean().item()
     assert centre > 0.8
+
+
+def test_whole_grid_rasterizer_draws_the_same_phantom_as_the_box_loop() -> None:
+    # The GPU's way of drawing a phantom, run here on the CPU against the CPU's way.
+    rng = np.random.default_rng(7)
+    for shape in [(96, 96), (45, 70)]:
+        ellipses = _draw_ellipses(rng, EllipseDistribution())
+        image, foreground = _rasterize_in_boxes(ellipses, *shape)
+        dense_image, dense_foreground = _rasterize_dense(ellipses, *shape, torch.device("cpu"))
+        assert foreground.any() and np.array_equal(dense_foreground.numpy(), foreground)
+        np.testing.assert_allclose(dense_image.numpy(), image, atol=1e-12)
 
 
 def test_ellipsoid_volume_shape_range_and_continuity() -> None:

@@ -125,10 +125,11 @@ class _Pool:
         self.rng = rng
         self.fixed = images is not None
         self.cfg = cfg
-        pool = (
-            images if images is not None else ellipse_phantoms(cfg.pool_size, cfg.image_size, rng)
+        self.images = (
+            images.to(device)
+            if images is not None
+            else ellipse_phantoms(cfg.pool_size, cfg.image_size, rng, device=device)
         )
-        self.images = pool.to(device)
         self.cursor = 0
 
     def refresh(self) -> None:
@@ -136,18 +137,23 @@ class _Pool:
             return
         n = self.cfg.pool_refresh
         idx = (self.cursor + np.arange(n)) % len(self.images)
-        self.images[idx] = ellipse_phantoms(n, self.cfg.image_size, self.rng).to(self.images.device)
+        fresh = ellipse_phantoms(n, self.cfg.image_size, self.rng, device=self.images.device)
+        self.images[self._on_device(idx)] = fresh
         self.cursor = int(idx[-1] + 1)
 
     def draw(self, n: int, augment: bool) -> torch.Tensor:
-        idx = self.rng.integers(0, len(self.images), n)
-        batch = self.images[idx]
+        batch = self.images[self._on_device(self.rng.integers(0, len(self.images), n))]
         if augment:
             k = int(self.rng.integers(0, 4))
             batch = torch.rot90(batch, k, dims=(1, 2))
             if self.rng.random() < 0.5:
                 batch = batch.flip(2)
         return batch
+
+    def _on_device(self, idx: np.ndarray) -> torch.Tensor:
+        """Indices drawn on the host as a tensor on the pool's device, copied without blocking
+        (indexing a GPU tensor with host indices would synchronise the stream)."""
+        return to_device(torch.from_numpy(idx), self.images.device)
 
 
 def _batch(pool: _Pool, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:

@@ -66,7 +66,9 @@ class ReconConfig:
         ddnm_cg_iters: CG iterations of DDNM's pseudo-inverse.
         init_pinv: start from ``√ᾱ·pinv(y) + √(1−ᾱ)·n`` instead of pure noise (paper §3.3).
         slerp: correlate the initial noise across slices by slerp between two draws.
-        slice_batch: slices per network call when sampling (None: 8 on CPU, 64 on CUDA).
+        slice_batch: slices per sampling batch (None: 8 on CPU, 64 on CUDA); on CUDA one
+            network call, on the CPU their patches go through the network in cache-sized
+            chunks (``napari_ddip.prior.model.CPU_PIXELS_PER_CALL``).
         precision: arithmetic of the network passes, one of ``auto`` (TF32 on CUDA, float32
             elsewhere), ``fp32``, ``tf32`` (CUDA) or ``bf16`` (see
             :mod:`napari_ddip.recon.precision`).

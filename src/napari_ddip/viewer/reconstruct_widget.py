@@ -52,8 +52,8 @@ TOOLTIPS = {
     "lr": "AdamW learning rate of the LoRA (auto: 1e-3 CT, 1e-4 MRI)",
     "timestep_power": "spacing of the sampling steps, t ∝ (i/(NFE−1))^p: 1 even (the paper), "
     "larger spends more steps near the end, where detail is set",
-    "slice_batch": "slices per network call (auto: 8 on CPU, 64 on a GPU); lower it when a "
-    "GPU runs out of memory",
+    "slice_batch": "slices per sampling batch (auto: 8 on CPU, 64 on a GPU, where they go "
+    "through the network in one call); lower it when a GPU runs out of memory",
     "keep_optimizer": "carry the AdamW state of D3IP's shared LoRA across sampling steps "
     "(off: a fresh optimiser per step, as measured in BENCHMARKS)",
     "precision": "network arithmetic: auto (TF32 on a GPU, float32 on the CPU), fp32, tf32 "
