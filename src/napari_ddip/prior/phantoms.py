@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from napari_ddip.device import to_device
+
 RADIUS = 0.4745
 
 
@@ -103,10 +105,10 @@ def _rasterize_dense(
     of :func:`_rasterize_in_boxes` in float64; the sum over ellipses runs in another order)."""
 
     def column(values: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(values)).to(device)[:, None, None]
+        return to_device(torch.from_numpy(np.ascontiguousarray(values)), device)[:, None, None]
 
-    ys = torch.from_numpy(np.linspace(-1, 1, ny)).to(device)[None, :, None]
-    xs = torch.from_numpy(np.linspace(-1, 1, nx)).to(device)[None, None, :]
+    ys = to_device(torch.from_numpy(np.linspace(-1, 1, ny)), device)[None, :, None]
+    xs = to_device(torch.from_numpy(np.linspace(-1, 1, nx)), device)[None, None, :]
     dy, dx = ys - column(e.cy), xs - column(e.cx)
     c, s = column(np.cos(e.rotation)), column(np.sin(e.rotation))
     u = (dx * c + dy * s) / column(e.axes[:, 0])
