@@ -20,8 +20,9 @@ from napari_ddip.prior.unet import UNet, UNetConfig
 
 PREDICTIONS = ("eps", "v")
 #: Pixels per network call when the CPU runs the network without gradients: 16 patches of 64²
-#: per call instead of all 200 of 8 slices at 256² make DDS 1.6× faster, with the same result
-#: (activations that fit the caches; BENCHMARKS.md "Network calls in cache-sized chunks").
+#: per call instead of all 200 of 8 slices at 256² make DDS 1.4–1.6× faster and its sampling
+#: pass need tens of MB instead of 0.7–1.4 GB, with the same result (activations that fit the
+#: caches; BENCHMARKS.md "Network calls in cache-sized chunks").
 CPU_PIXELS_PER_CALL = 2**16
 
 
