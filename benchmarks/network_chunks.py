@@ -70,7 +70,7 @@ def main() -> None:
                 done = subprocess.run(
                     [*command, "--volume-out", str(path)],
                     check=True,
-                    capture_output=True,
+                    stdout=subprocess.PIPE,  # the child's errors reach the terminal
                     text=True,
                 )
                 runs[mode].append(json.loads(done.stdout.strip().splitlines()[-1]))

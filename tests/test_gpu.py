@@ -112,12 +112,12 @@ def test_training_on_cuda_follows_the_cpu_run(tmp_path) -> None:
     assert losses["cuda"][-1] < losses["cuda"][0]
 
 
-def _host_waits(method: str, nfe: int) -> int:
-    """How often a CUDA reconstruction makes the host wait for the GPU (sync debug mode)."""
+def _host_waits(nfe: int) -> int:
+    """How often a CUDA DDS reconstruction makes the host wait for the GPU (sync debug mode)."""
     volume = _volume()
     op = ParallelBeamCT(32, n_views=16)
     y = op.forward(torch.from_numpy(volume))
-    cfg = ReconConfig(method=method, precision="fp32", **(FAST | {"nfe": nfe}))
+    cfg = ReconConfig(method="dds", precision="fp32", **(FAST | {"nfe": nfe}))
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("warn")
     try:
@@ -132,5 +132,5 @@ def _host_waits(method: str, nfe: int) -> int:
 def test_sampling_steps_on_cuda_never_wait_for_the_host() -> None:
     # Setting up (operator norm, data scale) and handing back the volume may synchronise;
     # the steps in between may not, so the count does not grow with the number of steps.
-    _host_waits("dds", 4)  # the CUDA libraries' first-use set-up may synchronise
-    assert _host_waits("dds", 8) == _host_waits("dds", 4)
+    _host_waits(4)  # the CUDA libraries' first-use set-up may synchronise
+    assert _host_waits(8) == _host_waits(4)

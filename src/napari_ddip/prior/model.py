@@ -21,8 +21,8 @@ from napari_ddip.prior.unet import UNet, UNetConfig
 PREDICTIONS = ("eps", "v")
 #: Pixels per network call when the CPU runs the network without gradients: 16 patches of 64²
 #: per call instead of all 200 of 8 slices at 256² make DDS 1.4–1.6× faster and its sampling
-#: pass need tens of MB instead of 0.7–1.4 GB, with the same result (activations that fit the
-#: caches; BENCHMARKS.md "Network calls in cache-sized chunks").
+#: pass need tens of MB instead of 0.7–1.4 GB, with the same result up to float32 rounding
+#: (activations that fit the caches; BENCHMARKS.md "Network calls in cache-sized chunks").
 CPU_PIXELS_PER_CALL = 2**16
 
 
@@ -95,7 +95,8 @@ class DiffusionPrior(nn.Module):
         outside the image at this noise level) from ``generator`` (CPU); ``patch_batch``
         bounds how many patches (whole-image prior: images) go through the network at once;
         None: all at once on a GPU, about ``CPU_PIXELS_PER_CALL`` pixels per call on the CPU.
-        The chunking does not change the result.
+        The chunking changes the result by float32 rounding at most (a last chunk of another
+        size may run another kernel).
         """
 
         def run(inputs: torch.Tensor) -> torch.Tensor:
