@@ -3,10 +3,10 @@
 ``None`` means "the modality's default": adaptation steps ``L`` 10 for CT and 5 for MRI,
 learning rate 1e-3 for CT and 1e-4 for MRI, CG proximal weight ``γ`` none for CT (plain normal
 equations from ``x̂₀``) and 5 for MRI; for mbir's ADMM, CT has hard data consistency with
-``λ``/``ρ`` scaled to the data and MRI the proximal term ``0.2/2 ‖x − x̂₀‖²`` (DDS's ``γ`` 5)
-with a 10× stronger z-coupling, ``λ`` 1e-3 and ``ρ`` 1e-2 in the prior's units (hard data
-consistency on MRI is 4–9 dB worse with the default timestep spacing; BENCHMARKS "D3IP mbir
-on MRI").
+``λ`` scaled to the intensities (``ρ`` dimensionless) and MRI the proximal term
+``0.2/2 ‖x − x̂₀‖²`` (DDS's ``γ`` 5) with a 10× stronger z-coupling, ``λ`` 1e-3 and ``ρ``
+1e-2 in the prior's units (hard data consistency on MRI is 4–9 dB worse with the default
+timestep spacing; BENCHMARKS "D3IP mbir on MRI").
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ class ReconConfig:
         gamma: proximal weight of the data consistency ``(I + γAᴴA/‖A‖²)`` (None: CT none,
             MRI 5).
         admm_iters, admm_cg: ADMM iterations and CG steps per ADMM iteration (mbir).
-        admm_lam, admm_rho: z-TV weight and ADMM penalty (None: CT scaled to the data, MRI
-            1e-3 and 1e-2).
+        admm_lam, admm_rho: z-TV weight and ADMM penalty (None: CT ``λ`` scaled to the
+            intensities and ``ρ`` dimensionless, see ``admm_tv``; MRI 1e-3 and 1e-2).
         mbir_anchor: weight ``μ`` of a proximal term ``μ/2 ‖x − x̂₀‖²`` in mbir's ADMM, next to
             the normalised data term and the z-TV (None: CT 0, MRI 0.2; 0: none, the data
             consistency is hard as in DiffusionMBIR; 0.2 matches the CG data consistency with
