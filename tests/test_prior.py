@@ -6,6 +6,7 @@ import functools
 import itertools
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -253,6 +254,14 @@ def test_training_timesteps_follow_their_power_law() -> None:
         training_timesteps(4, 1000, 0.5, gen)
 
 
+def _assert_same_weights(path_a: Path, path_b: Path) -> None:
+    a, b = load_prior(path_a), load_prior(path_b)
+    for (ka, va), (_, vb) in zip(
+        a.net.state_dict().items(), b.net.state_dict().items(), strict=True
+    ):
+        assert torch.allclose(va, vb, atol=1e-6), ka
+
+
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])
 def test_training_lowers_the_loss_and_resumes_exactly(tmp_path, schedule) -> None:
     torch.manual_seed(0)
@@ -272,11 +281,31 @@ def test_training_lowers_the_loss_and_resumes_exactly(tmp_path, schedule) -> Non
         f.write("40,9.0,1.0\n")
     resumed = train_prior(_cfg(60), tmp_path / "b", device="cpu")
     assert _losses(tmp_path / "b") == pytest.approx(losses, abs=1e-6)
-    a, b = load_prior(path), load_prior(resumed)
-    for (ka, va), (_, vb) in zip(
-        a.net.state_dict().items(), b.net.state_dict().items(), strict=True
-    ):
-        assert torch.allclose(va, vb, atol=1e-6), ka
+    _assert_same_weights(path, resumed)
+
+
+def test_a_run_killed_while_saving_resumes_from_a_whole_checkpoint(tmp_path) -> None:
+    path = train_prior(tiny_train_config(30), tmp_path / "a", device="cpu")
+    stop_at_20 = lambda step, steps, loss: step < 20  # noqa: E731
+    train_prior(tiny_train_config(30), tmp_path / "b", device="cpu", progress=stop_at_20)
+    ckpt = tmp_path / "b" / "checkpoint"
+    # Killed during the next save, between its two renames: the complete checkpoint is
+    # checkpoint.old, and checkpoint.tmp holds a half-written one.
+    ckpt.replace(ckpt.with_name("checkpoint.old"))
+    half = ckpt.with_name("checkpoint.tmp")
+    half.mkdir()
+    (half / "model.safetensors").write_bytes(b"\0" * 100)
+    logged = []
+    resumed = train_prior(
+        tiny_train_config(30),
+        tmp_path / "b",
+        device="cpu",
+        progress=lambda step, steps, loss: logged.append(step),
+    )
+    assert logged == [30]  # resumed at step 20, not started again
+    assert _losses(tmp_path / "b") == pytest.approx(_losses(tmp_path / "a"), abs=1e-6)
+    assert sorted(p.name for p in (tmp_path / "b").glob("checkpoint*")) == ["checkpoint"]
+    _assert_same_weights(path, resumed)
 
 
 def test_v_prediction_training_lowers_the_loss(tmp_path) -> None:

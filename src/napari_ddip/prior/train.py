@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -177,18 +178,19 @@ def _truncate_log(path: Path, step: int) -> None:
     path.write_text("\n".join([header, *kept]) + "\n")
 
 
-def _save_checkpoint(ckpt: Path, prior: DiffusionPrior, ema: EMA, opt, step, pool, gen) -> None:
+def _save_checkpoint(
+    ckpt: Path, prior: DiffusionPrior, ema: EMA, opt, step: int, wall: float, pool, gen
+) -> None:
+    """Write a complete checkpoint next to ``ckpt`` and swap it in, so that a process killed
+    at any moment (a session ending mid-write) leaves ``ckpt`` or ``ckpt.old`` whole."""
     from safetensors.torch import save_file
 
-    ckpt.mkdir(parents=True, exist_ok=True)
-    save_file(
-        {k: v.contiguous() for k, v in prior.net.state_dict().items()},
-        str(ckpt / "model.safetensors"),
-    )
-    save_file(
-        {k: v.contiguous() for k, v in ema.shadow.state_dict().items()},
-        str(ckpt / "ema.safetensors"),
-    )
+    fresh, old = ckpt.with_name(ckpt.name + ".tmp"), ckpt.with_name(ckpt.name + ".old")
+    shutil.rmtree(fresh, ignore_errors=True)
+    fresh.mkdir(parents=True)
+    for name, net in (("model", prior.net), ("ema", ema.shadow)):
+        tensors = {k: v.contiguous() for k, v in net.state_dict().items()}
+        save_file(tensors, str(fresh / f"{name}.safetensors"))
     torch.save(
         {
             "optimizer": opt.state_dict(),
@@ -196,14 +198,32 @@ def _save_checkpoint(ckpt: Path, prior: DiffusionPrior, ema: EMA, opt, step, poo
             "pool": pool.images.cpu(),
             "pool_cursor": pool.cursor,
         },
-        ckpt / "state.pt.tmp",
+        fresh / "state.pt",
     )
-    (ckpt / "state.pt.tmp").replace(ckpt / "state.pt")
-    state = {"step": step, "ema_updates": ema.updates, "numpy_rng": pool.rng.bit_generator.state}
-    (ckpt / "progress.json").write_text(json.dumps(state, default=int))
+    state = {
+        "step": step,
+        "ema_updates": ema.updates,
+        "wall_seconds": wall,
+        "numpy_rng": pool.rng.bit_generator.state,
+    }
+    (fresh / "progress.json").write_text(json.dumps(state, default=int))
+    shutil.rmtree(old, ignore_errors=True)
+    if ckpt.exists():
+        ckpt.replace(old)
+    fresh.replace(ckpt)
+    shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_checkpoint(ckpt: Path, prior, ema, opt, pool, gen) -> int:
+def _last_checkpoint(ckpt: Path) -> Path | None:
+    """``ckpt``, or ``ckpt.old`` if a run was killed between the two renames of a save."""
+    for folder in (ckpt, ckpt.with_name(ckpt.name + ".old")):
+        if (folder / "progress.json").is_file():
+            return folder
+    return None
+
+
+def _load_checkpoint(ckpt: Path, prior, ema, opt, pool, gen) -> tuple[int, float]:
+    """Restore a checkpoint; returns its step and the wall seconds spent up to it."""
     from safetensors.torch import load_file
 
     prior.net.load_state_dict(load_file(str(ckpt / "model.safetensors")))
@@ -216,7 +236,7 @@ def _load_checkpoint(ckpt: Path, prior, ema, opt, pool, gen) -> int:
     progress = json.loads((ckpt / "progress.json").read_text())
     pool.rng.bit_generator.state = progress["numpy_rng"]
     ema.updates = int(progress["ema_updates"])
-    return int(progress["step"])
+    return int(progress["step"]), float(progress["wall_seconds"])
 
 
 def train_prior(
@@ -265,21 +285,13 @@ def train_prior(
     gen = torch.Generator().manual_seed(cfg.seed)
     pool = _Pool(images, cfg, rng, dev)
     ckpt = out / "checkpoint"
-    step = (
-        _load_checkpoint(ckpt, prior, ema, opt, pool, gen)
-        if (ckpt / "progress.json").is_file()
-        else 0
-    )
+    last = _last_checkpoint(ckpt)
+    step, wall = (0, 0.0) if last is None else _load_checkpoint(last, prior, ema, opt, pool, gen)
     log_path = out / "loss.csv"
     if step == 0:
         log_path.write_text("step,loss,seconds\n")
     else:
         _truncate_log(log_path, step)
-    wall = (
-        float(json.loads((out / "wall.json").read_text())["seconds"])
-        if (out / "wall.json").is_file() and step
-        else 0.0
-    )
     alpha_bar = prior.schedule.alpha_bar.to(dev)
     start, running, count = time.time(), 0.0, 0
     stopped = False
@@ -312,8 +324,7 @@ def train_prior(
             if progress is not None and progress(step, cfg.steps, mean) is False:
                 stopped = True
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or stopped:
-            _save_checkpoint(ckpt, prior, ema, opt, step, pool, gen)
-            (out / "wall.json").write_text(json.dumps({"seconds": wall + time.time() - start}))
+            _save_checkpoint(ckpt, prior, ema, opt, step, wall + time.time() - start, pool, gen)
         if stopped:
             break
     wall += time.time() - start
