@@ -5,6 +5,7 @@
 #
 #   bash benchmarks/gpu_checks.sh speed          # GPU tests, 256³ timing (estimated ~5 min)
 #   bash benchmarks/gpu_checks.sh train SECONDS  # a larger prior, trained for about SECONDS
+#   INIT=PRIOR.safetensors bash benchmarks/gpu_checks.sh train SECONDS  # ... continuing PRIOR
 #
 # Results land in $OUT (the device tool's folder; ./gpu_out elsewhere). Phase "speed":
 # pytest_gpu.log, speed_cuda_*.json (D3IP NFE 50: the 256³ wall time with precision auto =
@@ -52,6 +53,8 @@ train)
     name=ellipse-patch-v-c$base
     common=(--prediction v --base-channels "$base" --batch-size 64 --lr 5e-4 --device "$device"
         --quiet)
+    # A prior trained so far on the CPU (its architecture wins over --base-channels).
+    [[ -n ${INIT:-} ]] && common+=(--init "$INIT")
     # Steps per second of this network on this device, from a short probe run.
     "$py" -m napari_ddip train-prior --out "$out/probe" --name probe --steps 60 --log-every 20 \
         "${common[@]}" >/dev/null
