@@ -6,8 +6,9 @@ score is the PSNR (data range 1) of the Tweedie estimate ``x̂₀`` against ``x`
 images, next to the PSNR of the noisy input ``x_t / √ᾱ_t``. Samples: a PNG grid of unconditional
 samples (DDS updates, 50 steps) and, to put a number on "they look like ellipse phantoms", their
 mean intensity, foreground fraction (pixels above 0.05) and flat fraction (foreground pixels
-whose gradient is below 0.005: phantoms are piecewise constant) next to those of held-out
-phantoms of the same size. Cost: seconds per 256² slice of one network call on this machine.
+whose gradient is below 0.005: phantoms are piecewise constant) and thin fraction (foreground
+pixels in bright structures under 5 px wide: the needles) next to those of held-out phantoms
+of the same size. Cost: seconds per 256² slice of one network call on this machine.
 
     python benchmarks/prior_scores.py --prior ellipse-patch-s --out benchmarks/results/prior
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from skimage.morphology import disk, white_tophat
 
 from napari_ddip.prior.model import DiffusionPrior
 from napari_ddip.prior.phantoms import ellipse_phantoms
@@ -46,17 +48,23 @@ def test_images(n: int, size: int) -> dict[str, torch.Tensor]:
 
 
 def image_statistics(images: torch.Tensor) -> dict[str, float]:
-    """Mean intensity, foreground fraction (pixels > 0.05) and flat fraction of images
-    ``(B, H, W)``: the share of foreground pixels whose forward-difference gradient is below
-    0.005 — ellipse phantoms are piecewise constant, so most of their foreground is flat."""
+    """Mean intensity, foreground fraction (pixels > 0.05), flat fraction and thin fraction of
+    images ``(B, H, W)``. Flat: the share of foreground pixels whose forward-difference
+    gradient is below 0.005 — ellipse phantoms are piecewise constant, so most of their
+    foreground is flat. Thin: the share of foreground pixels in bright structures under 5 px
+    wide (white top-hat with a disk of radius 2 above 0.02) — the phantoms' needles and small
+    ellipses."""
     gy = images[:, 1:, :-1] - images[:, :-1, :-1]
     gx = images[:, :-1, 1:] - images[:, :-1, :-1]
     foreground = images[:, :-1, :-1] > 0.05
     flat = (gx.square() + gy.square()).sqrt() < 0.005
+    arrays = images.double().numpy()
+    thin = np.stack([white_tophat(a, disk(2)) for a in arrays]) > 0.02
     return {
         "mean": float(images.mean()),
         "foreground_fraction": float((images > 0.05).float().mean()),
         "flat_fraction": float((flat & foreground).sum() / foreground.sum().clamp(min=1)),
+        "thin_fraction": float((thin & (arrays > 0.05)).sum() / max((arrays > 0.05).sum(), 1)),
     }
 
 
@@ -182,12 +190,13 @@ def main() -> None:
                 ab = float(prior.schedule.ab(t))
                 sigma = ((1 - ab) / ab) ** 0.5
                 print(f"| {data} | {t} | {sigma:.3f} | {s['noisy']:.2f} | {s['tweedie']:.2f} |")
-    print("\n| images | mean intensity | foreground fraction | flat fraction |\n|---|---|---|---|")
+    print("\n| images | mean intensity | foreground fraction | flat fraction | thin fraction |")
+    print("|---|---|---|---|---|")
     for name, result in results.items():
         stats = result["sample_statistics"]
         print(
             f"| {name} | {stats['mean']:.4f} | {stats['foreground_fraction']:.3f} "
-            f"| {stats['flat_fraction']:.3f} |"
+            f"| {stats['flat_fraction']:.3f} | {stats['thin_fraction']:.3f} |"
         )
     (args.out / "scores.json").write_text(json.dumps(results, indent=2))
     save_grid(args.out / "samples.png", {"held-out phantoms": phantoms, **grids})
