@@ -60,11 +60,12 @@ def image_statistics(images: torch.Tensor) -> dict[str, float]:
     flat = (gx.square() + gy.square()).sqrt() < 0.005
     arrays = images.double().numpy()
     thin = np.stack([white_tophat(a, disk(2)) for a in arrays]) > 0.02
+    whole_foreground = arrays > 0.05
     return {
         "mean": float(images.mean()),
         "foreground_fraction": float((images > 0.05).float().mean()),
         "flat_fraction": float((flat & foreground).sum() / foreground.sum().clamp(min=1)),
-        "thin_fraction": float((thin & (arrays > 0.05)).sum() / max((arrays > 0.05).sum(), 1)),
+        "thin_fraction": float((thin & whole_foreground).sum() / max(whole_foreground.sum(), 1)),
     }
 
 

@@ -178,6 +178,11 @@ def _truncate_log(path: Path, step: int) -> None:
     path.write_text("\n".join([header, *kept]) + "\n")
 
 
+def _previous(ckpt: Path) -> Path:
+    """Where a save parks the previous checkpoint while it swaps the new one in."""
+    return ckpt.with_name(ckpt.name + ".old")
+
+
 def _save_checkpoint(
     ckpt: Path, prior: DiffusionPrior, ema: EMA, opt, step: int, wall: float, pool, gen
 ) -> None:
@@ -185,7 +190,7 @@ def _save_checkpoint(
     at any moment (a session ending mid-write) leaves ``ckpt`` or ``ckpt.old`` whole."""
     from safetensors.torch import save_file
 
-    fresh, old = ckpt.with_name(ckpt.name + ".tmp"), ckpt.with_name(ckpt.name + ".old")
+    fresh, old = ckpt.with_name(ckpt.name + ".tmp"), _previous(ckpt)
     shutil.rmtree(fresh, ignore_errors=True)
     fresh.mkdir(parents=True)
     for name, net in (("model", prior.net), ("ema", ema.shadow)):
@@ -216,7 +221,7 @@ def _save_checkpoint(
 
 def _last_checkpoint(ckpt: Path) -> Path | None:
     """``ckpt``, or ``ckpt.old`` if a run was killed between the two renames of a save."""
-    for folder in (ckpt, ckpt.with_name(ckpt.name + ".old")):
+    for folder in (ckpt, _previous(ckpt)):
         if (folder / "progress.json").is_file():
             return folder
     return None
