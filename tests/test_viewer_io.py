@@ -12,7 +12,7 @@ from napari.layers import Labels
 from napari_ddip.io import InputError, load_measurement, read_volume, save_measurement
 from napari_ddip.simulate import simulate_ct, simulate_mri
 from napari_ddip.viewer.layers import META_KEY, kspace_display, measurement_from_layer
-from napari_ddip.viewer.readers import get_hdf5_reader, get_measurement_reader, get_volume_reader
+from napari_ddip.viewer.readers import get_measurement_reader, get_volume_reader
 from napari_ddip.viewer.writers import write_labels_layer, write_measurement
 
 pytestmark = pytest.mark.napari
@@ -81,7 +81,7 @@ def test_foreign_files_get_no_reader(tmp_path) -> None:
     _write_h5(tmp_path / "other.h5", np.zeros((2, 4, 4), np.complex64), name="image")
     _write_h5(tmp_path / "real.h5", np.zeros((2, 4, 4), np.float32))
     (tmp_path / "text.h5").write_text("not hdf5")
-    readers = (get_measurement_reader, get_hdf5_reader, get_volume_reader)
+    readers = (get_measurement_reader, get_volume_reader)
     paths = [str(p) for p in tmp_path.iterdir()] + [str(tmp_path), str(tmp_path / "none.npz")]
     for reader in readers:
         for path in paths:
@@ -134,4 +134,4 @@ def test_writers_and_readers_refuse_what_they_cannot_store(tmp_path) -> None:
         write_measurement(str(tmp_path / "m.npz"), np.zeros((2, 8, 8)), meta)
     _write_h5(tmp_path / "zero.h5", np.zeros((2, 8, 8), np.complex64))
     with pytest.raises(InputError, match="zero everywhere"):
-        get_hdf5_reader(str(tmp_path / "zero.h5"))(str(tmp_path / "zero.h5"))
+        get_measurement_reader(str(tmp_path / "zero.h5"))(str(tmp_path / "zero.h5"))

@@ -11,7 +11,6 @@ from importlib import import_module
 from typing import Any
 
 from napari_ddip.io.errors import InputError, require_new_output
-from napari_ddip.io.hdf5 import is_kspace_h5, load_kspace_h5
 from napari_ddip.io.labels import read_labels, write_labels
 from napari_ddip.io.measurement import (
     Measurement,
@@ -37,9 +36,7 @@ __all__ = [
     "Volume",
     "check_measurement_path",
     "check_result_path",
-    "is_kspace_h5",
     "is_measurement_file",
-    "load_kspace_h5",
     "load_measurement",
     "operator_from_measurement",
     "read_labels",

@@ -11,12 +11,12 @@ reconstruction) and no voxel size (1 mm is assumed).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 
-from napari_ddip.io.errors import InputError, require_file
-from napari_ddip.io.measurement import Measurement
+from napari_ddip.io.errors import InputError
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
 KSPACE_KEY = "kspace"
@@ -39,14 +39,10 @@ def is_kspace_h5(path: str | Path) -> bool:
         return False
 
 
-def load_kspace_h5(path: str | Path) -> Measurement:
-    """Read the ``kspace`` dataset of a fastMRI-style HDF5 file as an MRI :class:`Measurement`.
-
-    Returns:
-        data complex64 ``(Z, [coils,] ky, kx)``, mask float32 ``(ky, kx)``, no maps, voxel size
-        1 mm, provenance naming the source file.
-    """
-    path = require_file(path)
+def kspace_h5_fields(path: Path) -> dict[str, Any]:
+    """The :class:`~napari_ddip.io.measurement.Measurement` fields of a fastMRI-style HDF5
+    file: data complex64 ``(Z, [coils,] ky, kx)``, mask float32 ``(ky, kx)``, no maps, voxel
+    size 1 mm, provenance naming the source file."""
     if not is_kspace_h5(path):
         raise InputError(
             f"{path}: not an HDF5 k-space file: it needs a complex dataset '{KSPACE_KEY}' "
@@ -64,13 +60,10 @@ def load_kspace_h5(path: str | Path) -> Measurement:
         "acceleration": float(1.0 / mask.mean()),
         "per_slice_mask": False,
     }
-    try:
-        return Measurement(
-            kind="mri",
-            data=kspace,
-            geometry=geometry,
-            mask=mask,
-            provenance={"source": path.name, "format": "HDF5 kspace (fastMRI layout)"},
-        )
-    except InputError as exc:
-        raise InputError(f"{path}: {exc}") from None
+    return {
+        "kind": "mri",
+        "data": kspace,
+        "geometry": geometry,
+        "mask": mask,
+        "provenance": {"source": path.name, "format": "HDF5 kspace (fastMRI layout)"},
+    }

@@ -15,7 +15,8 @@ On disk (``.npz``, no pickles): arrays ``data``, ``mask``, ``maps`` (when presen
 strings ``kind`` (``"ct"``/``"mri"``), ``geometry`` (JSON) and ``metadata`` (JSON with
 ``voxel_size`` ``[z, y, x]`` in mm and ``provenance``). A CT sinogram may also be a TIFF stack
 ``(Z, V, D)`` whose metadata (see :mod:`napari_ddip.io.tiff`) holds
-``{"kind": "ct", "geometry": {...}}``.
+``{"kind": "ct", "geometry": {...}}``. MRI k-space is also read (not written) from
+fastMRI-style HDF5 files (:mod:`napari_ddip.io.hdf5`).
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ from napari_ddip.io.errors import (
     require_new_output,
     require_suffix,
 )
+from napari_ddip.io.hdf5 import HDF5_SUFFIXES, is_kspace_h5, kspace_h5_fields
 from napari_ddip.io.npz import read_npz
 from napari_ddip.io.tiff import VoxelSize, read_tiff, read_tiff_info, write_tiff
 
 KINDS = ("ct", "mri")
-MEASUREMENT_SUFFIXES = (".npz", ".tif", ".tiff")
+MEASUREMENT_SUFFIXES = (".npz", ".tif", ".tiff")  # written and read
+READABLE_SUFFIXES = MEASUREMENT_SUFFIXES + HDF5_SUFFIXES
 CT_REQUIRED = {
     "image_size": "the reconstructed image side N in pixels",
     "angles_deg": "the projection angle of every view, in degrees",
@@ -217,12 +220,15 @@ def _metadata(m: Measurement) -> dict[str, Any]:
 
 def is_measurement_file(path: str | Path) -> bool:
     """Whether ``path`` looks like a measurement file, judged without reading its data: a
-    ``.npz`` with ``kind``, ``data`` and ``geometry`` arrays, or a TIFF with our metadata
-    holding a ``geometry``. Never raises (a foreign or broken file is simply not one)."""
+    ``.npz`` with ``kind``, ``data`` and ``geometry`` arrays, a TIFF with our metadata
+    holding a ``geometry``, or an HDF5 file with a complex ``kspace`` dataset. Never raises (a
+    foreign or broken file is simply not one)."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in MEASUREMENT_SUFFIXES or not path.is_file():
+    if suffix not in READABLE_SUFFIXES or not path.is_file():
         return False
+    if suffix in HDF5_SUFFIXES:
+        return is_kspace_h5(path)
     if suffix != ".npz":
         return "geometry" in (read_tiff_info(path) or {})
     try:
@@ -233,10 +239,16 @@ def is_measurement_file(path: str | Path) -> bool:
 
 
 def load_measurement(path: str | Path) -> Measurement:
-    """Read and validate a measurement file (``.npz``, or a CT sinogram ``.tif``/``.tiff``)."""
+    """Read and validate a measurement file (``.npz``, a CT sinogram ``.tif``/``.tiff``, or
+    fastMRI-style HDF5 k-space ``.h5``/``.hdf5``)."""
     path = require_file(path)
-    suffix = require_suffix(path, MEASUREMENT_SUFFIXES, "a measurement file")
-    fields = _npz_fields(path) if suffix == ".npz" else _tiff_fields(path)
+    suffix = require_suffix(path, READABLE_SUFFIXES, "a measurement file")
+    if suffix == ".npz":
+        fields = _npz_fields(path)
+    elif suffix in HDF5_SUFFIXES:
+        fields = kspace_h5_fields(path)
+    else:
+        fields = _tiff_fields(path)
     try:
         return Measurement(**fields)
     except InputError as exc:

@@ -1,4 +1,5 @@
-"""npe2 readers: measurement files, fastMRI-style HDF5 k-space, and result / labels TIFFs.
+"""npe2 readers: measurement files (fastMRI-style HDF5 k-space among them) and result /
+labels TIFFs.
 
 Each ``get_*_reader(path)`` looks at the file without reading its data and returns a reader
 function only for files it understands, else None (never raises for a foreign file). Reader
@@ -11,14 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from napari_ddip.io import (
-    is_kspace_h5,
-    is_measurement_file,
-    load_kspace_h5,
-    load_measurement,
-    read_labels,
-    read_volume,
-)
+from napari_ddip.io import is_measurement_file, load_measurement, read_labels, read_volume
 from napari_ddip.io.labels import LABELS_KIND
 from napari_ddip.io.tiff import read_tiff_info
 from napari_ddip.io.volume import RESULT_SUFFIXES
@@ -36,15 +30,10 @@ def _single(path: PathOrPaths) -> Path | None:
 
 
 def get_measurement_reader(path: PathOrPaths) -> Reader | None:
-    """Reader for a CT sinogram or MRI k-space measurement file (``.npz``, CT ``.tif``)."""
+    """Reader for a CT sinogram or MRI k-space measurement file (``.npz``, CT ``.tif``,
+    fastMRI-style HDF5 k-space)."""
     single = _single(path)
     return _read_measurement if single and is_measurement_file(single) else None
-
-
-def get_hdf5_reader(path: PathOrPaths) -> Reader | None:
-    """Reader for an HDF5 file with a complex ``kspace`` dataset (fastMRI layout)."""
-    single = _single(path)
-    return _read_hdf5 if single and is_kspace_h5(single) else None
 
 
 def get_volume_reader(path: PathOrPaths) -> Reader | None:
@@ -61,11 +50,6 @@ def get_volume_reader(path: PathOrPaths) -> Reader | None:
 def _read_measurement(path: PathOrPaths) -> list[LayerData]:
     single = _single(path)
     return [measurement_layer(load_measurement(single), single.stem)]
-
-
-def _read_hdf5(path: PathOrPaths) -> list[LayerData]:
-    single = _single(path)
-    return [measurement_layer(load_kspace_h5(single), single.stem)]
 
 
 def _read_volume(path: PathOrPaths) -> list[LayerData]:
