@@ -60,10 +60,18 @@ def test_simulate_reconstruct_evaluate(
     assert -1.0 <= scores["ssim"] <= 1.0
 
 
-def test_reconstruct_keeps_voxel_size_from_the_volume(tmp_path, capsys, tiny_volume) -> None:
+@pytest.mark.parametrize("name", ["v.tif", "v.nii.gz"])
+def test_reconstruct_keeps_voxel_size_from_the_volume(tmp_path, capsys, tiny_volume, name) -> None:
+    import nibabel
+
     from napari_ddip.io import write_result
 
-    src = write_result(tmp_path / "v.tif", tiny_volume, (3.0, 0.5, 0.5), {})
+    src = tmp_path / name
+    if name.endswith(".tif"):
+        write_result(src, tiny_volume, (3.0, 0.5, 0.5), {})
+    else:  # (x, y, z) voxel axes
+        xyz = tiny_volume.transpose(2, 1, 0)
+        nibabel.save(nibabel.Nifti1Image(xyz, np.diag([0.5, 0.5, 3.0, 1.0])), src)
     assert main(["simulate", "ct", str(src), str(tmp_path / "s.tif"), "--views", "8"]) == 0
     assert (
         main(["reconstruct", str(tmp_path / "s.tif"), str(tmp_path / "r.tif"), "--method", "fbp"])

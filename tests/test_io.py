@@ -102,6 +102,45 @@ def test_2d_image_reads_as_one_slice(tmp_path, tiny_volume) -> None:
     assert read_volume(tmp_path / "s.npy").data.shape == (1, 64, 64)
 
 
+def _write_nifti(path, xyz: np.ndarray, zooms=(0.5, 0.7, 2.0), flip_xy: bool = True) -> None:
+    """``xyz`` in LPS voxel axes (as DICOM-derived files often are) or RAS, voxel ``zooms`` mm."""
+    import nibabel
+
+    signs = (-1, -1) if flip_xy else (1, 1)
+    affine = np.diag([signs[0] * zooms[0], signs[1] * zooms[1], zooms[2], 1.0])
+    nibabel.save(nibabel.Nifti1Image(xyz, affine), path)
+
+
+@pytest.mark.parametrize("name", ["brain.nii.gz", "brain.nii", "BRAIN.NII.GZ"])
+def test_nifti_volume_reads_in_our_axes_with_its_voxel_size(tmp_path, name) -> None:
+    """A volume stored in LPS voxel order comes out (Z inferior→superior, Y anterior→posterior,
+    X left→right), whatever its storage order: the same picture as the same data in RAS."""
+    xyz = np.random.default_rng(0).random((5, 6, 3)).astype(np.float32)  # (x: R→L, y: A→P, z)
+    _write_nifti(tmp_path / name, xyz)
+    volume = read_volume(tmp_path / name)
+    assert volume.data.shape == (3, 6, 5) and volume.voxel_size == pytest.approx((2.0, 0.7, 0.5))
+    # row 0 = most anterior = stored y index 0; column 0 = subject's left = stored x index 4
+    np.testing.assert_array_equal(volume.data, xyz[::-1].transpose(2, 1, 0))
+    _write_nifti(tmp_path / "ras.nii", np.ascontiguousarray(xyz[::-1, ::-1]), flip_xy=False)
+    np.testing.assert_array_equal(read_volume(tmp_path / "ras.nii").data, volume.data)
+    assert volume.metadata == {"source": name, "format": "NIfTI", "axes": "LPS"}
+
+
+def test_nifti_single_volume_and_slice_read_and_a_series_is_refused(tmp_path) -> None:
+    xyz = np.arange(4 * 4 * 2, dtype=np.float32).reshape(4, 4, 2)
+    _write_nifti(tmp_path / "one.nii.gz", xyz[..., None])
+    assert read_volume(tmp_path / "one.nii.gz").data.shape == (2, 4, 4)
+    _write_nifti(tmp_path / "slice.nii.gz", xyz[..., 0])
+    sliced = read_volume(tmp_path / "slice.nii.gz")
+    assert sliced.data.shape == (1, 4, 4) and sliced.voxel_size == pytest.approx((2.0, 0.7, 0.5))
+    _write_nifti(tmp_path / "series.nii.gz", np.stack([xyz, xyz], axis=-1))
+    with pytest.raises(InputError, match="extract one volume"):
+        read_volume(tmp_path / "series.nii.gz")
+    (tmp_path / "broken.nii.gz").write_bytes(b"not gzip")
+    with pytest.raises(InputError, match="not a readable NIfTI file"):
+        read_volume(tmp_path / "broken.nii.gz")
+
+
 def test_sinogram_tiff_without_geometry_says_what_is_missing(tmp_path) -> None:
     tifffile.imwrite(tmp_path / "s.tif", np.zeros((2, 12, 91), np.float32))
     with pytest.raises(InputError, match="no CT geometry") as info:

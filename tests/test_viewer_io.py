@@ -1,9 +1,10 @@
-"""napari readers and writers: measurement, HDF5, result and labels files round-trip through
-the plugin with their metadata and scale; foreign files get no reader."""
+"""napari readers and writers: measurement, HDF5, result, labels and NIfTI files round-trip
+through the plugin with their metadata and scale; foreign files get no reader."""
 
 from __future__ import annotations
 
 import h5py
+import nibabel
 import numpy as np
 import pytest
 import tifffile
@@ -72,6 +73,16 @@ def test_hdf5_kspace_opens_with_mask_from_nonzero_columns(make_napari_viewer, tm
     assert layer.data.shape == (2, 32, 24)
 
 
+def test_nifti_volume_opens_with_its_voxel_size(make_napari_viewer, tmp_path) -> None:
+    xyz = np.random.default_rng(0).random((8, 6, 3)).astype(np.float32)
+    nibabel.save(nibabel.Nifti1Image(xyz, np.diag([0.5, 0.7, 2.0, 1.0])), tmp_path / "t1.nii.gz")
+    layer = _open(make_napari_viewer(), tmp_path / "t1.nii.gz")
+    assert layer.name == "t1"
+    np.testing.assert_array_equal(layer.data, read_volume(tmp_path / "t1.nii.gz").data)
+    np.testing.assert_allclose(layer.scale, (2.0, 0.7, 0.5))
+    assert layer.metadata[META_KEY]["provenance"]["format"] == "NIfTI"
+
+
 def test_foreign_files_get_no_reader(tmp_path) -> None:
     np.savez(tmp_path / "plain.npz", x=np.zeros(3))
     (tmp_path / "text.npz").write_text("not a zip")
@@ -81,6 +92,7 @@ def test_foreign_files_get_no_reader(tmp_path) -> None:
     _write_h5(tmp_path / "other.h5", np.zeros((2, 4, 4), np.complex64), name="image")
     _write_h5(tmp_path / "real.h5", np.zeros((2, 4, 4), np.float32))
     (tmp_path / "text.h5").write_text("not hdf5")
+    (tmp_path / "text.nii.gz").write_text("not nifti")
     readers = (get_measurement_reader, get_volume_reader)
     paths = [str(p) for p in tmp_path.iterdir()] + [str(tmp_path), str(tmp_path / "none.npz")]
     for reader in readers:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from napari_ddip.io import InputError, Measurement
+from napari_ddip.io.nifti import nifti_to_zyx
 from napari_ddip.io.tiff import VoxelSize
 from napari_ddip.prior.phantoms import ellipsoid_volume
 from napari_ddip.simulate import simulate_ct, simulate_mri
@@ -88,13 +89,11 @@ def mni_brain_volume(
         ) from None
     if voxel_mm not in (1, 2):
         raise InputError(f"the MNI152 template comes at 1 or 2 mm, not {voxel_mm}")
-    image = load_mni152_template(resolution=voxel_mm)
-    xyz = np.asarray(image.get_fdata(), dtype=np.float32)
+    template, _ = nifti_to_zyx(load_mni152_template(resolution=voxel_mm), "MNI152 template")
     first = MRI_FIRST_SLICE * int(MRI_VOXEL_MM) // voxel_mm
-    if first + n_slices > xyz.shape[2]:
-        raise InputError(f"the template has only {xyz.shape[2] - first} slices above the slab")
-    slab = xyz[:, :, first : first + n_slices]
-    volume = slab.transpose(2, 1, 0)[:, ::-1, :]  # (z, y, x), anterior at the top
+    if first + n_slices > template.shape[0]:
+        raise InputError(f"the template has only {template.shape[0] - first} slices above the slab")
+    volume = template[first : first + n_slices]
     margins = [size - n for n in volume.shape[1:]]
     if min(margins) < 0:
         raise InputError(f"{size}² is smaller than the template's {volume.shape[1:]} slices")
@@ -122,9 +121,8 @@ def dwi_b0_volume(n_slices: int = DWI_SLICES) -> np.ndarray:
     import nibabel
 
     path = Path(spec.submodule_search_locations[0]) / "data" / "files" / "S0_10slices.nii.gz"
-    xyz = np.asarray(nibabel.load(path).get_fdata(), dtype=np.float32)[..., 0]
-    volume = xyz[:, :, :n_slices].transpose(2, 1, 0)[:, ::-1, :]  # (z, y, x), anterior on top
-    return np.ascontiguousarray(np.clip(volume / np.percentile(xyz, 99.9), 0, 1))
+    scan, _ = nifti_to_zyx(nibabel.load(path), path.name)
+    return np.clip(scan[:n_slices] / np.percentile(scan, 99.9), 0, 1)
 
 
 def mri_brain_sample(seed: int = 0) -> Sample:

@@ -1,4 +1,4 @@
-"""Image volumes: read TIFF / NumPy inputs, write float32 result TIFFs with provenance.
+"""Image volumes: read TIFF / NumPy / NIfTI inputs, write float32 result TIFFs with provenance.
 
 A volume is ``(Z, Y, X)`` float32 (a 2D image is read as one slice) with a voxel size
 ``(z, y, x)`` in mm. Results are written as ImageJ TIFF (see :mod:`napari_ddip.io.tiff`)
@@ -21,10 +21,11 @@ from napari_ddip.io.errors import (
     require_new_output,
     require_suffix,
 )
+from napari_ddip.io.nifti import NIFTI_SUFFIXES, is_nifti_name, read_nifti
 from napari_ddip.io.npz import read_npy, read_npz
 from napari_ddip.io.tiff import VoxelSize, read_tiff, write_tiff
 
-VOLUME_SUFFIXES = (".tif", ".tiff", ".npy", ".npz")
+VOLUME_SUFFIXES = (".tif", ".tiff", ".npy", ".npz", *NIFTI_SUFFIXES)
 RESULT_SUFFIXES = (".tif", ".tiff")
 #: The array name a multi-array ``.npz`` volume must use.
 NPZ_VOLUME_KEY = "volume"
@@ -46,18 +47,23 @@ class Volume:
 
 
 def read_volume(path: str | Path) -> Volume:
-    """Read a real volume from ``.tif``/``.tiff``, ``.npy`` or ``.npz``.
+    """Read a real volume from ``.tif``/``.tiff``, ``.npy``, ``.npz`` or ``.nii``/``.nii.gz``.
 
-    A ``.npz`` must hold one array or an array named ``volume``. Raises :class:`InputError`
+    A ``.npz`` must hold one array or an array named ``volume``; a NIfTI image is reoriented
+    to ``(Z, Y, X)`` as :mod:`napari_ddip.io.nifti` says. Raises :class:`InputError`
     for a missing or unreadable file, complex or non-numeric data, NaN/Inf, or a shape that
     is not ``(Y, X)`` / ``(Z, Y, X)``.
     """
     path = require_file(path)
-    suffix = require_suffix(path, VOLUME_SUFFIXES, "a volume file")
+    suffix = (
+        ".nii" if is_nifti_name(path) else require_suffix(path, VOLUME_SUFFIXES, "a volume file")
+    )
     voxel_size: VoxelSize | None = None
     metadata: dict[str, Any] | None = None
     if suffix in (".tif", ".tiff"):
         data, voxel_size, metadata = read_tiff(path)
+    elif suffix == ".nii":
+        data, voxel_size, metadata = read_nifti(path)
     elif suffix == ".npy":
         data = read_npy(path)
     else:

@@ -1,5 +1,5 @@
-"""npe2 readers: measurement files (fastMRI-style HDF5 k-space among them) and result /
-labels TIFFs.
+"""npe2 readers: measurement files (fastMRI-style HDF5 k-space among them), result /
+labels TIFFs and NIfTI volumes.
 
 Each ``get_*_reader(path)`` looks at the file without reading its data and returns a reader
 function only for files it understands, else None (never raises for a foreign file). Reader
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from napari_ddip.io import is_measurement_file, load_measurement, read_labels, read_volume
 from napari_ddip.io.labels import LABELS_KIND
+from napari_ddip.io.nifti import is_nifti_file, nifti_stem
 from napari_ddip.io.tiff import read_tiff_info
 from napari_ddip.io.volume import RESULT_SUFFIXES
 from napari_ddip.viewer.layers import LayerData, labels_layer, measurement_layer, volume_layer
@@ -37,8 +38,10 @@ def get_measurement_reader(path: PathOrPaths) -> Reader | None:
 
 
 def get_volume_reader(path: PathOrPaths) -> Reader | None:
-    """Reader for a result volume or labels TIFF written by napari-ddip."""
+    """Reader for a result volume or labels TIFF written by napari-ddip, or a NIfTI volume."""
     single = _single(path)
+    if single is not None and is_nifti_file(single):
+        return _read_volume
     if single is None or single.suffix.lower() not in RESULT_SUFFIXES:
         return None
     info = read_tiff_info(single, require_key=True)
@@ -55,7 +58,8 @@ def _read_measurement(path: PathOrPaths) -> list[LayerData]:
 def _read_volume(path: PathOrPaths) -> list[LayerData]:
     single = _single(path)
     volume = read_volume(single)
-    return [volume_layer(volume.data, volume.voxel_size, single.stem, volume.metadata)]
+    name = nifti_stem(single) if is_nifti_file(single) else single.stem
+    return [volume_layer(volume.data, volume.voxel_size, name, volume.metadata)]
 
 
 def _read_labels(path: PathOrPaths) -> list[LayerData]:
