@@ -269,10 +269,10 @@ def test_diffusion_reconstruction_with_samples_and_reusable_adaptation(
     sino = tmp_path / "sino.npz"
     assert main(["simulate", "ct", str(volume_file), str(sino), "--views", "16"]) == 0
     fast = ["--set", f"prior={prior}", "--set", "nfe=3", "--set", "adapt_steps=2", "--quiet"]
-    out, adaptation = tmp_path / "d3ip.tif", tmp_path / "lora.safetensors"
+    out, adaptation = tmp_path / "d3ip.nii.gz", tmp_path / "lora.safetensors"
     args = ["reconstruct", str(sino), str(out), "--method", "d3ip", *fast, "--samples", "2"]
     assert main([*args, "--save-adaptation", str(adaptation)]) == 0
-    std = read_volume(tmp_path / "d3ip_std.tif")
+    std = read_volume(tmp_path / "d3ip_std.nii.gz")
     assert std.data.shape == read_volume(out).data.shape and std.data.max() > 0
     assert adaptation.stat().st_size < 2**20
     warm = tmp_path / "warm.tif"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +15,11 @@ from napari_ddip.io import (
     Measurement,
     load_measurement,
     operator_from_measurement,
+    read_labels,
     read_volume,
     save_measurement,
+    tagged_path,
+    write_labels,
     write_result,
 )
 from napari_ddip.physics.ct import ParallelBeamCT
@@ -74,6 +78,42 @@ def test_result_tiff_carries_voxel_size_and_provenance(tmp_path, tiny_volume) ->
     with tifffile.TiffFile(path) as tif:  # Fiji/napari see the spacing too
         assert tif.imagej_metadata["spacing"] == 2.5
         assert tif.imagej_metadata["unit"] == "mm"
+
+
+def test_result_and_labels_nifti_carry_voxel_size_and_provenance(tmp_path, tiny_volume) -> None:
+    """Written in RAS with the voxel size in the affine (what other tools read), our metadata
+    in a comment extension; a RAS file read and written again holds the same voxel array."""
+    import nibabel
+
+    provenance = {"method": "tv", "settings": {"iters": 3}, "seed": 7}
+    path = write_result(tmp_path / "r.nii.gz", tiny_volume, (2.5, 0.5, 0.25), provenance)
+    volume = read_volume(path)
+    np.testing.assert_array_equal(volume.data, tiny_volume)
+    assert volume.voxel_size == pytest.approx((2.5, 0.5, 0.25))
+    assert volume.metadata == provenance
+    image = nibabel.load(path)
+    assert nibabel.aff2axcodes(image.affine) == ("R", "A", "S")
+    np.testing.assert_allclose(np.diag(image.affine)[:3], (0.25, 0.5, 2.5))
+    assert image.get_data_dtype() == np.float32 and image.header.get_xyzt_units()[0] == "mm"
+    _write_nifti(tmp_path / "ras.nii", tiny_volume.transpose(2, 1, 0), flip_xy=False)
+    again = write_result(
+        tmp_path / "again.nii", read_volume(tmp_path / "ras.nii").data, (1, 1, 1), {}
+    )
+    np.testing.assert_array_equal(nibabel.load(again).get_fdata(), tiny_volume.transpose(2, 1, 0))
+
+    labels = (tiny_volume > 0.5).astype(np.int64) * 3
+    write_labels(tmp_path / "l.nii.gz", labels, (2.5, 0.5, 0.25), {"image": "r"})
+    stored, voxel_size, info = read_labels(tmp_path / "l.nii.gz")
+    assert stored.dtype == np.uint8 and voxel_size == pytest.approx((2.5, 0.5, 0.25))
+    np.testing.assert_array_equal(stored, labels)
+    assert info == {"image": "r"}
+    with pytest.raises(InputError, match="not a napari-ddip labels file"):
+        read_labels(tmp_path / "r.nii.gz")
+
+
+def test_tagged_path_keeps_double_suffixes() -> None:
+    assert tagged_path(Path("out/r.nii.gz"), "_std") == Path("out/r_std.nii.gz")
+    assert tagged_path(Path("r.v2.tif"), "_std") == Path("r.v2_std.tif")
 
 
 def test_result_is_never_overwritten_silently(tmp_path, tiny_volume) -> None:

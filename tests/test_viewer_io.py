@@ -83,6 +83,31 @@ def test_nifti_volume_opens_with_its_voxel_size(make_napari_viewer, tmp_path) ->
     assert layer.metadata[META_KEY]["provenance"]["format"] == "NIfTI"
 
 
+def test_volume_and_labels_layers_save_to_nifti_and_reopen(
+    make_napari_viewer, tmp_path, tiny_volume
+) -> None:
+    viewer = make_napari_viewer()
+    provenance = {"method": "fbp", "seed": 3}
+    image = viewer.add_image(
+        tiny_volume,
+        name="original",
+        scale=(2.0, 0.5, 0.25),
+        metadata={META_KEY: {"provenance": provenance}},
+    )
+    image.save(str(tmp_path / "recon.nii.gz"), plugin=PLUGIN)
+    reopened = _open(viewer, tmp_path / "recon.nii.gz")
+    assert reopened.name == "recon"
+    np.testing.assert_array_equal(reopened.data, tiny_volume)
+    np.testing.assert_allclose(reopened.scale, (2.0, 0.5, 0.25))
+    assert reopened.metadata[META_KEY]["provenance"] == provenance
+    labels = viewer.add_labels((tiny_volume > 0.5).astype(np.int32), scale=(2.0, 0.5, 0.25))
+    labels.save(str(tmp_path / "notes.nii.gz"), plugin=PLUGIN)
+    notes = _open(viewer, tmp_path / "notes.nii.gz")
+    assert isinstance(notes, Labels) and notes.name == "notes"
+    np.testing.assert_array_equal(notes.data, labels.data)
+    np.testing.assert_allclose(notes.scale, (2.0, 0.5, 0.25))
+
+
 def test_foreign_files_get_no_reader(tmp_path) -> None:
     np.savez(tmp_path / "plain.npz", x=np.zeros(3))
     (tmp_path / "text.npz").write_text("not a zip")

@@ -23,6 +23,7 @@ from napari_ddip.io import (
     read_volume,
     require_new_output,
     save_measurement,
+    tagged_path,
     write_result,
 )
 from napari_ddip.methods import (
@@ -71,7 +72,7 @@ def _given(options: dict[str, object]) -> dict[str, object]:
 
 def _reconstruct(args: argparse.Namespace) -> int:
     out = check_result_path(args.out, args.overwrite)
-    std_path = out.with_name(f"{out.stem}_std{out.suffix}")
+    std_path = tagged_path(out, "_std")
     if args.samples > 1:
         check_result_path(std_path, args.overwrite)
     if args.save_adaptation is not None:
@@ -218,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", help="volume file -> simulated measurement file")
     sim.add_argument("modality", choices=("ct", "mri"))
-    sim.add_argument("volume", type=Path, help="volume (.tif/.tiff/.npy/.npz), (Z, Y, X)")
+    sim.add_argument(
+        "volume", type=Path, help="volume (.tif/.tiff/.npy/.npz/.nii/.nii.gz), (Z, Y, X)"
+    )
     sim.add_argument("out", type=Path, help="measurement file (.npz; CT also .tif/.tiff)")
     sim.add_argument(
         "--noise", type=float, default=0.0, help="relative Gaussian noise (0.01 = 1%%)"
@@ -244,12 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     rec = sub.add_parser(
         "reconstruct",
-        help="measurement file -> volume TIFF",
+        help="measurement file -> volume (TIFF or NIfTI)",
         epilog=_methods_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    rec.add_argument("measurement", type=Path, help="measurement file (.npz, or CT .tif/.tiff)")
-    rec.add_argument("out", type=Path, help="result volume (.tif/.tiff, float32)")
+    rec.add_argument(
+        "measurement", type=Path, help="measurement file (.npz, CT .tif/.tiff, k-space .h5)"
+    )
+    rec.add_argument("out", type=Path, help="result volume (.tif/.tiff or .nii/.nii.gz, float32)")
     rec.add_argument("--method", required=True, choices=list(METHODS), help="reconstruction method")
     rec.add_argument(
         "--set",
@@ -261,7 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--device", default="cpu", help="torch device (default cpu)")
     rec.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     rec.add_argument(
-        "--samples", type=int, default=1, help="posterior samples: mean to OUT, std to OUT_std"
+        "--samples",
+        type=int,
+        default=1,
+        help="posterior samples: mean to OUT, std beside it (OUT_std)",
     )
     rec.add_argument(
         "--save-adaptation", type=Path, metavar="FILE", help="D3IP: save the adapted LoRA"

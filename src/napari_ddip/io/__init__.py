@@ -19,7 +19,13 @@ from napari_ddip.io.measurement import (
     load_measurement,
     save_measurement,
 )
-from napari_ddip.io.volume import Volume, check_result_path, read_volume, write_result
+from napari_ddip.io.volume import (
+    Volume,
+    check_result_path,
+    read_volume,
+    tagged_path,
+    write_result,
+)
 
 _LAZY = {"operator_from_measurement": "napari_ddip.io.operators"}
 
@@ -43,6 +49,7 @@ __all__ = [
     "read_volume",
     "require_new_output",
     "save_measurement",
+    "tagged_path",
     "write_labels",
     "write_result",
 ]

@@ -49,7 +49,7 @@ def write_tiff(
     )
 
 
-def _parse_info(text: str | None, require_key: bool = False) -> dict[str, Any] | None:
+def parse_info(text: str | None, require_key: bool = False) -> dict[str, Any] | None:
     """Our metadata object from a JSON text, or None when there is none; with ``require_key``
     only a ``{"napari_ddip": {...}}`` object counts (not any JSON, e.g. tifffile's shape)."""
     if not text:
@@ -67,7 +67,7 @@ def _parse_info(text: str | None, require_key: bool = False) -> dict[str, Any] |
 def read_tiff_info(path: Path, require_key: bool = False) -> dict[str, Any] | None:
     """Our JSON metadata object of a TIFF file without reading its pixels; None when the file
     has none or is not a readable TIFF (never raises for a foreign file). ``require_key``: see
-    :func:`_parse_info`."""
+    :func:`parse_info`."""
     try:
         with tifffile.TiffFile(path) as tif:
             return _file_info(tif, require_key)
@@ -79,7 +79,7 @@ def _file_info(tif: tifffile.TiffFile, require_key: bool = False) -> dict[str, A
     """Our metadata from the ImageJ ``Info`` field, else from the first image description."""
     ij = tif.imagej_metadata
     text = ij.get("Info") if ij is not None else tif.pages[0].description
-    return _parse_info(text, require_key)
+    return parse_info(text, require_key)
 
 
 def read_tiff(path: Path) -> tuple[np.ndarray, VoxelSize | None, dict[str, Any] | None]:

@@ -1,8 +1,9 @@
-"""Image volumes: read TIFF / NumPy / NIfTI inputs, write float32 result TIFFs with provenance.
+"""Image volumes: read TIFF / NumPy / NIfTI inputs, write float32 results with provenance.
 
 A volume is ``(Z, Y, X)`` float32 (a 2D image is read as one slice) with a voxel size
-``(z, y, x)`` in mm. Results are written as ImageJ TIFF (see :mod:`napari_ddip.io.tiff`)
-carrying the voxel size and the provenance (method, settings, version, seed, ...).
+``(z, y, x)`` in mm. Results are written as ImageJ TIFF (see :mod:`napari_ddip.io.tiff`) or
+NIfTI (:mod:`napari_ddip.io.nifti`), carrying the voxel size and the provenance (method,
+settings, version, seed, ...).
 """
 
 from __future__ import annotations
@@ -21,12 +22,18 @@ from napari_ddip.io.errors import (
     require_new_output,
     require_suffix,
 )
-from napari_ddip.io.nifti import NIFTI_SUFFIXES, is_nifti_name, read_nifti
+from napari_ddip.io.nifti import (
+    NIFTI_SUFFIXES,
+    is_nifti_name,
+    nifti_stem,
+    read_nifti,
+    write_nifti,
+)
 from napari_ddip.io.npz import read_npy, read_npz
 from napari_ddip.io.tiff import VoxelSize, read_tiff, write_tiff
 
 VOLUME_SUFFIXES = (".tif", ".tiff", ".npy", ".npz", *NIFTI_SUFFIXES)
-RESULT_SUFFIXES = (".tif", ".tiff")
+RESULT_SUFFIXES = (".tif", ".tiff", *NIFTI_SUFFIXES)
 #: The array name a multi-array ``.npz`` volume must use.
 NPZ_VOLUME_KEY = "volume"
 
@@ -55,9 +62,7 @@ def read_volume(path: str | Path) -> Volume:
     is not ``(Y, X)`` / ``(Z, Y, X)``.
     """
     path = require_file(path)
-    suffix = (
-        ".nii" if is_nifti_name(path) else require_suffix(path, VOLUME_SUFFIXES, "a volume file")
-    )
+    suffix = file_suffix(path, VOLUME_SUFFIXES, "a volume file")
     voxel_size: VoxelSize | None = None
     metadata: dict[str, Any] | None = None
     if suffix in (".tif", ".tiff"):
@@ -107,10 +112,10 @@ def write_result(
     provenance: dict[str, Any],
     overwrite: bool = False,
 ) -> Path:
-    """Write a reconstructed volume as float32 TIFF with its voxel size and provenance.
+    """Write a reconstructed volume as float32 TIFF or NIfTI with its voxel size and provenance.
 
     Args:
-        path: ``.tif``/``.tiff`` output; must not exist unless ``overwrite``.
+        path: ``.tif``/``.tiff``/``.nii``/``.nii.gz`` output; must not exist unless ``overwrite``.
         volume: real ``(Z, Y, X)``.
         voxel_size: ``(z, y, x)`` in mm.
         provenance: JSON-serialisable facts about how it was made (method, settings,
@@ -121,12 +126,25 @@ def write_result(
         The path written.
     """
     path = check_result_path(path, overwrite)
-    write_tiff(path, as_real_volume(volume, "result"), voxel_size, provenance)
+    write = write_nifti if is_nifti_name(path) else write_tiff
+    write(path, as_real_volume(volume, "result"), voxel_size, provenance)
     return path
 
 
 def check_result_path(path: str | Path, overwrite: bool = False) -> Path:
-    """``path`` if a result may be written there (``.tif``/``.tiff``; new unless ``overwrite``)."""
+    """``path`` if a result may be written there (TIFF or NIfTI; new unless ``overwrite``)."""
     path = require_new_output(path, overwrite)
-    require_suffix(path, RESULT_SUFFIXES, "a result file")
+    file_suffix(path, RESULT_SUFFIXES, "a result file")
     return path
+
+
+def tagged_path(path: Path, tag: str) -> Path:
+    """``path`` with ``tag`` before its suffix: ``r.tif`` → ``r_std.tif``, ``r.nii.gz`` →
+    ``r_std.nii.gz`` for the tag ``_std``."""
+    stem = nifti_stem(path) if is_nifti_name(path) else path.stem
+    return path.with_name(f"{stem}{tag}{path.name[len(stem) :]}")
+
+
+def file_suffix(path: Path, allowed: tuple[str, ...], what: str) -> str:
+    """The lower-case suffix of ``path`` (``.nii`` for ``.nii.gz`` too), one of ``allowed``."""
+    return ".nii" if is_nifti_name(path) else require_suffix(path, allowed, what)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from napari_ddip.io import is_measurement_file, load_measurement, read_labels, read_volume
 from napari_ddip.io.labels import LABELS_KIND
-from napari_ddip.io.nifti import is_nifti_file, nifti_stem
+from napari_ddip.io.nifti import is_nifti_file, is_nifti_name, nifti_stem, read_nifti_info
 from napari_ddip.io.tiff import read_tiff_info
 from napari_ddip.io.volume import RESULT_SUFFIXES
 from napari_ddip.viewer.layers import LayerData, labels_layer, measurement_layer, volume_layer
@@ -38,10 +38,12 @@ def get_measurement_reader(path: PathOrPaths) -> Reader | None:
 
 
 def get_volume_reader(path: PathOrPaths) -> Reader | None:
-    """Reader for a result volume or labels TIFF written by napari-ddip, or a NIfTI volume."""
+    """Reader for a result volume or labels file written by napari-ddip (TIFF, NIfTI), or
+    any NIfTI volume."""
     single = _single(path)
     if single is not None and is_nifti_file(single):
-        return _read_volume
+        info = read_nifti_info(single) or {}
+        return _read_labels if info.get("kind") == LABELS_KIND else _read_volume
     if single is None or single.suffix.lower() not in RESULT_SUFFIXES:
         return None
     info = read_tiff_info(single, require_key=True)
@@ -58,11 +60,15 @@ def _read_measurement(path: PathOrPaths) -> list[LayerData]:
 def _read_volume(path: PathOrPaths) -> list[LayerData]:
     single = _single(path)
     volume = read_volume(single)
-    name = nifti_stem(single) if is_nifti_file(single) else single.stem
-    return [volume_layer(volume.data, volume.voxel_size, name, volume.metadata)]
+    return [volume_layer(volume.data, volume.voxel_size, _name(single), volume.metadata)]
 
 
 def _read_labels(path: PathOrPaths) -> list[LayerData]:
     single = _single(path)
     labels, voxel_size, provenance = read_labels(single)
-    return [labels_layer(labels, voxel_size, single.stem, provenance)]
+    return [labels_layer(labels, voxel_size, _name(single), provenance)]
+
+
+def _name(path: Path) -> str:
+    """The layer name of a file: its name without the suffix (both of ``.nii.gz``)."""
+    return nifti_stem(path) if is_nifti_name(path) else path.stem

@@ -1,4 +1,5 @@
-"""npe2 writers: image layers to float32 TIFF (or their measurement), labels layers to TIFF.
+"""npe2 writers: image layers to float32 TIFF or NIfTI (or their measurement), labels layers to
+uint8/uint16 TIFF or NIfTI.
 
 napari calls a single-layer writer as ``writer(path, data, meta)`` with ``meta`` the layer's
 state (``name``, ``scale``, ``metadata``, ...) and asks before replacing a file, so these
@@ -16,7 +17,7 @@ from napari_ddip.viewer.layers import our_metadata, provenance_of, voxel_size_fr
 
 
 def write_image(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
-    """A volume layer → float32 TIFF with voxel size (layer scale, mm) and provenance.
+    """A volume layer → float32 TIFF or NIfTI with voxel size (layer scale, mm) and provenance.
 
     A CT sinogram layer is saved as its measurement (TIFF with geometry) instead, so that it
     can be opened and reconstructed again; MRI k-space must go to ``.npz``.
@@ -41,7 +42,8 @@ def write_measurement(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
 
 
 def write_labels_layer(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
-    """A labels layer (annotations) → uint8/uint16 TIFF with voxel size (layer scale, mm)."""
+    """A labels layer (annotations) → uint8/uint16 TIFF or NIfTI with voxel size (layer scale,
+    mm)."""
     voxel_size = voxel_size_from_scale(meta["scale"])
     provenance = provenance_of(meta["name"], meta["metadata"])
     return [str(write_labels(path, np.asarray(data), voxel_size, provenance, overwrite=True))]
