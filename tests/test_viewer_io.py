@@ -10,7 +10,13 @@ import pytest
 import tifffile
 from napari.layers import Labels
 
-from napari_ddip.io import InputError, load_measurement, read_volume, save_measurement
+from napari_ddip.io import (
+    InputError,
+    load_measurement,
+    read_labels,
+    read_volume,
+    save_measurement,
+)
 from napari_ddip.simulate import simulate_ct, simulate_mri
 from napari_ddip.viewer.layers import META_KEY, kspace_display, measurement_from_layer
 from napari_ddip.viewer.readers import get_measurement_reader, get_volume_reader
@@ -83,31 +89,6 @@ def test_nifti_volume_opens_with_its_voxel_size(make_napari_viewer, tmp_path) ->
     assert layer.metadata[META_KEY]["provenance"]["format"] == "NIfTI"
 
 
-def test_volume_and_labels_layers_save_to_nifti_and_reopen(
-    make_napari_viewer, tmp_path, tiny_volume
-) -> None:
-    viewer = make_napari_viewer()
-    provenance = {"method": "fbp", "seed": 3}
-    image = viewer.add_image(
-        tiny_volume,
-        name="original",
-        scale=(2.0, 0.5, 0.25),
-        metadata={META_KEY: {"provenance": provenance}},
-    )
-    image.save(str(tmp_path / "recon.nii.gz"), plugin=PLUGIN)
-    reopened = _open(viewer, tmp_path / "recon.nii.gz")
-    assert reopened.name == "recon"
-    np.testing.assert_array_equal(reopened.data, tiny_volume)
-    np.testing.assert_allclose(reopened.scale, (2.0, 0.5, 0.25))
-    assert reopened.metadata[META_KEY]["provenance"] == provenance
-    labels = viewer.add_labels((tiny_volume > 0.5).astype(np.int32), scale=(2.0, 0.5, 0.25))
-    labels.save(str(tmp_path / "notes.nii.gz"), plugin=PLUGIN)
-    notes = _open(viewer, tmp_path / "notes.nii.gz")
-    assert isinstance(notes, Labels) and notes.name == "notes"
-    np.testing.assert_array_equal(notes.data, labels.data)
-    np.testing.assert_allclose(notes.scale, (2.0, 0.5, 0.25))
-
-
 def test_foreign_files_get_no_reader(tmp_path) -> None:
     np.savez(tmp_path / "plain.npz", x=np.zeros(3))
     (tmp_path / "text.npz").write_text("not a zip")
@@ -126,38 +107,42 @@ def test_foreign_files_get_no_reader(tmp_path) -> None:
         assert reader(paths[:2]) is None
 
 
-def test_volume_labels_and_measurement_layers_save_and_reopen(
-    make_napari_viewer, tmp_path, tiny_volume
+@pytest.mark.parametrize("suffix", [".tif", ".nii.gz"])
+def test_volume_and_labels_layers_save_and_reopen(
+    make_napari_viewer, tmp_path, tiny_volume, suffix
 ) -> None:
     viewer = make_napari_viewer()
     provenance = {"method": "fbp", "seed": 3}
     image = viewer.add_image(
         tiny_volume,
-        name="recon",
+        name="original",
         scale=(2.0, 0.5, 0.25),
         metadata={META_KEY: {"provenance": provenance}},
     )
-    image.save(str(tmp_path / "recon.tif"), plugin=PLUGIN)
-    saved = read_volume(tmp_path / "recon.tif")
+    image.save(str(tmp_path / f"recon{suffix}"), plugin=PLUGIN)
+    saved = read_volume(tmp_path / f"recon{suffix}")
     assert saved.data.dtype == np.float32 and saved.metadata == provenance
     np.testing.assert_allclose(saved.voxel_size, (2.0, 0.5, 0.25))
-    reopened = _open(viewer, tmp_path / "recon.tif")
+    reopened = _open(viewer, tmp_path / f"recon{suffix}")
+    assert reopened.name == "recon"
     np.testing.assert_array_equal(reopened.data, tiny_volume)
     np.testing.assert_allclose(reopened.scale, (2.0, 0.5, 0.25))
     assert reopened.metadata[META_KEY]["provenance"] == provenance
 
     annotations = np.zeros(tiny_volume.shape, np.int32)
     annotations[1, 10:20, 10:30] = 300  # needs uint16
-    labels = viewer.add_labels(annotations, name="notes", scale=(2.0, 0.5, 0.25))
-    labels.save(str(tmp_path / "notes.tif"), plugin=PLUGIN)
-    assert tifffile.imread(tmp_path / "notes.tif").dtype == np.uint16
-    reopened = _open(viewer, tmp_path / "notes.tif")
-    assert isinstance(reopened, Labels)
+    labels = viewer.add_labels(annotations, name="original notes", scale=(2.0, 0.5, 0.25))
+    labels.save(str(tmp_path / f"notes{suffix}"), plugin=PLUGIN)
+    assert read_labels(tmp_path / f"notes{suffix}")[0].dtype == np.uint16
+    reopened = _open(viewer, tmp_path / f"notes{suffix}")
+    assert isinstance(reopened, Labels) and reopened.name == "notes"
     np.testing.assert_array_equal(reopened.data, annotations)
     np.testing.assert_allclose(reopened.scale, (2.0, 0.5, 0.25))
 
+
+def test_measurement_layers_save_and_reopen(make_napari_viewer, tmp_path, tiny_volume) -> None:
     m = simulate_ct(tiny_volume, n_views=6)
-    sinogram = _open(viewer, save_measurement(tmp_path / "sino.npz", m))
+    sinogram = _open(make_napari_viewer(), save_measurement(tmp_path / "sino.npz", m))
     for name in ("copy.npz", "copy.tif"):
         sinogram.save(str(tmp_path / name), plugin=PLUGIN)
         np.testing.assert_array_equal(load_measurement(tmp_path / name).data, m.data)
