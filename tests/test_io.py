@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import tifffile
@@ -237,3 +238,36 @@ def test_multicoil_without_calibration_region_is_refused() -> None:
     mask[::2] = 1  # no fully sampled centre
     with pytest.raises(InputError, match="ESPIRiT"):
         operator_from_measurement(Measurement("mri", k * mask, {}, mask=mask))
+
+
+ISMRMRD_HEADER = """<?xml version="1.0" encoding="utf-8"?>
+<ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD">
+  <encoding>
+    <encodedSpace>
+      <matrixSize><x>{ky}</x><y>{kx}</y><z>1</z></matrixSize>
+      <fieldOfView_mm><x>48.0</x><y>24.0</y><z>3.5</z></fieldOfView_mm>
+    </encodedSpace>
+  </encoding>
+</ismrmrdHeader>"""
+
+
+@pytest.mark.parametrize(
+    ("header", "voxel_size"),
+    [
+        (ISMRMRD_HEADER.format(ky=32, kx=24), (3.5, 1.5, 1.0)),  # 48 mm / 32, 24 mm / 24, slice
+        (ISMRMRD_HEADER.format(ky=64, kx=24), (1.0, 1.0, 1.0)),  # another matrix: not trusted
+        ("<ismrmrdHeader", (1.0, 1.0, 1.0)),  # broken XML
+        (None, (1.0, 1.0, 1.0)),  # no header
+    ],
+)
+def test_fastmri_hdf5_voxel_size_from_its_ismrmrd_header(tmp_path, header, voxel_size) -> None:
+    kspace = np.ones((2, 3, 32, 24), np.complex64)
+    with h5py.File(tmp_path / "scan.h5", "w") as f:
+        f.create_dataset("kspace", data=kspace)
+        if header is not None:
+            f.create_dataset("ismrmrd_header", data=header.encode())
+    m = load_measurement(tmp_path / "scan.h5")
+    assert m.voxel_size == pytest.approx(voxel_size)
+    assert m.provenance["voxel_size"] == (
+        "from ismrmrd_header" if voxel_size[0] == 3.5 else "not in the file: 1 mm assumed"
+    )

@@ -5,11 +5,15 @@ Such a file holds a dataset ``kspace``: complex ``(slices, coils, ky, kx)`` (mul
 (fastMRI's ``ifft2c`` is ours). The sampling mask is not needed in the file: it is inferred as
 the k-space positions that hold a nonzero value in any slice or coil (for fastMRI's column
 masks, the acquired columns). There are no coil maps (ESPIRiT estimates them at
-reconstruction) and no voxel size (1 mm is assumed).
+reconstruction). The voxel size comes from the ISMRMRD XML header that fastMRI stores as
+``ismrmrd_header`` (encoded field of view over encoded matrix: x along ``ky``, the readout,
+y along ``kx``, z the slice thickness) when its matrix matches the k-space; else 1 mm is
+assumed and the provenance says so.
 """
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +21,12 @@ import h5py
 import numpy as np
 
 from napari_ddip.io.errors import InputError
+from napari_ddip.io.tiff import VoxelSize
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
 KSPACE_KEY = "kspace"
+HEADER_KEY = "ismrmrd_header"
+_ISMRMRD = {"m": "http://www.ismrm.org/ISMRMRD"}
 
 
 def is_kspace_h5(path: str | Path) -> bool:
@@ -41,8 +48,8 @@ def is_kspace_h5(path: str | Path) -> bool:
 
 def kspace_h5_fields(path: Path) -> dict[str, Any]:
     """The :class:`~napari_ddip.io.measurement.Measurement` fields of a fastMRI-style HDF5
-    file: data complex64 ``(Z, [coils,] ky, kx)``, mask float32 ``(ky, kx)``, no maps, voxel
-    size 1 mm, provenance naming the source file."""
+    file: data complex64 ``(Z, [coils,] ky, kx)``, mask float32 ``(ky, kx)``, no maps, the
+    voxel size of its header (else 1 mm), provenance naming the source file."""
     if not is_kspace_h5(path):
         raise InputError(
             f"{path}: not an HDF5 k-space file: it needs a complex dataset '{KSPACE_KEY}' "
@@ -50,6 +57,9 @@ def kspace_h5_fields(path: Path) -> dict[str, Any]:
         )
     with h5py.File(path, "r") as f:
         kspace = np.asarray(f[KSPACE_KEY], dtype=np.complex64)
+        header = f.get(HEADER_KEY)
+        xml = header[()] if isinstance(header, h5py.Dataset) and header.shape == () else None
+    voxel_size = header_voxel_size(xml, kspace.shape[-2:])
     mask = np.any(kspace != 0, axis=tuple(range(kspace.ndim - 2))).astype(np.float32)
     if not mask.any():
         raise InputError(f"{path}: '{KSPACE_KEY}' is zero everywhere")
@@ -65,5 +75,25 @@ def kspace_h5_fields(path: Path) -> dict[str, Any]:
         "data": kspace,
         "geometry": geometry,
         "mask": mask,
-        "provenance": {"source": path.name, "format": "HDF5 kspace (fastMRI layout)"},
+        "voxel_size": voxel_size or (1.0, 1.0, 1.0),
+        "provenance": {
+            "source": path.name,
+            "format": "HDF5 kspace (fastMRI layout)",
+            "voxel_size": f"from {HEADER_KEY}" if voxel_size else "not in the file: 1 mm assumed",
+        },
     }
+
+
+def header_voxel_size(xml: bytes | str | None, shape: tuple[int, ...]) -> VoxelSize | None:
+    """``(z, y, x)`` mm of an ISMRMRD XML header whose encoded matrix is ``shape`` ``(ky, kx)``
+    (x, y of the header), or None when there is no header or it cannot say (unparsable, fields
+    missing, another matrix, or a size that is not positive)."""
+    try:
+        space = ElementTree.fromstring(xml).find("m:encoding/m:encodedSpace", _ISMRMRD)
+        matrix = [int(space.findtext(f"m:matrixSize/m:{a}", namespaces=_ISMRMRD)) for a in "xyz"]
+        fov = [float(space.findtext(f"m:fieldOfView_mm/m:{a}", namespaces=_ISMRMRD)) for a in "xyz"]
+    except (ElementTree.ParseError, AttributeError, TypeError, ValueError):
+        return None
+    if tuple(matrix[:2]) != tuple(shape) or min(*matrix, *fov) <= 0:
+        return None
+    return (fov[2] / matrix[2], fov[0] / matrix[0], fov[1] / matrix[1])
