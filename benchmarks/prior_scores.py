@@ -53,7 +53,8 @@ def image_statistics(images: torch.Tensor) -> dict[str, float]:
     gradient is below 0.005 — ellipse phantoms are piecewise constant, so most of their
     foreground is flat. Thin: the share of foreground pixels in bright structures under 5 px
     wide (white top-hat with a disk of radius 2 above 0.02) — the phantoms' needles and small
-    ellipses."""
+    ellipses, but also the edges of a fine texture, so it does not tell needles from texture
+    (BENCHMARKS, "At the training scale"); compare images of one size, the priors' 256²."""
     gy = images[:, 1:, :-1] - images[:, :-1, :-1]
     gx = images[:, :-1, 1:] - images[:, :-1, :-1]
     foreground = images[:, :-1, :-1] > 0.05
