@@ -180,6 +180,11 @@ def test_nifti_single_volume_and_slice_read_and_a_series_is_refused(tmp_path) ->
     (tmp_path / "broken.nii.gz").write_bytes(b"not gzip")
     with pytest.raises(InputError, match="not a readable NIfTI file"):
         read_volume(tmp_path / "broken.nii.gz")
+    _write_nifti(tmp_path / "big.nii.gz", np.random.default_rng(0).random((32, 32, 16)))
+    whole = (tmp_path / "big.nii.gz").read_bytes()
+    (tmp_path / "cut.nii.gz").write_bytes(whole[: len(whole) // 2])  # header whole, pixels cut
+    with pytest.raises(InputError, match="pixels unreadable"):
+        read_volume(tmp_path / "cut.nii.gz")
 
 
 def test_sinogram_tiff_without_geometry_says_what_is_missing(tmp_path) -> None:

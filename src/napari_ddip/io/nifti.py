@@ -64,6 +64,7 @@ def is_nifti_file(path: str | Path) -> bool:
 
 
 def _stored_info(image: Any) -> dict[str, Any] | None:
+    """Our metadata from the first comment extension that holds it, else None."""
     for extension in getattr(image.header, "extensions", ()):
         if extension.get_code() == _COMMENT_CODE:
             info = parse_info(extension.get_content().decode("utf-8", "replace"), True)
@@ -81,21 +82,22 @@ def nifti_to_zyx(
     dropped; a true 4D series is refused."""
     import nibabel
 
-    if len(image.shape) == 2:  # one slice: a third axis of length 1, voxel sizes kept
-        image = nibabel.Nifti1Image(np.asanyarray(image.dataobj)[..., None], image.affine)
-    canonical = nibabel.as_closest_canonical(image)
-    shape = canonical.shape
+    shape = tuple(image.shape)
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
-    if len(shape) != 3:
+    if len(shape) not in (2, 3):
         raise InputError(
-            f"{what}: NIfTI image has shape {canonical.shape}; a 2D or 3D image is needed "
+            f"{what}: NIfTI image has shape {image.shape}; a 2D or 3D image is needed "
             "(extract one volume of a 4D series first)"
         )
-    if dtype is None:
-        xyz = np.asanyarray(canonical.dataobj).reshape(shape)
-    else:
-        xyz = np.asarray(canonical.get_fdata(), dtype=dtype).reshape(shape)
+    try:  # a truncated or corrupt file fails only once its pixels are read (gzip, zlib, ...)
+        if len(shape) == 2:  # one slice: a third axis of length 1, voxel sizes kept
+            image = nibabel.Nifti1Image(np.asanyarray(image.dataobj)[..., None], image.affine)
+        canonical = nibabel.as_closest_canonical(image)
+        pixels = canonical.dataobj if dtype is None else canonical.get_fdata()
+        xyz = np.asarray(pixels, dtype=dtype).reshape(canonical.shape[:3])
+    except Exception as exc:
+        raise InputError(f"{what}: NIfTI pixels unreadable ({exc})") from None
     x, y, z = (float(size) for size in canonical.header.get_zooms()[:3])
     volume = np.ascontiguousarray(xyz.transpose(2, 1, 0)[:, ::-1, :])  # anterior on top
     return volume, (z, y, x)
