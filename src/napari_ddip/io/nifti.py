@@ -29,10 +29,12 @@ def is_nifti_name(path: str | Path) -> bool:
     return Path(path).name.lower().endswith(NIFTI_SUFFIXES)
 
 
-def nifti_stem(path: str | Path) -> str:
-    """The file name without ``.nii`` / ``.nii.gz``."""
-    name = Path(path).name
-    return name[: -len(".nii.gz")] if name.lower().endswith(".gz") else name[: -len(".nii")]
+def file_stem(path: str | Path) -> str:
+    """The file name without its suffix, both parts of ``.nii.gz`` included."""
+    path = Path(path)
+    if not is_nifti_name(path):
+        return path.stem
+    return path.name[: -len(".nii.gz")] if path.name.lower().endswith(".gz") else path.stem
 
 
 def _load(path: Path) -> Any:
@@ -45,22 +47,28 @@ def _load(path: Path) -> Any:
         raise InputError(f"{path}: not a readable NIfTI file ({exc})") from None
 
 
+def _header_of(path: str | Path) -> Any | None:
+    """The nibabel image of a NIfTI file (header only), None when it is not one nibabel can
+    open; never raises."""
+    path = Path(path)
+    if not is_nifti_name(path) or not path.is_file():
+        return None
+    try:
+        return _load(path)
+    except InputError:
+        return None
+
+
 def read_nifti_info(path: str | Path) -> dict[str, Any] | None:
     """Our metadata stored in a NIfTI file, without reading its pixels; None when it has none
     or is not a readable NIfTI file (never raises)."""
-    return _stored_info(_load(Path(path))) if is_nifti_file(path) else None
+    image = _header_of(path)
+    return None if image is None else _stored_info(image)
 
 
 def is_nifti_file(path: str | Path) -> bool:
     """Whether ``path`` is a NIfTI file nibabel can open (its header only); never raises."""
-    path = Path(path)
-    if not is_nifti_name(path) or not path.is_file():
-        return False
-    try:
-        _load(path)
-    except InputError:
-        return False
-    return True
+    return _header_of(path) is not None
 
 
 def _stored_info(image: Any) -> dict[str, Any] | None:

@@ -22,13 +22,7 @@ from napari_ddip.io.errors import (
     require_new_output,
     require_suffix,
 )
-from napari_ddip.io.nifti import (
-    NIFTI_SUFFIXES,
-    is_nifti_name,
-    nifti_stem,
-    read_nifti,
-    write_nifti,
-)
+from napari_ddip.io.nifti import NIFTI_SUFFIXES, file_stem, is_nifti_name, read_nifti, write_nifti
 from napari_ddip.io.npz import read_npy, read_npz
 from napari_ddip.io.tiff import VoxelSize, read_tiff, write_tiff
 
@@ -141,7 +135,7 @@ def check_result_path(path: str | Path, overwrite: bool = False) -> Path:
 def tagged_path(path: Path, tag: str) -> Path:
     """``path`` with ``tag`` before its suffix: ``r.tif`` → ``r_std.tif``, ``r.nii.gz`` →
     ``r_std.nii.gz`` for the tag ``_std``."""
-    stem = nifti_stem(path) if is_nifti_name(path) else path.stem
+    stem = file_stem(path)
     return path.with_name(f"{stem}{tag}{path.name[len(stem) :]}")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from napari_ddip.io import is_measurement_file, load_measurement, read_labels, read_volume
 from napari_ddip.io.labels import LABELS_KIND
-from napari_ddip.io.nifti import is_nifti_file, is_nifti_name, nifti_stem, read_nifti_info
+from napari_ddip.io.nifti import file_stem, is_nifti_file, read_nifti_info
 from napari_ddip.io.tiff import read_tiff_info
 from napari_ddip.io.volume import RESULT_SUFFIXES
 from napari_ddip.viewer.layers import LayerData, labels_layer, measurement_layer, volume_layer
@@ -60,15 +60,10 @@ def _read_measurement(path: PathOrPaths) -> list[LayerData]:
 def _read_volume(path: PathOrPaths) -> list[LayerData]:
     single = _single(path)
     volume = read_volume(single)
-    return [volume_layer(volume.data, volume.voxel_size, _name(single), volume.metadata)]
+    return [volume_layer(volume.data, volume.voxel_size, file_stem(single), volume.metadata)]
 
 
 def _read_labels(path: PathOrPaths) -> list[LayerData]:
     single = _single(path)
     labels, voxel_size, provenance = read_labels(single)
-    return [labels_layer(labels, voxel_size, _name(single), provenance)]
-
-
-def _name(path: Path) -> str:
-    """The layer name of a file: its name without the suffix (both of ``.nii.gz``)."""
-    return nifti_stem(path) if is_nifti_name(path) else path.stem
+    return [labels_layer(labels, voxel_size, file_stem(single), provenance)]
