@@ -1,9 +1,11 @@
 """Score diffusion priors: one-step Tweedie denoising PSNR and unconditional samples.
 
 Denoising: clean images ``x`` (held-out ellipse phantoms, a seed training never uses, and axial
-slices of the MNI152 T1 template, real anatomy) are noised to ``x_t`` at several timesteps; the
-score is the PSNR (data range 1) of the Tweedie estimate ``x̂₀`` against ``x``, averaged over
-images, next to the PSNR of the noisy input ``x_t / √ᾱ_t``. Samples: a PNG grid of unconditional
+slices of the MNI152 T1 template, real anatomy) are noised to ``x_t`` at the noise levels
+``σ_t/√ᾱ_t`` of several timesteps ``t`` of the reference schedule (data scale 1; a prior with
+another data scale is scored at its timestep of the nearest level); the score is the PSNR
+(data range 1) of the Tweedie estimate ``x̂₀`` against ``x``, averaged over images, next to
+the PSNR of the noisy input ``x_t / √ᾱ_t``. Samples: a PNG grid of unconditional
 samples (DDS updates, 50 steps) and, to put a number on "they look like ellipse phantoms", their
 mean intensity, foreground fraction (pixels above 0.05) and flat fraction (foreground pixels
 whose gradient is below 0.005: phantoms are piecewise constant) and thin fraction (foreground
@@ -27,6 +29,7 @@ from skimage.morphology import disk, white_tophat
 
 from napari_ddip.prior.model import DiffusionPrior
 from napari_ddip.prior.phantoms import ellipse_phantoms
+from napari_ddip.prior.schedule import VPSchedule
 from napari_ddip.prior.train import model_card
 from napari_ddip.prior.weights import load_prior, read_prior_meta, resolve_prior_path
 from napari_ddip.recon.sampler import sample_unconditional
@@ -80,22 +83,36 @@ def psnr(estimate: torch.Tensor, clean: torch.Tensor) -> float:
 def denoising_scores(
     prior: DiffusionPrior, images: dict[str, torch.Tensor], seed: int
 ) -> dict[str, dict[int, dict[str, float]]]:
-    """``{dataset: {t: {"noisy": dB, "tweedie": dB}}}``."""
+    """``{dataset: {t: {"noisy": dB, "tweedie": dB}}}`` for the reference timesteps ``t``
+    (``TIMESTEPS``, the prior scored at ``matching_timestep``)."""
     out: dict[str, dict[int, dict[str, float]]] = {}
     for name, clean in images.items():
         generator = torch.Generator().manual_seed(seed)
         out[name] = {}
-        for t in TIMESTEPS:
-            ab = prior.schedule.ab(t)
-            noisy = ab.sqrt() * clean + (1 - ab).sqrt() * torch.randn(
-                clean.shape, generator=generator
-            )
+        for reference in TIMESTEPS:
+            t = matching_timestep(prior.schedule, reference)
+            noise = torch.randn(clean.shape, generator=generator)
+            noisy = prior.schedule.add_noise(clean, noise, torch.full((len(clean),), t))
             estimate, _ = prior.tweedie(noisy, t, generator)
-            out[name][t] = {
-                "noisy": psnr(noisy / ab.sqrt(), clean),
+            out[name][reference] = {
+                "noisy": psnr(noisy / prior.schedule.ab(t).sqrt(), clean),
                 "tweedie": psnr(estimate, clean),
             }
     return out
+
+
+def noise_level(schedule: VPSchedule) -> torch.Tensor:
+    """``σ_t / √ᾱ_t`` for every timestep: the noise of ``x_t / √ᾱ_t`` in image units."""
+    ab = schedule.alpha_bar
+    return schedule.sigma(torch.arange(len(ab))) / ab.sqrt()
+
+
+def matching_timestep(schedule: VPSchedule, reference: int) -> int:
+    """The timestep of ``schedule`` whose noise level is nearest to that of ``reference`` in
+    the reference schedule (the same timestep when ``schedule`` has data scale 1)."""
+    reference_schedule = VPSchedule(schedule.n_steps, schedule.beta_min, schedule.beta_max)
+    target = noise_level(reference_schedule)[reference]
+    return int((noise_level(schedule) - target).abs().argmin())
 
 
 @torch.no_grad()
@@ -186,12 +203,15 @@ def main() -> None:
         if args.update_card:
             update_card(ref, scores, cost)
         print(f"\n{name}: one network call on a 256² slice: {cost * 1000:.0f} ms")
-        print("| data | t | σ/√ᾱ | noisy (dB) | Tweedie (dB) |\n|---|---|---|---|---|")
+        print("| data | t | its t | σ/√ᾱ | noisy (dB) | Tweedie (dB) |\n|---|---|---|---|---|---|")
+        levels = noise_level(prior.schedule)
         for data, per_t in scores.items():
             for t, s in per_t.items():
-                ab = float(prior.schedule.ab(t))
-                sigma = ((1 - ab) / ab) ** 0.5
-                print(f"| {data} | {t} | {sigma:.3f} | {s['noisy']:.2f} | {s['tweedie']:.2f} |")
+                own = matching_timestep(prior.schedule, t)
+                print(
+                    f"| {data} | {t} | {own} | {float(levels[own]):.3f} | {s['noisy']:.2f} "
+                    f"| {s['tweedie']:.2f} |"
+                )
     print("\n| images | mean intensity | foreground fraction | flat fraction | thin fraction |")
     print("|---|---|---|---|---|")
     for name, result in results.items():

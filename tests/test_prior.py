@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from napari_ddip.prior.model import CPU_PIXELS_PER_CALL, DiffusionPrior, PriorConfig, call_batch
+from napari_ddip.prior.model import (
+    CPU_PIXELS_PER_CALL,
+    PREDICTIONS,
+    DiffusionPrior,
+    PriorConfig,
+    call_batch,
+)
 from napari_ddip.prior.patches import random_patches, tiled_apply, with_coordinates
 from napari_ddip.prior.phantoms import (
     EllipseDistribution,
@@ -183,6 +189,43 @@ def test_v_prediction_target_and_noise_recovery_agree() -> None:
     assert PriorConfig.from_dict(legacy).prediction == "eps"
     with pytest.raises(ValueError, match="prediction"):
         PriorConfig(prediction="x0")
+
+
+class _Oracle(torch.nn.Module):
+    """A "network" that records its input and returns a fixed output."""
+
+    def __init__(self, output: torch.Tensor) -> None:
+        super().__init__()
+        self.output, self.seen = output, None
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self.seen = x[:, 0]
+        return self.output[:, None]
+
+
+@pytest.mark.parametrize("prediction", PREDICTIONS)
+def test_data_scale_puts_the_network_in_its_training_units(prediction: str) -> None:
+    """With data scale s the network sees ``√ᾱ·s·x₀ + √(1−ᾱ)·ε`` (what training feeds it) for
+    ``x_t = √ᾱ·x₀ + σ_t·ε`` in image units, and its training target gives back ε and x₀."""
+    scale = 3.0
+    config = PriorConfig(unet=TINY, patch_size=None, prediction=prediction, data_scale=scale)
+    prior = DiffusionPrior(config)
+    x0, noise, t = torch.rand(2, 8, 8), torch.randn(2, 8, 8), 300
+    ab = prior.schedule.ab(t)
+    sigma = prior.schedule.sigma(t)
+    assert float(sigma) == pytest.approx(float((1 - ab).sqrt()) / scale)
+    xt = prior.schedule.add_noise(x0, noise, torch.full((2,), t))
+    prior.net = _Oracle(prior.target(scale * x0, noise, ab))
+    x0_hat, eps = prior.tweedie(xt, t)
+    torch.testing.assert_close(prior.net.seen, ab.sqrt() * scale * x0 + (1 - ab).sqrt() * noise)
+    torch.testing.assert_close(eps, noise, atol=1e-5, rtol=0)
+    torch.testing.assert_close(x0_hat, x0, atol=1e-5, rtol=0)
+    torch.testing.assert_close(prior.schedule.implied_eps(xt, x0, t), noise, atol=1e-5, rtol=0)
+    # Configs written before the option existed have data scale 1.
+    legacy = {k: v for k, v in PriorConfig().to_dict().items() if k != "data_scale"}
+    assert PriorConfig.from_dict(legacy).data_scale == 1.0
+    with pytest.raises(ValueError, match="data_scale"):
+        PriorConfig(data_scale=0.0)
 
 
 def test_weights_round_trip_and_refuse_bad_files(tmp_path) -> None:

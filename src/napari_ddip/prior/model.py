@@ -5,6 +5,8 @@ of a batch of slices ``(B, H, W)`` at one timestep, tiling into random-shift pat
 prior is a patch prior. The network itself predicts either ε or ``v = √ᾱ·ε − √(1−ᾱ)·x₀``
 (``PriorConfig.prediction``); with v it predicts the image, not the noise, at high noise, where
 recovering x̂₀ from an ε-prediction needs ε̂ ≈ x_t to within the data's tiny share of x_t.
+The network sees the images multiplied by ``PriorConfig.data_scale`` (``prior.schedule``);
+callers give and get images in the engine's units.
 """
 
 from __future__ import annotations
@@ -46,10 +48,13 @@ class PriorConfig:
     beta_max: float = 0.02
     image_size: int = 256  # training image side
     prediction: str = "eps"  # what the network outputs: "eps" or "v"
+    data_scale: float = 1.0  # the network's images are data_scale × the engine's
 
     def __post_init__(self) -> None:
         if self.prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
+        if not self.data_scale > 0:
+            raise ValueError(f"data_scale must be positive, got {self.data_scale}")
 
     def to_dict(self) -> dict:
         return {
@@ -60,6 +65,7 @@ class PriorConfig:
             "beta_max": self.beta_max,
             "image_size": self.image_size,
             "prediction": self.prediction,
+            "data_scale": self.data_scale,
         }
 
     @classmethod
@@ -76,7 +82,9 @@ class DiffusionPrior(nn.Module):
         super().__init__()
         self.config = config
         self.net = UNet(config.unet)
-        self.schedule = VPSchedule(config.n_steps, config.beta_min, config.beta_max)
+        self.schedule = VPSchedule(
+            config.n_steps, config.beta_min, config.beta_max, config.data_scale
+        )
 
     @property
     def patch_size(self) -> int | None:
@@ -89,7 +97,8 @@ class DiffusionPrior(nn.Module):
         generator: torch.Generator | None = None,
         patch_batch: int | None = None,
     ) -> torch.Tensor:
-        """Predicted noise for slices ``x (B, H, W)`` at integer timestep ``t``.
+        """Predicted noise for slices ``x (B, H, W)`` (the engine's units) at integer timestep
+        ``t``.
 
         Patch priors draw the grid offset and the noise of the padding (what training saw
         outside the image at this noise level) from ``generator`` (CPU); ``patch_batch``
@@ -106,6 +115,7 @@ class DiffusionPrior(nn.Module):
                 outs.append(self.net(chunk, tt))
             return torch.cat(outs)
 
+        x = x * self.config.data_scale
         if self.patch_size is None:
             out = run(with_coordinates(x))[:, 0]
         else:
@@ -116,16 +126,17 @@ class DiffusionPrior(nn.Module):
         return self.eps_from_output(out, x, t)
 
     def eps_from_output(self, out: torch.Tensor, x: torch.Tensor, t: int) -> torch.Tensor:
-        """ε̂ from the network's output ``out`` for the noisy input ``x`` at timestep ``t``:
-        ``out`` itself, or ``√ᾱ·v̂ + √(1−ᾱ)·x_t`` for a v-prediction network."""
+        """ε̂ from the network's output ``out`` for its noisy input ``x`` (the network's units)
+        at timestep ``t``: ``out`` itself, or ``√ᾱ·v̂ + √(1−ᾱ)·x_t`` for a v-prediction
+        network."""
         if self.config.prediction == "v":
             ab = self.schedule.ab(t, x)
             return ab.sqrt() * out + (1 - ab).sqrt() * x
         return out
 
     def target(self, x0: torch.Tensor, noise: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-        """The training target of the network for clean ``x0``, ``noise`` and ``ᾱ_t`` (any
-        broadcastable shapes): ε, or ``v = √ᾱ·ε − √(1−ᾱ)·x₀``."""
+        """The training target of the network for clean ``x0`` (the network's units), ``noise``
+        and ``ᾱ_t`` (any broadcastable shapes): ε, or ``v = √ᾱ·ε − √(1−ᾱ)·x₀``."""
         if self.config.prediction == "v":
             return ab.sqrt() * noise - (1 - ab).sqrt() * x0
         return noise

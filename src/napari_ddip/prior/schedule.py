@@ -1,7 +1,12 @@
 """VP diffusion schedule with linear β (DDPM), ε-prediction (DESIGN §5).
 
-``x_t = √ᾱ_t · x_0 + √(1 − ᾱ_t) · ε`` with ``β_t = linspace(β_min, β_max, T)`` and
-``ᾱ_t = Π_{s≤t} (1 − β_s)``, ``t ∈ {0, …, T−1}``.
+The network's images are ``s·x`` for images ``x`` in the engine's units (about [0, 1]) and a
+data scale ``s`` (``PriorConfig.data_scale``), noised as ``s·x_t = √ᾱ_t · s·x_0 + √(1 − ᾱ_t) · ε``
+with ``β_t = linspace(β_min, β_max, T)`` and ``ᾱ_t = Π_{s≤t} (1 − β_s)``, ``t ∈ {0, …, T−1}``.
+Everything here is in the engine's units: ``x_t = √ᾱ_t · x_0 + σ_t · ε`` with
+``σ_t = √(1 − ᾱ_t) / s``. With ``s = 1`` (DESIGN's reference) images of standard deviation
+≈ 0.16 are drowned below SNR 0.05 by t = 200; a larger ``s`` spreads the schedule's noise
+levels over the range where the image is still visible, as for DDPM's [−1, 1] images.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ class VPSchedule:
     n_steps: int = 1000
     beta_min: float = 1e-4
     beta_max: float = 0.02
+    data_scale: float = 1.0
     alpha_bar: torch.Tensor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -34,15 +40,23 @@ class VPSchedule:
             value = value.to(device=like.device if value.dim() else None, dtype=like.dtype)
         return value
 
+    def sigma(self, t: torch.Tensor | int, like: torch.Tensor | None = None) -> torch.Tensor:
+        """``σ_t = √(1 − ᾱ_t) / s``: the noise's standard deviation in ``x_t`` (as ``ab``)."""
+        return (1 - self.ab(t, like)).sqrt() / self.data_scale
+
     def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``x_t`` from ``x_0 (B, ...)``, noise ``ε (B, ...)`` and timesteps ``t (B,)``."""
-        ab = self.ab(torch.as_tensor(t).reshape(-1), x0).reshape(-1, *([1] * (x0.dim() - 1)))
-        return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+        t = torch.as_tensor(t).reshape(-1)
+        shape = (-1, *([1] * (x0.dim() - 1)))
+        return self.ab(t, x0).reshape(shape).sqrt() * x0 + self.sigma(t, x0).reshape(shape) * eps
 
     def tweedie(self, xt: torch.Tensor, eps: torch.Tensor, t: int) -> torch.Tensor:
-        """Posterior mean ``x̂_0 = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t`` for a scalar timestep."""
-        ab = self.ab(t, xt)
-        return (xt - (1 - ab).sqrt() * eps) / ab.sqrt()
+        """Posterior mean ``x̂_0 = (x_t − σ_t ε̂) / √ᾱ_t`` for a scalar timestep."""
+        return (xt - self.sigma(t, xt) * eps) / self.ab(t, xt).sqrt()
+
+    def implied_eps(self, xt: torch.Tensor, x0: torch.Tensor, t: int) -> torch.Tensor:
+        """``ε = (x_t − √ᾱ_t x_0) / σ_t``: the noise that takes ``x0`` to ``xt`` at ``t``."""
+        return (xt - self.ab(t, xt).sqrt() * x0) / self.sigma(t, xt)
 
     def sampling_timesteps(self, nfe: int, power: float = 1.0) -> list[int]:
         """``nfe`` timesteps, strictly descending, from ``t_top = (T // nfe)·(nfe − 1)`` to 0.

@@ -44,6 +44,7 @@ class TrainConfig:
     patch_probs: tuple[float, ...] = (0.2, 0.3, 0.5)
     whole_image: bool = False  # train a whole-image prior instead of a patch prior
     prediction: str = "eps"  # network output: "eps" or "v" (see prior.model)
+    data_scale: float = 1.0  # the network sees data_scale × the images (see prior.schedule)
     image_size: int = 256
     lr: float = 2e-4
     lr_schedule: str = "constant"  # "constant" or "cosine" (to zero at the last step)
@@ -273,14 +274,21 @@ def train_prior(
         prior.net.load_state_dict(base.net.state_dict())
         # The network decides the mode: a whole-image prior keeps training on whole images.
         cfg = replace(
-            cfg, whole_image=base.config.patch_size is None, prediction=base.config.prediction
+            cfg,
+            whole_image=base.config.patch_size is None,
+            prediction=base.config.prediction,
+            data_scale=base.config.data_scale,
         )
     else:
         unet = UNetConfig(base_channels=cfg.base_channels, channel_mults=tuple(cfg.channel_mults))
         patch = None if cfg.whole_image else max(cfg.patch_sizes)
         prior = DiffusionPrior(
             PriorConfig(
-                unet=unet, patch_size=patch, image_size=cfg.image_size, prediction=cfg.prediction
+                unet=unet,
+                patch_size=patch,
+                image_size=cfg.image_size,
+                prediction=cfg.prediction,
+                data_scale=cfg.data_scale,
             )
         )
     prior = prior.to(dev).train()
@@ -307,8 +315,9 @@ def train_prior(
         t = to_device(t, dev)
         noise = to_device(torch.randn(x[:, :1].shape, generator=gen), dev)
         ab = alpha_bar[t][:, None, None, None]
-        noisy = torch.cat([ab.sqrt() * x[:, :1] + (1 - ab).sqrt() * noise, x[:, 1:]], dim=1)
-        target = prior.target(x[:, :1], noise, ab)
+        x0 = x[:, :1] * prior.config.data_scale  # the network's units
+        noisy = torch.cat([ab.sqrt() * x0 + (1 - ab).sqrt() * noise, x[:, 1:]], dim=1)
+        target = prior.target(x0, noise, ab)
         loss = torch.nn.functional.mse_loss(prior.net(noisy, t), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -454,6 +463,13 @@ def add_train_arguments(parser, finetune: bool = False) -> None:
         parser.add_argument(
             "--prediction", choices=PREDICTIONS, default=d.prediction, help="network output"
         )
+        parser.add_argument(
+            "--data-scale",
+            type=float,
+            default=d.data_scale,
+            help="the network sees the images multiplied by this (the schedule's noise is "
+            "relative to it)",
+        )
         parser.add_argument("--base-channels", type=int, default=d.base_channels)
         parser.add_argument(
             "--channel-mults", default=",".join(map(str, d.channel_mults)), help="e.g. 1,2,4,4"
@@ -489,6 +505,7 @@ def config_from_args(args, finetune: bool = False) -> TrainConfig:
     else:
         cfg.whole_image = args.whole_image
         cfg.prediction = args.prediction
+        cfg.data_scale = args.data_scale
         cfg.base_channels = args.base_channels
         cfg.channel_mults = ints(args.channel_mults)
         cfg.image_size = args.image_size

@@ -43,7 +43,7 @@ def initial_state(
 ) -> torch.Tensor:
     """``x_T`` of shape ``pinv_rows.shape`` ``(Z·channels, Y, X)`` (paper 002 Eq. 16).
 
-    ``use_pinv``: ``√ᾱ_T·pinv(y) + √(1−ᾱ_T)·n`` instead of ``n``; ``use_slerp``: the noise of
+    ``use_pinv``: ``√ᾱ_T·pinv(y) + σ_T·n`` instead of ``σ_T·n``; ``use_slerp``: the noise of
     slice ``z`` is the slerp between two draws at ``z / (Z − 1)``, so that neighbouring slices
     start correlated.
     """
@@ -56,10 +56,10 @@ def initial_state(
         noise = slerp(a, b, weights).reshape(rows, h, w)
     else:
         noise = gaussian((rows, h, w), generator, pinv_rows)
+    noise = schedule.sigma(t, pinv_rows) * noise
     if not use_pinv:
         return noise
-    ab = schedule.ab(t, pinv_rows)
-    return ab.sqrt() * pinv_rows + (1 - ab).sqrt() * noise
+    return schedule.ab(t, pinv_rows).sqrt() * pinv_rows + noise
 
 
 def dds_update(
@@ -70,11 +70,10 @@ def dds_update(
     eta: float,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """``x_next = √ᾱ·x̃₀ + η·√(1−ᾱ)·z + √(1−η²)·√(1−ᾱ)·ε̂`` at ``t_next``."""
-    ab = schedule.ab(t_next, x0)
+    """``x_next = √ᾱ·x̃₀ + η·σ·z + √(1−η²)·σ·ε̂`` at ``t_next``."""
     z = gaussian(tuple(x0.shape), generator, x0)
-    sigma = (1 - ab).sqrt()
-    return ab.sqrt() * x0 + eta * sigma * z + (1 - eta**2) ** 0.5 * sigma * eps
+    sigma = schedule.sigma(t_next, x0)
+    return schedule.ab(t_next, x0).sqrt() * x0 + eta * sigma * z + (1 - eta**2) ** 0.5 * sigma * eps
 
 
 @torch.no_grad()
@@ -94,12 +93,11 @@ def sample_unconditional(
     generator = torch.Generator().manual_seed(seed)
     schedule = prior.schedule
     timesteps = schedule.sampling_timesteps(nfe, timestep_power)
-    x = torch.randn((n, *shape), generator=generator).to(device)
+    x = schedule.sigma(timesteps[0]) * torch.randn((n, *shape), generator=generator).to(device)
     x0 = x
     for j, t in enumerate(timesteps):
         x0 = schedule.tweedie(x, prior.eps(x, t, generator), t).clamp(0, 1)
-        ab = schedule.ab(t, x)
-        eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()  # the noise the clipped x̂₀ implies
+        eps = schedule.implied_eps(x, x0, t)  # the noise the clipped x̂₀ implies
         if j + 1 < len(timesteps):
             x = dds_update(schedule, x0, eps, timesteps[j + 1], eta, generator)
     return x0
