@@ -236,10 +236,11 @@ def test_train_and_finetune_prior_commands(tmp_path, capsys, volume_file) -> Non
     out = tmp_path / "train"
     args = ["train-prior", "--out", str(out), "--name", "p", "--steps", "4", "--device", "cpu"]
     args += ["--base-channels", "8", "--channel-mults", "1,2", "--image-size", "32"]
-    args += ["--pool-size", "4", *tiny]
+    args += ["--pool-size", "4", "--data-scale", "2", *tiny]
     assert main(args) == 0
     meta = json.loads((out / "p.json").read_text())
     assert meta["info"]["steps"] == 4 and "train-prior" in meta["info"]["command"]
+    assert meta["config"]["data_scale"] == 2.0
     tuned = tmp_path / "tuned"
     args = ["finetune-prior", str(volume_file), "--out", str(tuned), "--name", "t"]
     args += ["--prior", str(out / "p.safetensors"), "--steps", "4", "--device", "cpu", *tiny]
@@ -252,7 +253,7 @@ def test_train_and_finetune_prior_commands(tmp_path, capsys, volume_file) -> Non
     meta = json.loads((longer / "q.json").read_text())
     assert meta["info"]["init"] == str(out / "p.safetensors")
     first = json.loads((out / "p.json").read_text())
-    assert meta["config"] == first["config"]  # the architecture of the prior it continues
+    assert meta["config"] == first["config"]  # the architecture (and data scale) it continues
     capsys.readouterr()
     bad = ["finetune-prior", str(tmp_path / "missing.npy"), "--out", str(tuned), "--quiet"]
     assert main(bad) == 2
