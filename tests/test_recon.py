@@ -14,6 +14,7 @@ import torch
 from napari_ddip.physics.ct import ParallelBeamCT
 from napari_ddip.physics.masks import uniform1d_mask
 from napari_ddip.physics.mri import MRIOperator
+from napari_ddip.prior.model import DiffusionPrior
 from napari_ddip.prior.phantoms import ellipsoid_volume
 from napari_ddip.recon import (
     DIFFUSION_METHODS,
@@ -201,6 +202,32 @@ def test_prior_samples_follow_their_timestep_spacing_and_seed(power: float) -> N
     assert sorted(set(seen), reverse=True) == prior.schedule.sampling_timesteps(6, power)
     again = sample_unconditional(prior, 2, (24, 20), nfe=6, seed=3, timestep_power=power)
     torch.testing.assert_close(samples, again)
+
+
+@pytest.mark.parametrize("data_scale", [1.0, 3.0])
+def test_sampler_states_carry_the_noise_their_timestep_says(data_scale: float) -> None:
+    """With a denoiser that knows the image x₀, every state the sampler hands the network after
+    its start (pure noise ``σ_T·n``) is ``√ᾱ_t·x₀ + σ_t·n`` with standard normal ``n``
+    (σ_t = √(1−ᾱ_t)/s in image units)."""
+    prior = DiffusionPrior(replace(tiny_prior().config, data_scale=data_scale))
+    x0 = torch.rand(4, 64, 64)
+    schedule, states = prior.schedule, {}
+
+    def oracle_eps(x: torch.Tensor, t: int, generator=None) -> torch.Tensor:
+        states[t] = x
+        return schedule.implied_eps(x, x0, t)
+
+    prior.eps = oracle_eps
+    samples = sample_unconditional(prior, 4, (64, 64), nfe=8, eta=0.85, seed=1)
+    torch.testing.assert_close(samples, x0)
+    assert len(states) == 8
+    top = max(states)
+    torch.testing.assert_close(states[top].std(), schedule.sigma(top), rtol=0.03, atol=0)
+    for t, x in states.items():
+        if t == top:
+            continue
+        n = (x - schedule.ab(t).sqrt() * x0) / schedule.sigma(t)
+        assert abs(float(n.std()) - 1) < 0.03 and abs(float(n.mean())) < 0.03
 
 
 def test_initial_noise_is_correlated_across_neighbouring_slices_only_with_slerp() -> None:
