@@ -174,6 +174,13 @@ def main() -> None:
         help="spacing of the 50 sampling steps of the samples (1 even, 5 the recon default)",
     )
     parser.add_argument(
+        "--eta",
+        type=float,
+        default=0.85,
+        help="fresh noise of the samples' DDS updates (0.85 the engine's; 0 is DDIM, which "
+        "keeps more of the prior's variance: BENCHMARKS, \"What the sampler's update does\")",
+    )
+    parser.add_argument(
         "--update-card", action="store_true", help="write the scores into each prior's card"
     )
     args = parser.parse_args()
@@ -192,6 +199,7 @@ def main() -> None:
             prior,
             args.samples,
             (args.sample_size, args.sample_size),
+            eta=args.eta,
             seed=args.seed,
             timestep_power=args.timestep_power,
         )

@@ -230,6 +230,38 @@ def test_sampler_states_carry_the_noise_their_timestep_says(data_scale: float) -
         assert abs(float(n.std()) - 1) < 0.03 and abs(float(n.mean())) < 0.03
 
 
+def test_sampler_with_the_exact_denoiser_draws_a_gaussian_prior() -> None:
+    """Known answer: for pixels ``x₀ ~ N(0.5, v)`` the exact denoiser is linear, and a sampler
+    of the prior must return samples of mean 0.5 and variance ``v·r``, where ``r =
+    ᾱ₀v / (ᾱ₀v + σ₀²)`` because the last step hands back the posterior mean at t = 0.
+    Deterministic updates (η 0, DDIM) converge to it as the steps get finer; at 50 steps the
+    engine's spacing (power 5) keeps far more of it than even spacing, and the fresh noise of
+    the DDS update (η 0.85) gives some up (BENCHMARKS, "What the sampler's update does")."""
+    prior = tiny_prior()
+    schedule = prior.schedule
+    mean, var = 0.5, 0.01
+
+    def exact_eps(x: torch.Tensor, t: int, generator=None) -> torch.Tensor:
+        ab, sigma = schedule.ab(t), schedule.sigma(t)
+        x0 = mean + ab.sqrt() * var / (ab * var + sigma**2) * (x - ab.sqrt() * mean)
+        return schedule.implied_eps(x, x0, t)
+
+    prior.eps = exact_eps
+    ab0, sigma0 = schedule.ab(0), schedule.sigma(0)
+    expected = float(ab0 * var / (ab0 * var + sigma0**2))
+
+    def kept_variance(nfe: int, eta: float, power: float) -> float:
+        samples = sample_unconditional(
+            prior, 8, (64, 64), nfe=nfe, eta=eta, seed=0, timestep_power=power
+        )
+        assert abs(float(samples.mean()) - mean) < 0.003
+        return float(samples.var()) / var
+
+    assert abs(kept_variance(200, 0.0, 5.0) - expected) < 0.03
+    fine, even, noisy = (kept_variance(50, eta, p) for eta, p in ((0, 5), (0, 1), (0.85, 5)))
+    assert fine > 0.9 and even < fine - 0.2 and noisy < fine - 0.15
+
+
 def test_initial_noise_is_correlated_across_neighbouring_slices_only_with_slerp() -> None:
     prior = _prior()
     pinv = torch.zeros(32, 16, 16)
