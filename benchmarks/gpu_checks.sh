@@ -6,6 +6,7 @@
 #   bash benchmarks/gpu_checks.sh speed          # GPU tests, 256³ timing (estimated ~5 min)
 #   bash benchmarks/gpu_checks.sh train SECONDS  # a larger prior, trained for about SECONDS
 #   INIT=PRIOR.safetensors bash benchmarks/gpu_checks.sh train SECONDS  # ... continuing PRIOR
+#   PRECISION=bf16 bash benchmarks/gpu_checks.sh train SECONDS  # mixed precision (default auto: TF32)
 #
 # Results land in $OUT (the device tool's folder; ./gpu_out elsewhere). Phase "speed":
 # pytest_gpu.log, speed_cuda_*.json (D3IP NFE 50: the 256³ wall time with precision auto =
@@ -52,7 +53,7 @@ train)
     budget=${2:?train needs a time budget in seconds}
     name=ellipse-patch-v-c$base
     common=(--prediction v --base-channels "$base" --batch-size 64 --lr 5e-4 --device "$device"
-        --quiet)
+        --precision "${PRECISION:-auto}" --quiet)
     # A prior trained so far on the CPU (its architecture wins over --base-channels).
     [[ -n ${INIT:-} ]] && common+=(--init "$INIT")
     # Steps per second of this network on this device, from a short probe run.

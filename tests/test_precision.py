@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from napari_ddip.physics.ct import ParallelBeamCT
+from napari_ddip.precision import network_precision, resolve_precision
 from napari_ddip.prior.phantoms import ellipsoid_volume
 from napari_ddip.recon import ReconConfig, reconstruct, run_to_end
-from napari_ddip.recon.precision import network_precision, resolve_precision
 from tiny import tiny_prior
 
 pytestmark = pytest.mark.usefixtures("one_thread")

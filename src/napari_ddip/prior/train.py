@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from napari_ddip.device import resolve_device, to_device
+from napari_ddip.precision import PRECISIONS, network_precision, resolve_precision
 from napari_ddip.prior.ema import EMA
 from napari_ddip.prior.model import PREDICTIONS, DiffusionPrior, PriorConfig
 from napari_ddip.prior.patches import random_patches, with_coordinates
@@ -60,6 +61,7 @@ class TrainConfig:
     channel_mults: tuple[int, ...] = (1, 2, 4, 4)
     name: str = "prior"
     augment: bool = False  # random flips / 90° rotations (fine-tuning)
+    precision: str = "auto"  # network passes: auto, fp32, tf32 or bf16 (napari_ddip.precision)
     extra: dict = field(default_factory=dict)
 
 
@@ -267,6 +269,7 @@ def train_prior(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
+    precision = resolve_precision(cfg.precision, dev.type)
     torch.manual_seed(cfg.seed)
     if init is not None:
         base = load_prior(init)
@@ -318,7 +321,9 @@ def train_prior(
         x0 = x[:, :1] * prior.config.data_scale  # the network's units
         noisy = torch.cat([ab.sqrt() * x0 + (1 - ab).sqrt() * noise, x[:, 1:]], dim=1)
         target = prior.target(x0, noise, ab)
-        loss = torch.nn.functional.mse_loss(prior.net(noisy, t), target)
+        with network_precision(precision, dev):
+            prediction = prior.net(noisy, t)
+        loss = torch.nn.functional.mse_loss(prediction.float(), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(prior.net.parameters(), 1.0)
@@ -352,6 +357,7 @@ def train_prior(
         "steps": step,
         "train_config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
         "hardware": _hardware(dev),
+        "precision": precision,
         "wall_seconds": round(wall, 1),
         "command": command or " ".join(sys.argv),
         "commit": _git_commit(),
@@ -442,6 +448,13 @@ def add_train_arguments(parser, finetune: bool = False) -> None:
     parser.add_argument("--ema-decay", type=float, default=0.99 if finetune else d.ema_decay)
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=d.precision,
+        help="network passes: auto (tf32 on CUDA, fp32 on the CPU), fp32, tf32 or bf16 (mixed "
+        "precision: float32 weights and optimiser)",
+    )
     parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     parser.add_argument("--log-every", type=int, default=d.log_every)
     parser.add_argument(
@@ -495,6 +508,7 @@ def config_from_args(args, finetune: bool = False) -> TrainConfig:
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
         log_every=args.log_every,
+        precision=args.precision,
         patch_sizes=ints(args.patch_sizes),
         patch_probs=tuple(float(v) for v in args.patch_probs.split(",")),
         name=args.name,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from napari_ddip.recon.precision import check_precision, resolve_precision
+from napari_ddip.precision import check_precision, resolve_precision
 
 #: Methods of the diffusion engine and what each adapts.
 DIFFUSION_METHODS = {
@@ -71,7 +71,7 @@ class ReconConfig:
             chunks (``napari_ddip.prior.model.CPU_PIXELS_PER_CALL``).
         precision: arithmetic of the network passes, one of ``auto`` (TF32 on CUDA, float32
             elsewhere), ``fp32``, ``tf32`` (CUDA) or ``bf16`` (see
-            :mod:`napari_ddip.recon.precision`).
+            :mod:`napari_ddip.precision`).
         preview_every: yield a preview every this many sampling steps (0: never).
         samples: posterior samples; more than one gives their mean and per-voxel std (D3IP
             methods adapt once and reuse the shared LoRA for the further samples).

@@ -34,6 +34,7 @@ from torch.nn.utils import parametrize
 from napari_ddip import __version__
 from napari_ddip.device import resolve_device
 from napari_ddip.physics.operator import LinearOperator
+from napari_ddip.precision import network_precision
 from napari_ddip.prior.model import DiffusionPrior
 from napari_ddip.prior.weights import load_prior
 from napari_ddip.recon.adaptation import Adaptation, nearest_state
@@ -41,7 +42,6 @@ from napari_ddip.recon.config import ReconConfig
 from napari_ddip.recon.distributed import current_group
 from napari_ddip.recon.events import Adapted, Event, Finished, Preview, Progress, Started
 from napari_ddip.recon.lora import LoRA, LoRAState, interpolate_states
-from napari_ddip.recon.precision import network_precision
 from napari_ddip.recon.problem import Problem
 from napari_ddip.recon.sampler import dds_update, initial_state
 

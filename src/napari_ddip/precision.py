@@ -1,10 +1,12 @@
-"""Arithmetic precision of the network passes of a reconstruction.
+"""Arithmetic precision of the network passes (reconstruction and prior training).
 
 - ``fp32``: full float32 (on CUDA also with TF32 switched off, which cuDNN convolutions
   otherwise use by default).
 - ``tf32``: float32 storage, TensorFloat-32 matrix products and convolutions (CUDA only).
 - ``bf16``: autocast of the network to bfloat16 (CPU or CUDA); its output is cast back to
-  float32 before the sampler and the data consistency, which always run in float32.
+  float32 before the sampler and the data consistency, which always run in float32. In
+  training the weights, their gradients, the optimiser and the EMA stay float32 (mixed
+  precision); only the forward and backward passes of the network run in bfloat16.
 - ``auto``: ``tf32`` on CUDA, ``fp32`` elsewhere.
 
 The TF32 switches are process-wide torch flags: :func:`network_precision` sets them for the
