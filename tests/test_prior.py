@@ -370,6 +370,7 @@ def test_bf16_mixed_precision_training_tracks_float32(tmp_path) -> None:
     assert bf16 == pytest.approx(fp32, rel=0.02)  # measured: within 0.15 %
     assert bf16 != pytest.approx(fp32, rel=1e-4)  # the passes did run in bfloat16
     assert json.loads(runs["bf16"].with_suffix(".json").read_text())["info"]["precision"] == "bf16"
+    assert "network passes in bf16" in runs["bf16"].with_suffix(".md").read_text()
     assert all(v.dtype == torch.float32 for v in load_prior(runs["bf16"]).net.state_dict().values())
     with pytest.raises(ValueError, match="unknown precision 'fp16'"):
         train_prior(tiny_train_config(1, precision="fp16"), tmp_path / "fp16", device="cpu")

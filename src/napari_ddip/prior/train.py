@@ -390,7 +390,8 @@ def model_card(name: str, info: dict) -> str:
         + (f", fine-tuned from `{info['init']}`" if info.get("init") else ""),
         f"- Parameters: {info['parameters']:,}",
         f"- Steps: {info['steps']}",
-        f"- Hardware: {info['hardware']}",
+        f"- Hardware: {info['hardware']}"
+        + (f", network passes in {info['precision']}" if "precision" in info else ""),
         f"- Wall time: {info['wall_seconds'] / 60:.1f} min",
         f"- Command: `{info['command']}`",
         f"- Commit: {info['commit']}, torch {info['torch']}",
