@@ -9,8 +9,9 @@
   precision); only the forward and backward passes of the network run in bfloat16.
 - ``auto``: ``tf32`` on CUDA, ``fp32`` elsewhere.
 
-The TF32 switches are process-wide torch flags: :func:`network_precision` sets them for the
-duration of a network pass and restores them afterwards.
+The TF32 switches are process-wide torch flags: :func:`network_precision` (forward passes) and
+:func:`tf32_switches` (backward passes) set them for the duration of a pass and restore them
+afterwards.
 """
 
 from __future__ import annotations
@@ -45,12 +46,24 @@ def resolve_precision(precision: str, device_type: str) -> str:
 
 @contextlib.contextmanager
 def network_precision(precision: str, device: torch.device) -> Iterator[None]:
-    """Run the enclosed network passes on ``device`` in the resolved ``precision``."""
+    """Run the enclosed network forward passes on ``device`` in the resolved ``precision``.
+
+    Backward passes go outside it (autocast is for forward passes only), under
+    :func:`tf32_switches`.
+    """
     if precision == "bf16":
         with torch.autocast(device.type, dtype=torch.bfloat16):
             yield
         return
-    if device.type != "cuda":
+    with tf32_switches(precision, device):
+        yield
+
+
+@contextlib.contextmanager
+def tf32_switches(precision: str, device: torch.device) -> Iterator[None]:
+    """On CUDA, allow TF32 in the enclosed float32 matrix products and convolutions for
+    ``tf32`` and forbid it for ``fp32``; elsewhere, and for ``bf16``, leave the flags alone."""
+    if device.type != "cuda" or precision == "bf16":
         yield
         return
     flags = (torch.backends.cuda.matmul, torch.backends.cudnn)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from napari_ddip.device import resolve_device, to_device
-from napari_ddip.precision import PRECISIONS, network_precision, resolve_precision
+from napari_ddip.precision import PRECISIONS, network_precision, resolve_precision, tf32_switches
 from napari_ddip.prior.ema import EMA
 from napari_ddip.prior.model import PREDICTIONS, DiffusionPrior, PriorConfig
 from napari_ddip.prior.patches import random_patches, with_coordinates
@@ -337,7 +337,8 @@ def train_prior(
             prediction = prior.net(noisy, t)
         loss = torch.nn.functional.mse_loss(prediction.float(), target)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        with tf32_switches(precision, dev):
+            loss.backward()
         torch.nn.utils.clip_grad_norm_(prior.net.parameters(), 1.0)
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, step)

@@ -34,7 +34,7 @@ from torch.nn.utils import parametrize
 from napari_ddip import __version__
 from napari_ddip.device import resolve_device
 from napari_ddip.physics.operator import LinearOperator
-from napari_ddip.precision import network_precision
+from napari_ddip.precision import network_precision, tf32_switches
 from napari_ddip.prior.model import DiffusionPrior
 from napari_ddip.prior.weights import load_prior
 from napari_ddip.recon.adaptation import Adaptation, nearest_state
@@ -467,7 +467,8 @@ class _Run:
                     chosen = self._choose_slices(np.random.default_rng(seed))
                 loss = self._adaptation_loss(x, t, chosen, keys, shared)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                with tf32_switches(cfg.precision, self.dev):
+                    loss.backward()
                 if shared and self.group.world > 1:
                     for param in self.lora.parameters():
                         if param.grad is None:
