@@ -378,6 +378,32 @@ def test_bf16_mixed_precision_training_tracks_float32(tmp_path) -> None:
         train_prior(tiny_train_config(1, precision="tf32"), tmp_path / "tf32", device="cpu")
 
 
+def test_a_continued_prior_keeps_its_training_image_size(tmp_path, monkeypatch) -> None:
+    """Continuing a whole-image prior trained on 32² phantoms draws 32² phantoms again, not the
+    configuration's default size (which would train it on images it was never meant for)."""
+    import napari_ddip.prior.train as train_module
+
+    sizes = []
+
+    def recording_phantoms(n, size, *args, **kwargs):
+        sizes.append(size)
+        return ellipse_phantoms(n, size, *args, **kwargs)
+
+    base = train_prior(
+        tiny_train_config(2, whole_image=True, image_size=32), tmp_path / "base", device="cpu"
+    )
+    monkeypatch.setattr(train_module, "ellipse_phantoms", recording_phantoms)
+    path = train_prior(
+        tiny_train_config(2, image_size=64), tmp_path / "more", device="cpu", init=base
+    )
+    assert sizes and set(sizes) == {32}
+    assert load_prior(path).config.image_size == 32
+    assert (
+        json.loads(path.with_suffix(".json").read_text())["info"]["train_config"]["image_size"]
+        == 32
+    )
+
+
 def test_finetuning_from_a_few_images(tmp_path) -> None:
     base = train_prior(tiny_train_config(10), tmp_path / "base", device="cpu")
     volume = ellipsoid_volume((10, 64, 64), seed=2) * 300.0 + 20.0

@@ -270,7 +270,8 @@ def train_prior(
 ) -> Path:
     """Train (``images=None``: on ellipse phantoms) or fine-tune (``images (N, H, W)`` in
     ``[0, 1]``) and write ``OUT/NAME.safetensors``. ``init``: a prior (name or path) to start
-    from instead of a random network; its architecture and patch mode are kept.
+    from instead of a random network; its architecture, patch mode, prediction, data scale and
+    training image size are kept (a whole-image prior keeps seeing images of its own size).
 
     Resumes from ``OUT/checkpoint/`` when present. ``progress(step, steps, loss)`` is called
     every ``log_every`` steps; returning False stops (a checkpoint is written first).
@@ -293,6 +294,7 @@ def train_prior(
             whole_image=base.config.patch_size is None,
             prediction=base.config.prediction,
             data_scale=base.config.data_scale,
+            image_size=base.config.image_size,
         )
     else:
         unet = UNetConfig(base_channels=cfg.base_channels, channel_mults=tuple(cfg.channel_mults))
@@ -484,7 +486,7 @@ def add_train_arguments(parser, finetune: bool = False) -> None:
             "--init",
             default=None,
             help="continue from this prior (name or .safetensors) instead of a random network; "
-            "its architecture is kept",
+            "its architecture, prediction, data scale and image size are kept",
         )
         parser.add_argument("--whole-image", action="store_true", help="whole-image prior")
         parser.add_argument(
