@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_ddip.prior import train as train_module
 from napari_ddip.prior.model import (
     CPU_PIXELS_PER_CALL,
     PREDICTIONS,
@@ -381,8 +382,6 @@ def test_bf16_mixed_precision_training_tracks_float32(tmp_path) -> None:
 def test_a_continued_prior_keeps_its_training_image_size(tmp_path, monkeypatch) -> None:
     """Continuing a whole-image prior trained on 32² phantoms draws 32² phantoms again, not the
     configuration's default size (which would train it on images it was never meant for)."""
-    import napari_ddip.prior.train as train_module
-
     sizes = []
 
     def recording_phantoms(n, size, *args, **kwargs):
