@@ -237,10 +237,13 @@ def test_train_and_finetune_prior_commands(tmp_path, capsys, volume_file) -> Non
     args = ["train-prior", "--out", str(out), "--name", "p", "--steps", "4", "--device", "cpu"]
     args += ["--base-channels", "8", "--channel-mults", "1,2", "--image-size", "32"]
     args += ["--pool-size", "4", "--data-scale", "2", *tiny]
-    assert main(args) == 0
+    assert main([*args, "--ellipses", "1"]) == 2  # a clear error, not a traceback
+    assert "at least 2 ellipses" in capsys.readouterr().err
+    assert main([*args, "--ellipses", "6"]) == 0
     meta = json.loads((out / "p.json").read_text())
     assert meta["info"]["steps"] == 4 and "train-prior" in meta["info"]["command"]
     assert meta["config"]["data_scale"] == 2.0
+    assert meta["info"]["train_config"]["ellipses"] == 6
     tuned = tmp_path / "tuned"
     args = ["finetune-prior", str(volume_file), "--out", str(tuned), "--name", "t"]
     args += ["--prior", str(out / "p.safetensors"), "--steps", "4", "--device", "cpu", *tiny]

@@ -403,6 +403,27 @@ def test_a_continued_prior_keeps_its_training_image_size(tmp_path, monkeypatch) 
     )
 
 
+def test_training_draws_phantoms_with_the_configured_ellipse_count(tmp_path, monkeypatch) -> None:
+    """``ellipses`` sets the phantom distribution of the training pool, and the model card says
+    so; fewer than two ellipses are refused (the dimmest region joins the background)."""
+    distributions = []
+
+    def recording_phantoms(n, size, rng, distribution, device):
+        distributions.append(distribution)
+        return ellipse_phantoms(n, size, rng, distribution, device)
+
+    monkeypatch.setattr(train_module, "ellipse_phantoms", recording_phantoms)
+    path = train_prior(tiny_train_config(2, ellipses=5), tmp_path / "five", device="cpu")
+    assert distributions and set(distributions) == {EllipseDistribution(5.0, 5)}
+    info = json.loads(path.with_suffix(".json").read_text())["info"]
+    assert info["train_config"]["ellipses"] == 5
+    assert "min(Poisson(5), 5) ellipses" in info["data"]
+    assert "Poisson(5)" in path.with_suffix(".md").read_text()
+    with pytest.raises(ValueError, match="at least 2 ellipses"):
+        train_prior(tiny_train_config(2, ellipses=1), tmp_path / "one", device="cpu")
+    assert not (tmp_path / "one").exists()
+
+
 def test_finetuning_from_a_few_images(tmp_path) -> None:
     base = train_prior(tiny_train_config(10), tmp_path / "base", device="cpu")
     volume = ellipsoid_volume((10, 64, 64), seed=2) * 300.0 + 20.0

@@ -30,7 +30,7 @@ from napari_ddip.precision import PRECISIONS, network_precision, resolve_precisi
 from napari_ddip.prior.ema import EMA
 from napari_ddip.prior.model import PREDICTIONS, DiffusionPrior, PriorConfig
 from napari_ddip.prior.patches import random_patches, with_coordinates
-from napari_ddip.prior.phantoms import ellipse_phantoms
+from napari_ddip.prior.phantoms import EllipseDistribution, ellipse_phantoms
 from napari_ddip.prior.unet import UNetConfig
 from napari_ddip.prior.weights import load_prior, save_prior
 
@@ -47,6 +47,7 @@ class TrainConfig:
     prediction: str = "eps"  # network output: "eps" or "v" (see prior.model)
     data_scale: float = 1.0  # the network sees data_scale × the images (see prior.schedule)
     image_size: int = 256
+    ellipses: int = 140  # phantoms draw min(Poisson(n), n) ellipses (DESIGN §5: 140)
     lr: float = 2e-4
     lr_schedule: str = "constant"  # "constant" or "cosine" (to zero at the last step)
     warmup_steps: int = 0  # linear ramp of the learning rate from zero
@@ -67,6 +68,17 @@ class TrainConfig:
 
 Progress = Callable[[int, int, float], bool | None]
 LR_SCHEDULES = ("constant", "cosine")
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Raise ValueError, naming the setting, for a configuration that cannot train."""
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, not {cfg.lr_schedule!r}")
+    if len(cfg.patch_sizes) != len(cfg.patch_probs):
+        raise ValueError("the patch sizes and their probabilities need the same number of entries")
+    if cfg.ellipses < 2:
+        # The foreground is shifted to start at zero: a lone ellipse would vanish.
+        raise ValueError(f"phantoms need at least 2 ellipses, got {cfg.ellipses}")
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -142,9 +154,7 @@ class _Pool:
         self.fixed = images is not None
         self.cfg = cfg
         self.images = (
-            images.to(device)
-            if images is not None
-            else ellipse_phantoms(cfg.pool_size, cfg.image_size, rng, device=device)
+            images.to(device) if images is not None else self._phantoms(cfg.pool_size, device)
         )
         self.cursor = 0
 
@@ -153,9 +163,15 @@ class _Pool:
             return
         n = self.cfg.pool_refresh
         idx = (self.cursor + np.arange(n)) % len(self.images)
-        fresh = ellipse_phantoms(n, self.cfg.image_size, self.rng, device=self.images.device)
+        fresh = self._phantoms(n, self.images.device)
         self.images[self._on_device(idx)] = fresh
         self.cursor = int(idx[-1] + 1)
+
+    def _phantoms(self, n: int, device: torch.device) -> torch.Tensor:
+        """``n`` fresh phantoms ``(n, S, S)`` of the configured size and ellipse count."""
+        count = self.cfg.ellipses
+        distribution = EllipseDistribution(mean_count=float(count), max_count=count)
+        return ellipse_phantoms(n, self.cfg.image_size, self.rng, distribution, device)
 
     def draw(self, n: int, augment: bool) -> torch.Tensor:
         batch = self.images[self._on_device(self.rng.integers(0, len(self.images), n))]
@@ -191,6 +207,14 @@ def _truncate_log(path: Path, step: int) -> None:
     header, *rows = path.read_text().splitlines()
     kept = [row for row in rows if int(row.split(",", 1)[0]) <= step]
     path.write_text("\n".join([header, *kept]) + "\n")
+
+
+def _phantom_description(ellipses: int) -> str:
+    """The model card's data line for training on phantoms with ``ellipses`` ellipses."""
+    if ellipses == TrainConfig.ellipses:
+        return "random ellipse phantoms (DESIGN §5)"
+    count = f"min(Poisson({ellipses}), {ellipses})"
+    return f"random ellipse phantoms (DESIGN §5, with {count} ellipses)"
 
 
 def _previous(ckpt: Path) -> Path:
@@ -277,8 +301,7 @@ def train_prior(
     every ``log_every`` steps; returning False stops (a checkpoint is written first).
     Returns the path of the final weights (EMA).
     """
-    if cfg.lr_schedule not in LR_SCHEDULES:
-        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, not {cfg.lr_schedule!r}")
+    check_config(cfg)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
@@ -365,7 +388,7 @@ def train_prior(
     final = DiffusionPrior(prior.config)
     final.net.load_state_dict(ema.shadow.state_dict())
     info = {
-        "data": "random ellipse phantoms (DESIGN §5)"
+        "data": _phantom_description(cfg.ellipses)
         if images is None
         else f"{len(images)} user images",
         "init": str(init) if init else None,
@@ -504,6 +527,13 @@ def add_train_arguments(parser, finetune: bool = False) -> None:
             "--channel-mults", default=",".join(map(str, d.channel_mults)), help="e.g. 1,2,4,4"
         )
         parser.add_argument("--image-size", type=int, default=d.image_size)
+        parser.add_argument(
+            "--ellipses",
+            type=int,
+            default=d.ellipses,
+            help="phantoms draw min(Poisson(n), n) ellipses (default: DESIGN's 140; fewer make "
+            "simpler images)",
+        )
         parser.add_argument("--pool-size", type=int, default=d.pool_size)
 
 
@@ -539,7 +569,7 @@ def config_from_args(args, finetune: bool = False) -> TrainConfig:
         cfg.base_channels = args.base_channels
         cfg.channel_mults = ints(args.channel_mults)
         cfg.image_size = args.image_size
+        cfg.ellipses = args.ellipses
         cfg.pool_size = args.pool_size
-    if len(cfg.patch_sizes) != len(cfg.patch_probs):
-        raise ValueError("--patch-sizes and --patch-probs need the same number of entries")
+    check_config(cfg)
     return cfg
