@@ -47,7 +47,7 @@ class TrainConfig:
     prediction: str = "eps"  # network output: "eps" or "v" (see prior.model)
     data_scale: float = 1.0  # the network sees data_scale × the images (see prior.schedule)
     image_size: int = 256
-    ellipses: int = 140  # phantoms draw min(Poisson(n), n) ellipses (DESIGN §5: 140)
+    ellipses: int = EllipseDistribution.max_count  # min(Poisson(n), n) ellipses (DESIGN §5)
     lr: float = 2e-4
     lr_schedule: str = "constant"  # "constant" or "cosine" (to zero at the last step)
     warmup_steps: int = 0  # linear ramp of the learning rate from zero
