@@ -249,6 +249,14 @@ def test_train_and_finetune_prior_commands(tmp_path, capsys, volume_file) -> Non
     args += ["--prior", str(out / "p.safetensors"), "--steps", "4", "--device", "cpu", *tiny]
     assert main(args) == 0
     assert (tuned / "t.safetensors").is_file() and (tuned / "t.md").is_file()
+    other = tmp_path / "other.npy"
+    np.save(other, np.random.default_rng(0).random((3, 32, 32), dtype=np.float32))
+    capsys.readouterr()
+    assert main([*args, "--steps", "6"]) == 0  # the same run, resumed and continued
+    args[1] = str(other)
+    assert main(args) == 2  # other images: not a resume of this run
+    assert "images differ" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
     longer = tmp_path / "longer"
     args = ["train-prior", "--out", str(longer), "--name", "q", "--steps", "2", "--device", "cpu"]
     args += ["--init", str(out / "p.safetensors"), "--image-size", "32", "--pool-size", "4", *tiny]

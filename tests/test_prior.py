@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from napari_ddip.prior.phantoms import (
 from napari_ddip.prior.schedule import VPSchedule
 from napari_ddip.prior.train import (
     TrainConfig,
+    TrainingOutputError,
     images_from_arrays,
     learning_rate,
     train_prior,
@@ -436,3 +438,32 @@ def test_finetuning_from_a_few_images(tmp_path) -> None:
     assert json.loads(path.with_suffix(".json").read_text())["info"]["data"] == "10 user images"
     with pytest.raises(ValueError, match="share one in-plane shape"):
         images_from_arrays([np.zeros((8, 8)), np.zeros((9, 9))])
+
+
+def test_a_checkpoint_resumes_only_the_run_that_wrote_it(tmp_path) -> None:
+    out = tmp_path / "run"
+    train_prior(tiny_train_config(10), out, device="cpu")
+    weights = (out / "tiny.safetensors").read_bytes()
+    # Another network or other phantoms in the same folder stop before anything is trained.
+    for change, setting in ((dict(base_channels=16), "unet"), (dict(ellipses=6), "ellipses")):
+        with pytest.raises(TrainingOutputError, match=f"{setting} differ"):
+            train_prior(tiny_train_config(20, **change), out, device="cpu")
+    assert (out / "tiny.safetensors").read_bytes() == weights
+    assert json.loads((out / "checkpoint" / "progress.json").read_text())["step"] == 10
+    # Finished weights whose checkpoint is gone are not replaced by a new run either ...
+    shutil.rmtree(out / "checkpoint")
+    with pytest.raises(TrainingOutputError, match=r"tiny\.safetensors exists"):
+        train_prior(tiny_train_config(10), out, device="cpu")
+    # ... unless told to: then it trains afresh, and its checkpoint says what it trained on.
+    train_prior(tiny_train_config(10, ellipses=6), out, device="cpu", overwrite=True)
+    identity = json.loads((out / "checkpoint" / "progress.json").read_text())["identity"]
+    assert identity["ellipses"] == 6 and identity["unet"]["base_channels"] == 8
+    # Fine-tuning on other images does not resume a fine-tuning on these (whose pool it
+    # would restore, training on the old images).
+    base = out / "tiny.safetensors"
+    volume = ellipsoid_volume((4, 64, 64), seed=2)
+    cfg = tiny_train_config(10, augment=True, pool_refresh=0, name="ft")
+    train_prior(cfg, tmp_path / "ft", device="cpu", images=images_from_arrays([volume]), init=base)
+    other = images_from_arrays([volume[::-1].copy()])
+    with pytest.raises(TrainingOutputError, match="images differ"):
+        train_prior(cfg, tmp_path / "ft", device="cpu", images=other, init=base)

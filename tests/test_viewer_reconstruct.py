@@ -175,6 +175,13 @@ def test_finetuned_prior_becomes_a_reconstruct_choice(
     assert path in USER_PRIORS.paths()
     assert path in recon.prior.choice.choices and recon.prior.value == path
     assert widget.panel.status.value == "wrote mine-prior.safetensors"
+    # Other slices under the same name: refused with a message, the prior left as it was.
+    written = (tmp_path / "mine-prior" / "mine-prior.safetensors").read_bytes()
+    viewer.add_image(ellipsoid_volume((4, 32, 32), seed=3), name="other")
+    widget.images.value = [viewer.layers["other"]]
+    _run_and_wait(qtbot, widget)
+    assert "images differ" in _last_message()
+    assert (tmp_path / "mine-prior" / "mine-prior.safetensors").read_bytes() == written
 
 
 def test_widget_modules_import_without_torch() -> None:

@@ -159,7 +159,12 @@ def _train(args: argparse.Namespace, finetune: bool) -> int:
     """Train a prior from scratch or fine-tune one on image files, with a progress bar."""
     from tqdm import tqdm
 
-    from napari_ddip.prior.train import config_from_args, images_from_arrays, train_prior
+    from napari_ddip.prior.train import (
+        TrainingOutputError,
+        config_from_args,
+        images_from_arrays,
+        train_prior,
+    )
 
     try:
         cfg = config_from_args(args, finetune=finetune)
@@ -184,7 +189,10 @@ def _train(args: argparse.Namespace, finetune: bool) -> int:
             init=args.prior if finetune else args.init,
             progress=progress,
             command=command,
+            overwrite=args.overwrite,
         )
+    except TrainingOutputError as exc:
+        raise InputError(f"{exc} with --overwrite") from None
     finally:
         bar.close()
     print(f"wrote prior {path}")

@@ -3,14 +3,16 @@
 Training draws ellipse phantoms on the fly into a pool that is partly refreshed every step
 (phantom drawing costs ~13 ms per 256² image on one core, so the pool keeps training from
 being data-bound), crops random patches with a patch-size mixture (DESIGN §5) and minimises the
-ε-prediction MSE at uniform timesteps. Fine-tuning does the same on a handful of user images
-with flips and 90° rotations. Both keep an EMA of the weights, checkpoint regularly into
-``OUT/checkpoint/`` and resume from there, log the loss to ``OUT/loss.csv``, and finally write
-``OUT/NAME.safetensors`` + ``.json`` + ``.md``.
+MSE of the network's ε- or v-prediction at timesteps drawn uniformly (or more often at low
+noise). Fine-tuning does the same on a handful of user images with flips and 90° rotations.
+Both keep an EMA of the weights, checkpoint regularly into ``OUT/checkpoint/`` and resume from
+there (only a run with the same network and data: see :func:`run_identity`), log the loss to
+``OUT/loss.csv``, and finally write ``OUT/NAME.safetensors`` + ``.json`` + ``.md``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import platform
@@ -68,6 +70,25 @@ class TrainConfig:
 
 Progress = Callable[[int, int, float], bool | None]
 LR_SCHEDULES = ("constant", "cosine")
+
+
+class TrainingOutputError(ValueError):
+    """The output folder holds a checkpoint of another run, or finished weights that a new run
+    would replace."""
+
+
+def run_identity(config: PriorConfig, cfg: TrainConfig, images: torch.Tensor | None) -> dict:
+    """What a checkpoint shares with every run that may resume it: the network
+    (``config``) and the data — the phantom distribution and pool, or a SHA-256 of the
+    fine-tuning ``images`` and whether they are augmented. Steps, learning rate, timesteps,
+    batch size and precision may change between resumes."""
+    identity: dict = {**config.to_dict(), "augment": cfg.augment}
+    if images is None:
+        identity.update(ellipses=cfg.ellipses, pool_size=cfg.pool_size)
+    else:
+        array = images.detach().cpu().contiguous().numpy()
+        identity["images"] = f"{array.shape} {hashlib.sha256(array.tobytes()).hexdigest()}"
+    return json.loads(json.dumps(identity))  # tuples as lists, as read back from JSON
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -223,7 +244,15 @@ def _previous(ckpt: Path) -> Path:
 
 
 def _save_checkpoint(
-    ckpt: Path, prior: DiffusionPrior, ema: EMA, opt, step: int, wall: float, pool, gen
+    ckpt: Path,
+    prior: DiffusionPrior,
+    ema: EMA,
+    opt,
+    step: int,
+    wall: float,
+    pool,
+    gen,
+    identity: dict,
 ) -> None:
     """Write a complete checkpoint next to ``ckpt`` and swap it in, so that a process killed
     at any moment (a session ending mid-write) leaves ``ckpt`` or ``ckpt.old`` whole."""
@@ -249,6 +278,7 @@ def _save_checkpoint(
         "ema_updates": ema.updates,
         "wall_seconds": wall,
         "numpy_rng": pool.rng.bit_generator.state,
+        "identity": identity,
     }
     (fresh / "progress.json").write_text(json.dumps(state, default=int))
     shutil.rmtree(old, ignore_errors=True)
@@ -264,6 +294,35 @@ def _last_checkpoint(ckpt: Path) -> Path | None:
         if (folder / "progress.json").is_file():
             return folder
     return None
+
+
+def _resumable_checkpoint(out: Path, name: str, identity: dict, overwrite: bool) -> Path | None:
+    """The checkpoint in ``out`` to resume, after checking that it is this run's; None to start
+    afresh. ``overwrite`` discards a checkpoint; without it, one of another run, or finished
+    weights ``out/name.safetensors`` without a checkpoint, raise TrainingOutputError."""
+    ckpt = out / "checkpoint"
+    if overwrite:
+        for folder in (ckpt, _previous(ckpt)):
+            shutil.rmtree(folder, ignore_errors=True)
+    last = _last_checkpoint(ckpt)
+    if last is None:
+        weights = out / f"{name}.safetensors"
+        if weights.exists() and not overwrite:
+            raise TrainingOutputError(
+                f"{weights} exists and {ckpt} holds no run to resume: choose another output "
+                "folder or name, or overwrite it"
+            )
+        return None
+    # Checkpoints written before the identity was stored resume as they always did.
+    stored = json.loads((last / "progress.json").read_text()).get("identity", identity)
+    keys = identity.keys() | stored.keys()
+    differing = sorted(k for k in keys if identity.get(k) != stored.get(k))
+    if differing:
+        raise TrainingOutputError(
+            f"{ckpt} is a run with other settings ({', '.join(differing)} differ): resume it "
+            "with the same network and data, choose another output folder, or overwrite it"
+        )
+    return last
 
 
 def _load_checkpoint(ckpt: Path, prior, ema, opt, pool, gen) -> tuple[int, float]:
@@ -291,13 +350,17 @@ def train_prior(
     init: str | Path | None = None,
     progress: Progress | None = None,
     command: str | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Train (``images=None``: on ellipse phantoms) or fine-tune (``images (N, H, W)`` in
     ``[0, 1]``) and write ``OUT/NAME.safetensors``. ``init``: a prior (name or path) to start
     from instead of a random network; its architecture, patch mode, prediction, data scale and
     training image size are kept (a whole-image prior keeps seeing images of its own size).
 
-    Resumes from ``OUT/checkpoint/`` when present. ``progress(step, steps, loss)`` is called
+    Resumes from ``OUT/checkpoint/`` when present and written by a run with the same network
+    and data (:func:`run_identity`); raises TrainingOutputError, before any training, when it
+    is another run's or when ``OUT/NAME.safetensors`` exists without a checkpoint, unless
+    ``overwrite`` (start afresh, replacing both). ``progress(step, steps, loss)`` is called
     every ``log_every`` steps; returning False stops (a checkpoint is written first).
     Returns the path of the final weights (EMA).
     """
@@ -338,7 +401,8 @@ def train_prior(
     gen = torch.Generator().manual_seed(cfg.seed)
     pool = _Pool(images, cfg, rng, dev)
     ckpt = out / "checkpoint"
-    last = _last_checkpoint(ckpt)
+    identity = run_identity(prior.config, cfg, images)
+    last = _resumable_checkpoint(out, cfg.name, identity, overwrite)
     step, wall = (0, 0.0) if last is None else _load_checkpoint(last, prior, ema, opt, pool, gen)
     log_path = out / "loss.csv"
     if step == 0:
@@ -381,7 +445,8 @@ def train_prior(
             if progress is not None and progress(step, cfg.steps, mean) is False:
                 stopped = True
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or stopped:
-            _save_checkpoint(ckpt, prior, ema, opt, step, wall + time.time() - start, pool, gen)
+            elapsed = wall + time.time() - start
+            _save_checkpoint(ckpt, prior, ema, opt, step, elapsed, pool, gen, identity)
         if stopped:
             break
     wall += time.time() - start
@@ -493,6 +558,13 @@ def add_train_arguments(parser, finetune: bool = False) -> None:
         default=d.precision,
         help="network passes: auto (tf32 on CUDA, fp32 on the CPU), fp32, tf32 or bf16 (mixed "
         "precision: float32 weights and optimiser)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh, replacing a checkpoint of another run in --out or finished weights "
+        "of the same --name (without it, those stop the command; a checkpoint of the same "
+        "run is resumed)",
     )
     parser.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     parser.add_argument("--log-every", type=int, default=d.log_every)

@@ -69,8 +69,8 @@ class PriorWidget(Container):
         self.prior_name = LineEdit(
             label="name",
             value="finetuned",
-            tooltip="file stem of the new prior; an earlier run of this name in the folder "
-            "is resumed",
+            tooltip="file stem of the new prior; an earlier run of this name in the folder, "
+            "on the same slices, is resumed",
         )
         self.device = ComboBox(label="device", choices=device_choices())
         self.panel = RunPanel("Fine-tune")
