@@ -126,6 +126,7 @@ def _files(tmp_path, tiny_volume) -> dict[str, str]:
     np.save(tmp_path / "complex.npy", tiny_volume.astype(np.complex64))
     np.save(tmp_path / "rect.npy", tiny_volume[:, :, :40])
     np.save(tmp_path / "4d.npy", tiny_volume[None])
+    np.save(tmp_path / "small.npy", tiny_volume[:, :5, :5])
     (tmp_path / "text.npz").write_text("not a zip archive")
     (tmp_path / "fake.tif").write_text("not a tiff")
     np.savez(tmp_path / "volume.npz", volume=tiny_volume)
@@ -186,6 +187,21 @@ BAD = [
     (["reconstruct", "{image}", "{rout}", "--method", "cg"], "not an HDF5 k-space file"),
     (["reconstruct", "{zerok}", "{rout}", "--method", "cg"], "zero everywhere"),
     (["reconstruct", "{ct}", "{tmp}/r.npy", "--method", "fbp"], "must be one of .tif"),
+    (["reconstruct", "{nogeom}", "{nogeom}", "--method", "fbp", "--overwrite"], "input file"),
+    (["simulate", "ct", "{volume}", "{volume}", "--overwrite"], "is the input file"),
+    (
+        [
+            "reconstruct",
+            "{ct}",
+            "{rout}",
+            "--method",
+            "dds",
+            "--save-adaptation",
+            "{tmp}/a.safetensors",
+        ],
+        "dds adapts no shared LoRA",
+    ),
+    (["evaluate", "{small}", "--reference", "{small}"], "SSIM needs at least 7×7"),
     (["evaluate", "{vol}", "--reference", "{rect}"], "shapes differ"),
     (["evaluate", "{vol}", "--reference", "{missing}"], "no such file"),
     (["evaluate", "{ct}", "--reference", "{vol}"], "is a measurement file"),
@@ -217,6 +233,23 @@ def test_bad_option_is_a_usage_error(capsys) -> None:
     assert main(["reconstruct", "a.npz", "b.tif", "--method", "magic"]) == 2
     err = capsys.readouterr().err
     assert "invalid choice" in err and "Traceback" not in err
+    for seed in ("-1", str(2**63), "many"):
+        assert main(["simulate", "ct", "a.npy", "b.npz", "--seed", seed]) == 2
+        err = capsys.readouterr().err
+        assert "--seed" in err and "Traceback" not in err
+
+
+def test_a_failed_write_is_one_error_line(tmp_path, capsys, volume_file) -> None:
+    sino = tmp_path / "sino.npz"
+    assert main(["simulate", "ct", str(volume_file), str(sino), "--views", "8"]) == 0
+    folder = tmp_path / "folder.tif"
+    folder.mkdir()
+    capsys.readouterr()
+    assert main(
+        ["reconstruct", str(sino), str(folder), "--method", "fbp", "--overwrite", "--quiet"]
+    ) in (1, 2)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("napari-ddip: error: ") and "folder.tif" in err[0]
 
 
 def test_demo_writes_results_and_picture(tmp_path, capsys) -> None:
@@ -229,6 +262,8 @@ def test_demo_writes_results_and_picture(tmp_path, capsys) -> None:
     assert (tmp_path / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "PSNR" in capsys.readouterr().out
     assert main(["demo", "--out", str(tmp_path)]) == 2  # outputs exist, no --overwrite
+    assert main(["demo", "--out", str(tmp_path / "gpu"), "--device", "gpu"]) == 2
+    assert not (tmp_path / "gpu").exists()  # refused before anything was written
 
 
 def test_train_and_finetune_prior_commands(tmp_path, capsys, volume_file) -> None:
@@ -298,3 +333,7 @@ def test_diffusion_reconstruction_with_samples_and_reusable_adaptation(
     bad = ["reconstruct", str(sino), str(tmp_path / "g.tif"), "--method", "d3ip", *fast]
     assert main([*bad, "--warm-start", str(tmp_path / "missing.safetensors")]) == 2
     assert "no such adaptation file" in capsys.readouterr().err
+    # Samples asked for as a setting: the standard deviation's file is checked before the run.
+    (tmp_path / "g_std.tif").write_bytes(b"")
+    assert main([*bad, "--set", "samples=2"]) == 2
+    assert "g_std.tif" in capsys.readouterr().err and not (tmp_path / "g.tif").exists()

@@ -37,6 +37,23 @@ from napari_ddip.methods import (
 from napari_ddip.simulate import simulate_ct, simulate_mri
 
 PROG = "napari-ddip"
+MAX_SEED = 2**63 - 1  # torch and numpy both take seeds up to here
+
+
+def seed_value(text: str) -> int:
+    """A ``--seed`` (argparse type): an integer in ``0 … 2⁶³−1``."""
+    seed = int(text)
+    if not 0 <= seed <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed is an integer from 0 to {MAX_SEED}")
+    return seed
+
+
+def _not_the_input(out: Path, source: Path) -> None:
+    """Refuse to write a result over the file it is made from."""
+    if out.exists() and source.exists() and out.resolve() == source.resolve():
+        raise InputError(f"{out}: is the input file; write the output elsewhere")
+
+
 METHOD_HELP = """methods (settings with defaults, change with --set KEY=VALUE):
 {methods}"""
 
@@ -51,6 +68,7 @@ def _simulate(args: argparse.Namespace) -> int:
     if given:
         raise InputError(f"{', '.join(given)}: not an option for {args.modality} simulation")
     check_measurement_path(args.out, args.modality, args.overwrite)
+    _not_the_input(args.out, args.volume)
     volume = read_volume(args.volume)
     common = {"noise": args.noise, "seed": args.seed, "voxel_size": volume.voxel_size}
     if args.modality == "ct":
@@ -72,9 +90,7 @@ def _given(options: dict[str, object]) -> dict[str, object]:
 
 def _reconstruct(args: argparse.Namespace) -> int:
     out = check_result_path(args.out, args.overwrite)
-    std_path = tagged_path(out, "_std")
-    if args.samples > 1:
-        check_result_path(std_path, args.overwrite)
+    _not_the_input(out, args.measurement)
     if args.save_adaptation is not None:
         require_new_output(args.save_adaptation, args.overwrite)
         if args.save_adaptation.suffix != ".safetensors":
@@ -88,7 +104,18 @@ def _reconstruct(args: argparse.Namespace) -> int:
             raise InputError(f"--{option.replace('_', '-')}: not an option of {args.method}")
         if given:
             overrides[option] = str(getattr(args, option))
+    if args.save_adaptation is not None:
+        from napari_ddip.recon.engine import SHARED_LORA
+
+        if args.method not in SHARED_LORA:
+            raise InputError(
+                f"--save-adaptation: {args.method} adapts no shared LoRA to save (methods that "
+                f"do: {', '.join(SHARED_LORA)})"
+            )
     settings = resolve_settings(method, overrides)
+    std_path = tagged_path(out, "_std")
+    if settings.get("samples", 1) > 1:
+        check_result_path(std_path, args.overwrite)
     device, rank = args.device, 0
     if args.distributed:
         from napari_ddip.recon.distributed import init_from_environment
@@ -115,12 +142,13 @@ def _reconstruct(args: argparse.Namespace) -> int:
     if extras.get("std") is not None:
         std_info = provenance | {"output": "posterior standard deviation"}
         write_result(std_path, extras["std"], m.voxel_size, std_info, overwrite=args.overwrite)
-        print(f"wrote the per-voxel standard deviation of {args.samples} samples to {std_path}")
+        samples = settings["samples"]
+        print(f"wrote the per-voxel standard deviation of {samples} samples to {std_path}")
     if args.save_adaptation is not None:
         from napari_ddip.recon.adaptation import save_adaptation
 
         if not extras.get("adaptation"):
-            raise InputError(f"{args.method} adapts no shared LoRA: nothing to save")
+            raise InputError(f"{args.method} adapted nothing (no adaptation step ran): no file")
         info = {"prior": settings.get("prior"), "method": args.method, "settings": settings}
         save_adaptation(args.save_adaptation, extras["adaptation"], info)
         print(f"wrote the adaptation to {args.save_adaptation}")
@@ -234,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--noise", type=float, default=0.0, help="relative Gaussian noise (0.01 = 1%%)"
     )
-    sim.add_argument("--seed", type=int, default=0, help="mask and noise seed (default 0)")
+    sim.add_argument("--seed", type=seed_value, default=0, help="mask and noise seed (default 0)")
     sim.add_argument("--views", type=int, help="CT: number of views (default 60)")
     sim.add_argument(
         "--limited-angle", type=float, metavar="DEG", help="CT: angular range (default 180)"
@@ -272,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="method setting (repeatable)",
     )
     rec.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    rec.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    rec.add_argument("--seed", type=seed_value, default=0, help="random seed (default 0)")
     rec.add_argument(
         "--samples",
         type=int,
@@ -322,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (2 for bad input)."""
+    """Run the command line; returns the exit status (2 for bad input, 1 when the file system
+    refuses a read or write)."""
 
     parser = build_parser()
     try:
@@ -335,6 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file system refusing a read or write (permissions, full disk)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from napari_ddip.io import InputError, require_new_output, save_measurement, write_result
-from napari_ddip.methods import progress_bar, reconstruct_measurement
+from napari_ddip.methods import check_device, progress_bar, reconstruct_measurement
 from napari_ddip.metrics import Scores, score
 from napari_ddip.samples import CT_NOISE, CT_SHAPE, CT_VIEWS, ct_phantom_sample
 
@@ -45,6 +45,7 @@ def run_demo(
     Writes ``phantom.tif``, ``sinogram.npz``, ``recon_<method>.tif`` and ``comparison.png``;
     refuses to replace existing files unless ``overwrite``.
     """
+    check_device(device)  # before anything is written
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")

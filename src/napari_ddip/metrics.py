@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+SSIM_WINDOW = 7  # scikit-image's default window side
+
 
 @dataclass(frozen=True)
 class Scores:
@@ -72,6 +74,11 @@ def slice_scores(recon: np.ndarray, reference: np.ndarray) -> SliceScores:
         raise ValueError(f"shapes differ: recon {recon.shape} vs reference {reference.shape}")
     if reference.ndim != 3:
         raise ValueError(f"expected (Z, Y, X) volumes, got shape {reference.shape}")
+    if min(reference.shape[1:]) < SSIM_WINDOW:
+        raise ValueError(
+            f"slices of {reference.shape[1]}×{reference.shape[2]} pixels: SSIM needs at least "
+            f"{SSIM_WINDOW}×{SSIM_WINDOW}"
+        )
     psnr = np.full(reference.shape[0], np.nan)
     ssim = np.full(reference.shape[0], np.nan)
     for z, (rec, ref) in enumerate(
@@ -81,7 +88,7 @@ def slice_scores(recon: np.ndarray, reference: np.ndarray) -> SliceScores:
         if data_range > 0:
             with np.errstate(divide="ignore"):  # a perfect slice has PSNR = inf
                 psnr[z] = peak_signal_noise_ratio(ref, rec, data_range=data_range)
-            ssim[z] = structural_similarity(ref, rec, data_range=data_range)
+            ssim[z] = structural_similarity(ref, rec, win_size=SSIM_WINDOW, data_range=data_range)
     return SliceScores(psnr=psnr, ssim=ssim)
 
 
