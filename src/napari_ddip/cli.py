@@ -221,6 +221,8 @@ def _train(args: argparse.Namespace, finetune: bool) -> int:
         )
     except TrainingOutputError as exc:
         raise InputError(f"{exc} with --overwrite") from None
+    except ValueError as exc:  # a device, prior or setting that train_prior refuses up front
+        raise InputError(str(exc)) from None
     finally:
         bar.close()
     print(f"wrote prior {path}")

@@ -12,6 +12,28 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return torch.device(device)
 
 
+def available_device(device: str | torch.device) -> torch.device:
+    """The device ``device`` names (``auto``, ``cpu``, ``cuda`` or ``cuda:N``), which must exist
+    on this machine; anything else raises ValueError, before any work (where torch would fail
+    mid-run with RuntimeError or AssertionError)."""
+    try:
+        dev = resolve_device(device)
+    except RuntimeError:  # torch.device("gpu")
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {str(device)!r}")
+    if dev.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise ValueError(f"--device {device}: no CUDA device is available on this machine")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(
+                f"--device {device}: this machine has {count} CUDA device(s), cuda:0 to "
+                f"cuda:{count - 1}"
+            )
+    return dev
+
+
 def to_device(
     tensor: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None
 ) -> torch.Tensor:

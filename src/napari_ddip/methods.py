@@ -5,8 +5,10 @@ a runner ``run(op, y, settings, seed, progress, extras) -> x``: ``op`` the forwa
 ``y`` the measurement tensor, ``settings`` the defaults updated by the user's values,
 ``progress(step, total)`` to call as work is done, ``extras`` a dict the runner may fill with
 further outputs (``"std"``, ``"adaptation"``); ``x`` is the image ``(Z, Y, X)`` (complex for
-MRI). The
-runner decides whether autograd is on (the classical ones run under ``no_grad``).
+MRI). The runner decides whether autograd is on (the classical ones run under ``no_grad``).
+Each numeric setting has a :class:`~napari_ddip.recon.config.Bound`, checked with the user's
+values before any work is done (the diffusion methods share
+:data:`~napari_ddip.recon.config.SETTING_BOUNDS` with :class:`~napari_ddip.recon.ReconConfig`).
 
 To add a method (e.g. the diffusion methods of :mod:`napari_ddip.recon`), call
 :func:`register` in this module with a runner that imports its engine lazily, so that
@@ -16,6 +18,8 @@ To add a method (e.g. the diffusion methods of :mod:`napari_ddip.recon`), call
 
 from __future__ import annotations
 
+import math
+import numbers
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,8 +33,18 @@ import torch
 from tqdm import tqdm
 
 from napari_ddip import __version__
+from napari_ddip.device import available_device
 from napari_ddip.io import InputError, Measurement, operator_from_measurement
 from napari_ddip.physics.operator import LinearOperator
+from napari_ddip.recon.config import (
+    AT_LEAST_ONE,
+    DIFFUSION_METHODS,
+    NON_NEGATIVE,
+    POSITIVE,
+    SETTING_BOUNDS,
+    Bound,
+    check_bounds,
+)
 from napari_ddip.solvers import classical
 
 if TYPE_CHECKING:
@@ -54,6 +68,8 @@ class Method:
         defaults: every setting with its default; the default's type (bool, int, float, str)
             is the setting's type, and a ``None`` default means "automatic, or a float".
         summary: one line for ``--help``.
+        bounds: the allowed range of each numeric setting (every one whose default is an int,
+            a float or ``None``).
     """
 
     name: str
@@ -61,6 +77,7 @@ class Method:
     run: Runner
     defaults: Mapping[str, Any] = field(default_factory=dict)
     summary: str = ""
+    bounds: Mapping[str, Bound] = field(default_factory=dict)
 
 
 METHODS: dict[str, Method] = {}
@@ -75,9 +92,16 @@ def register(method: Method) -> Method:
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
-    """``value`` (a string from the command line, or already typed) as ``default``'s type."""
-    if not isinstance(value, str):
-        return value
+    """``value`` (a string from the command line, or already typed) as ``default``'s type; a
+    number must be finite (no nan or inf)."""
+    typed = _parse(key, value, default) if isinstance(value, str) else value
+    if isinstance(typed, numbers.Real) and not math.isfinite(typed):
+        raise InputError(f"setting {key}={value!r}: expected a finite number")
+    return typed
+
+
+def _parse(key: str, value: str, default: Any) -> Any:
+    """The command-line string ``value`` as ``default``'s type (``None``: auto or a float)."""
     text = value.strip().lower()
     try:
         if isinstance(default, bool):
@@ -109,7 +133,12 @@ def parse_settings(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def resolve_settings(method: Method, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``method.defaults`` updated by ``overrides`` (coerced to the defaults' types)."""
+    """``method.defaults`` updated by ``overrides`` (coerced to the defaults' types).
+
+    Raises:
+        InputError: an unknown setting, a value of the wrong type, not finite, or outside its
+            range in ``method.bounds``.
+    """
     unknown = sorted(set(overrides) - set(method.defaults))
     if unknown:
         allowed = ", ".join(sorted(method.defaults)) or "none"
@@ -117,6 +146,10 @@ def resolve_settings(method: Method, overrides: Mapping[str, Any]) -> dict[str, 
     settings = dict(method.defaults)
     for key, value in overrides.items():
         settings[key] = _coerce(key, value, method.defaults[key])
+    try:
+        check_bounds(settings, method.bounds)
+    except ValueError as exc:
+        raise InputError(f"setting {exc}") from None
     return settings
 
 
@@ -132,18 +165,11 @@ def get_method(name: str, kind: str) -> Method:
 
 
 def check_device(name: str) -> torch.device:
-    """The torch device called ``name``, which must exist on this machine."""
+    """The torch device called ``name``, which must exist on this machine (InputError)."""
     try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"--device {name!r}: use cpu or cuda[:N]") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {name!r}: no CUDA device on this machine")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise InputError(f"--device {name!r}: only {torch.cuda.device_count()} CUDA device(s)")
-    if device.type not in ("cpu", "cuda"):
-        raise InputError(f"--device {name!r}: use cpu or cuda[:N]")
-    return device
+        return available_device(name)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def reconstruct_measurement(
@@ -267,6 +293,7 @@ register(
         _cg,
         {"iters": 20, "damping": 0.0},
         "least squares by conjugate gradients on the normal equations",
+        {"iters": AT_LEAST_ONE, "damping": NON_NEGATIVE},
     )
 )
 register(
@@ -276,6 +303,7 @@ register(
         _tv,
         {"iters": 30, "cg_iters": 5, "lam": None, "rho": None},
         "3D total variation by ADMM (lam, rho: auto-scaled unless given)",
+        {"iters": AT_LEAST_ONE, "cg_iters": AT_LEAST_ONE, "lam": NON_NEGATIVE, "rho": POSITIVE},
     )
 )
 
@@ -338,11 +366,10 @@ def _diffusion_defaults() -> dict[str, Any]:
 
 
 def _register_diffusion_methods() -> None:
-    from napari_ddip.recon.config import DIFFUSION_METHODS
-
     defaults = _diffusion_defaults()
     for name, summary in DIFFUSION_METHODS.items():
-        register(Method(name, ("ct", "mri"), _diffusion_runner(name), defaults, summary))
+        runner = _diffusion_runner(name)
+        register(Method(name, ("ct", "mri"), runner, defaults, summary, SETTING_BOUNDS))
 
 
 _register_diffusion_methods()

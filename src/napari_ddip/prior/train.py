@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -27,13 +28,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_ddip.device import resolve_device, to_device
-from napari_ddip.precision import PRECISIONS, network_precision, resolve_precision, tf32_switches
+from napari_ddip.device import available_device, to_device
+from napari_ddip.precision import (
+    PRECISIONS,
+    check_precision,
+    network_precision,
+    resolve_precision,
+    tf32_switches,
+)
 from napari_ddip.prior.ema import EMA
 from napari_ddip.prior.model import PREDICTIONS, DiffusionPrior, PriorConfig
 from napari_ddip.prior.patches import random_patches, with_coordinates
 from napari_ddip.prior.phantoms import EllipseDistribution, ellipse_phantoms
-from napari_ddip.prior.unet import UNetConfig
+from napari_ddip.prior.unet import UNet, UNetConfig
 from napari_ddip.prior.weights import load_prior, save_prior
 
 
@@ -70,6 +77,7 @@ class TrainConfig:
 
 Progress = Callable[[int, int, float], bool | None]
 LR_SCHEDULES = ("constant", "cosine")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")  # a file stem: --name ../x would leave --out
 
 
 class TrainingOutputError(ValueError):
@@ -91,15 +99,137 @@ def run_identity(config: PriorConfig, cfg: TrainConfig, images: torch.Tensor | N
     return json.loads(json.dumps(identity))  # tuples as lists, as read back from JSON
 
 
-def check_config(cfg: TrainConfig) -> None:
-    """Raise ValueError, naming the setting, for a configuration that cannot train."""
+def check_config(cfg: TrainConfig, phantoms: bool = True) -> None:
+    """Raise ValueError, naming the setting by its command-line option, for a configuration
+    that cannot train; ``phantoms``: training draws ellipse phantoms (not fine-tuning images),
+    so the pool and the image size matter."""
     if cfg.lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, not {cfg.lr_schedule!r}")
-    if len(cfg.patch_sizes) != len(cfg.patch_probs):
-        raise ValueError("the patch sizes and their probabilities need the same number of entries")
+    check_precision(cfg.precision)
+    _check_counts(cfg, phantoms)
+    _check_rates(cfg)
+    _check_patches(cfg, phantoms)
+    _check_network(cfg)
+    _check_name(cfg.name)
+
+
+def _at_least(option: str, value: int, least: int) -> None:
+    """ValueError naming ``option`` unless ``value`` is at least ``least``."""
+    if value < least:
+        raise ValueError(f"{option} must be at least {least}, got {value}")
+
+
+def _check_counts(cfg: TrainConfig, phantoms: bool) -> None:
+    """Steps, batch size, logging and checkpoint intervals, warm-up, seed, and the phantom
+    pool and ellipse count."""
+    for option, value, least in (
+        ("--steps", cfg.steps, 1),
+        ("--batch-size", cfg.batch_size, 1),
+        ("--log-every", cfg.log_every, 1),
+        ("--checkpoint-every", cfg.checkpoint_every, 1),
+        ("--warmup-steps", cfg.warmup_steps, 0),
+        ("--seed", cfg.seed, 0),
+    ):
+        _at_least(option, value, least)
+    if cfg.seed >= 2**64:  # torch's generators take 64-bit seeds
+        raise ValueError(f"--seed must be below 2**64, got {cfg.seed}")
+    if phantoms:
+        _at_least("--pool-size", cfg.pool_size, 1)
     if cfg.ellipses < 2:
-        # The foreground is shifted to start at zero: a lone ellipse would vanish.
-        raise ValueError(f"phantoms need at least 2 ellipses, got {cfg.ellipses}")
+        raise ValueError(
+            f"--ellipses must be at least 2, got {cfg.ellipses}: phantoms need at least 2 "
+            "ellipses (the foreground is shifted to start at zero: a lone ellipse would vanish)"
+        )
+
+
+def _check_rates(cfg: TrainConfig) -> None:
+    """Learning rate, data scale, timestep power (see :func:`training_timesteps`) and EMA
+    decay (1 would never move the EMA from the initial weights)."""
+    for option, value in (("--lr", cfg.lr), ("--data-scale", cfg.data_scale)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{option} must be a finite number above 0, got {value}")
+    if not (math.isfinite(cfg.timestep_power) and cfg.timestep_power >= 1):
+        raise ValueError(
+            f"--timestep-power must be a finite number of at least 1, got {cfg.timestep_power}"
+        )
+    if not 0 <= cfg.ema_decay < 1:  # also refuses NaN
+        raise ValueError(f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
+
+
+def _check_patches(cfg: TrainConfig, phantoms: bool) -> None:
+    """Patch sizes and their probabilities, and the phantoms' size. The network pads any size
+    to its multiple of ``2**(levels-1)`` (:meth:`UNet.forward`), so every size from 1 trains."""
+    sizes, probs = cfg.patch_sizes, cfg.patch_probs
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"--patch-sizes must be one or more sizes of at least 1, got {sizes}")
+    if len(sizes) != len(probs):
+        raise ValueError(
+            f"--patch-sizes and --patch-probs need the same number of entries, got "
+            f"{len(sizes)} sizes and {len(probs)} probabilities"
+        )
+    if not all(math.isfinite(p) and p >= 0 for p in probs) or sum(probs) <= 0:
+        raise ValueError(
+            f"--patch-probs must be finite and at least 0, with a positive sum, got {probs}"
+        )
+    if phantoms:
+        least = 1 if cfg.whole_image else max(sizes)
+        reason = "" if cfg.whole_image else " (the largest of --patch-sizes)"
+        if cfg.image_size < least:
+            raise ValueError(f"--image-size must be at least {least}{reason}, got {cfg.image_size}")
+
+
+def _check_network(cfg: TrainConfig) -> None:
+    """The UNet's channels: the sinusoidal timestep embedding has ``--base-channels``
+    dimensions, half cosines and half sines, so it must be even; every GroupNorm splits its
+    ``c`` channels into ``min(8, c // 4)`` equal groups, so every layer needs at least 4
+    channels and ``c`` divisible by that (a ``--base-channels`` that is a multiple of 8 always
+    works). The network is built on the meta device to check the second: no memory, no
+    arithmetic."""
+    base, mults = cfg.base_channels, tuple(cfg.channel_mults)
+    if base < 4 or base % 2:
+        raise ValueError(
+            f"--base-channels must be even and at least 4 (the timestep embedding has that "
+            f"many dimensions, half cosines and half sines; GroupNorm needs 4 channels a "
+            f"group), got {base}"
+        )
+    if not mults or min(mults) < 1:
+        raise ValueError(f"--channel-mults must be one or more factors of at least 1, got {mults}")
+    try:
+        with torch.device("meta"):
+            UNet(_unet_config(cfg))
+    except ValueError as exc:  # GroupNorm: "num_channels (36) must be divisible by ..."
+        raise ValueError(
+            f"--base-channels {base} with --channel-mults {','.join(map(str, mults))} give a "
+            f"layer that GroupNorm cannot split into min(8, channels // 4) equal groups ({exc}); "
+            "a --base-channels that is a multiple of 8 always works"
+        ) from None
+
+
+def _unet_config(cfg: TrainConfig) -> UNetConfig:
+    """The architecture of a new network."""
+    return UNetConfig(base_channels=cfg.base_channels, channel_mults=tuple(cfg.channel_mults))
+
+
+def _check_name(name: str) -> None:
+    """A plain file stem, so that the prior lands in the output folder."""
+    if not NAME_PATTERN.fullmatch(name) or name in (".", ".."):
+        raise ValueError(
+            f"--name must be a file stem of letters, digits, '-', '_' and '.', got {name!r}"
+        )
+    if name.endswith((".safetensors", ".json")):
+        raise ValueError(f"--name is the file stem, without .safetensors or .json: got {name!r}")
+
+
+def output_folder(out_dir: str | Path) -> Path:
+    """``out_dir``, created if missing; ValueError if it or a folder above it is a file."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"--out {out} cannot be made: a folder above it is a file") from None
+    return out
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -306,7 +436,7 @@ def _resumable_checkpoint(out: Path, name: str, identity: dict, overwrite: bool)
             shutil.rmtree(folder, ignore_errors=True)
     last = _last_checkpoint(ckpt)
     if last is None:
-        weights = out / f"{name}.safetensors"
+        weights = _weights_path(out, name)
         if weights.exists() and not overwrite:
             raise TrainingOutputError(
                 f"{weights} exists and {ckpt} holds no run to resume: choose another output "
@@ -342,6 +472,41 @@ def _load_checkpoint(ckpt: Path, prior, ema, opt, pool, gen) -> tuple[int, float
     return int(progress["step"]), float(progress["wall_seconds"])
 
 
+def _weights_path(out: Path, name: str) -> Path:
+    """Where a run writes its prior: ``out/NAME.safetensors``, also for a name with a dot."""
+    return out / f"{name}.safetensors"
+
+
+def _continued(cfg: TrainConfig, base: PriorConfig) -> TrainConfig:
+    """``cfg`` for continuing the prior ``base``: the network decides the mode, so a
+    whole-image prior keeps training on whole images of its own size."""
+    return replace(
+        cfg,
+        whole_image=base.patch_size is None,
+        prediction=base.prediction,
+        data_scale=base.data_scale,
+        image_size=base.image_size,
+    )
+
+
+def _initial_prior(cfg: TrainConfig, base: DiffusionPrior | None) -> DiffusionPrior:
+    """A copy of ``base``, or (None) a random network as ``cfg`` describes."""
+    if base is not None:
+        prior = DiffusionPrior(base.config)
+        prior.net.load_state_dict(base.net.state_dict())
+        return prior
+    patch = None if cfg.whole_image else max(cfg.patch_sizes)
+    return DiffusionPrior(
+        PriorConfig(
+            unet=_unet_config(cfg),
+            patch_size=patch,
+            image_size=cfg.image_size,
+            prediction=cfg.prediction,
+            data_scale=cfg.data_scale,
+        )
+    )
+
+
 def train_prior(
     cfg: TrainConfig,
     out_dir: str | Path,
@@ -364,45 +529,24 @@ def train_prior(
     every ``log_every`` steps; returning False stops (a checkpoint is written first).
     Returns the path of the final weights (EMA).
     """
-    check_config(cfg)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device)
+    base = None if init is None else load_prior(init)
+    if base is not None:
+        cfg = _continued(cfg, base.config)
+    # Every setting is checked before a file is written or a phantom drawn.
+    check_config(cfg, phantoms=images is None)
+    dev = available_device(device)
     precision = resolve_precision(cfg.precision, dev.type)
     torch.manual_seed(cfg.seed)
-    if init is not None:
-        base = load_prior(init)
-        prior = DiffusionPrior(base.config)
-        prior.net.load_state_dict(base.net.state_dict())
-        # The network decides the mode: a whole-image prior keeps training on whole images.
-        cfg = replace(
-            cfg,
-            whole_image=base.config.patch_size is None,
-            prediction=base.config.prediction,
-            data_scale=base.config.data_scale,
-            image_size=base.config.image_size,
-        )
-    else:
-        unet = UNetConfig(base_channels=cfg.base_channels, channel_mults=tuple(cfg.channel_mults))
-        patch = None if cfg.whole_image else max(cfg.patch_sizes)
-        prior = DiffusionPrior(
-            PriorConfig(
-                unet=unet,
-                patch_size=patch,
-                image_size=cfg.image_size,
-                prediction=cfg.prediction,
-                data_scale=cfg.data_scale,
-            )
-        )
-    prior = prior.to(dev).train()
+    prior = _initial_prior(cfg, base).to(dev).train()
+    out = output_folder(out_dir)
+    identity = run_identity(prior.config, cfg, images)
+    last = _resumable_checkpoint(out, cfg.name, identity, overwrite)
     ema = EMA(prior.net, cfg.ema_decay)
     opt = torch.optim.AdamW(prior.net.parameters(), lr=cfg.lr, weight_decay=0.0)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     pool = _Pool(images, cfg, rng, dev)
     ckpt = out / "checkpoint"
-    identity = run_identity(prior.config, cfg, images)
-    last = _resumable_checkpoint(out, cfg.name, identity, overwrite)
     step, wall = (0, 0.0) if last is None else _load_checkpoint(last, prior, ema, opt, pool, gen)
     log_path = out / "loss.csv"
     if step == 0:
@@ -468,7 +612,8 @@ def train_prior(
         "parameters": sum(p.numel() for p in final.net.parameters()),
         **cfg.extra,
     }
-    path = save_prior(final, out / cfg.name, info=info, card=model_card(cfg.name, info))
+    card = model_card(cfg.name, info)
+    path = save_prior(final, _weights_path(out, cfg.name), info=info, card=card)
     return path
 
 
@@ -609,12 +754,19 @@ def add_train_arguments(parser, finetune: bool = False) -> None:
         parser.add_argument("--pool-size", type=int, default=d.pool_size)
 
 
+def _comma_list(text: str, kind: type, option: str) -> tuple:
+    """The values of the comma list ``text`` of option ``option``, each made a ``kind``
+    (``int`` or ``float``); ValueError, naming the option, for one that is not."""
+    try:
+        return tuple(kind(v) for v in text.split(","))
+    except ValueError:
+        what = "integers" if kind is int else "numbers"
+        raise ValueError(f"{option} must be a comma list of {what}, got {text!r}") from None
+
+
 def config_from_args(args, finetune: bool = False) -> TrainConfig:
-    """``TrainConfig`` from parsed ``add_train_arguments`` options."""
-
-    def ints(text: str) -> tuple[int, ...]:
-        return tuple(int(v) for v in text.split(","))
-
+    """``TrainConfig`` from parsed ``add_train_arguments`` options; ValueError, naming the
+    option, for a value that cannot train (:func:`check_config`)."""
     cfg = TrainConfig(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -627,8 +779,8 @@ def config_from_args(args, finetune: bool = False) -> TrainConfig:
         checkpoint_every=args.checkpoint_every,
         log_every=args.log_every,
         precision=args.precision,
-        patch_sizes=ints(args.patch_sizes),
-        patch_probs=tuple(float(v) for v in args.patch_probs.split(",")),
+        patch_sizes=_comma_list(args.patch_sizes, int, "--patch-sizes"),
+        patch_probs=_comma_list(args.patch_probs, float, "--patch-probs"),
         name=args.name,
     )
     if finetune:
@@ -639,9 +791,9 @@ def config_from_args(args, finetune: bool = False) -> TrainConfig:
         cfg.prediction = args.prediction
         cfg.data_scale = args.data_scale
         cfg.base_channels = args.base_channels
-        cfg.channel_mults = ints(args.channel_mults)
+        cfg.channel_mults = _comma_list(args.channel_mults, int, "--channel-mults")
         cfg.image_size = args.image_size
         cfg.ellipses = args.ellipses
         cfg.pool_size = args.pool_size
-    check_config(cfg)
+    check_config(cfg, phantoms=not finetune)
     return cfg

@@ -11,6 +11,8 @@ timestep spacing; BENCHMARKS "D3IP mbir on MRI").
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -27,6 +29,77 @@ DIFFUSION_METHODS = {
     "d3ip-meta": "D3IP meta: Reptile meta-LoRA, then per-slice fine-tuning",
 }
 ADAPTIVE = ("ddip", "d3ip", "d3ip-mbir", "d3ip-meta")
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The values a numeric setting allows: finite, from ``low`` (excluded if ``open``) up to
+    ``high`` (None: no upper limit), whole numbers only if ``whole``."""
+
+    low: float
+    high: float | None = None
+    open: bool = False
+    whole: bool = False
+
+    def describe(self) -> str:
+        """The allowed range in words, as in "``name`` must …"."""
+        if self.high is not None:
+            return f"be in {'(' if self.open else '['}{self.low:g}, {self.high:g}]"
+        if self.low == 0:
+            return "be positive" if self.open else "not be negative"
+        return f"be {'greater than' if self.open else 'at least'} {self.low:g}"
+
+    def check(self, name: str, value: float) -> None:
+        """Raise ``ValueError`` naming ``name`` and the range if ``value`` is outside it."""
+        above = value > self.low if self.open else value >= self.low
+        below = self.high is None or value <= self.high
+        if not (math.isfinite(value) and above and below):
+            raise ValueError(f"{name} must {self.describe()}, got {value}")
+        if self.whole and not float(value).is_integer():
+            raise ValueError(f"{name} must be a whole number, got {value}")
+
+
+COUNT = Bound(0, whole=True)  # a number of steps or iterations that may be zero
+AT_LEAST_ONE = Bound(1, whole=True)
+NON_NEGATIVE = Bound(0)
+POSITIVE = Bound(0, open=True)
+FRACTION = Bound(0, 1)
+
+
+def check_bounds(values: Mapping[str, Any], bounds: Mapping[str, Bound]) -> None:
+    """Raise ``ValueError`` for the first of ``values`` outside its bound in ``bounds``
+    (``None``, "automatic", is not checked)."""
+    for name, bound in bounds.items():
+        if values.get(name) is not None:
+            bound.check(name, values[name])
+
+
+#: The range of every numeric setting of :class:`ReconConfig` (``None``: automatic, allowed).
+SETTING_BOUNDS: dict[str, Bound] = {
+    "nfe": AT_LEAST_ONE,
+    "eta": FRACTION,
+    "timestep_power": Bound(1),
+    "adapt_steps": COUNT,
+    "k_slices": AT_LEAST_ONE,
+    "lr": POSITIVE,
+    "lora_rank": AT_LEAST_ONE,
+    "t_min": COUNT,
+    "t_max": COUNT,
+    "cg_iters": COUNT,
+    "gamma": POSITIVE,
+    "admm_iters": AT_LEAST_ONE,
+    "admm_cg": AT_LEAST_ONE,
+    "admm_lam": NON_NEGATIVE,
+    "admm_rho": POSITIVE,
+    "mbir_anchor": NON_NEGATIVE,
+    "meta_step_start": FRACTION,
+    "meta_step_end": FRACTION,
+    "dps_step": NON_NEGATIVE,
+    "ddnm_cg_iters": AT_LEAST_ONE,
+    "slice_batch": AT_LEAST_ONE,
+    "preview_every": COUNT,
+    "samples": AT_LEAST_ONE,
+}
 
 
 @dataclass(frozen=True)
@@ -113,35 +186,10 @@ class ReconConfig:
         if self.method not in DIFFUSION_METHODS:
             known = ", ".join(DIFFUSION_METHODS)
             raise ValueError(f"unknown diffusion method {self.method!r} (methods: {known})")
-        positive = (
-            "nfe",
-            "k_slices",
-            "lora_rank",
-            "admm_iters",
-            "admm_cg",
-            "ddnm_cg_iters",
-            "samples",
-        )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.slice_batch is not None and self.slice_batch < 1:
-            raise ValueError(f"slice_batch must be at least 1, got {self.slice_batch}")
-        if self.adapt_steps is not None and self.adapt_steps < 0:
-            raise ValueError(f"adapt_steps must not be negative, got {self.adapt_steps}")
-        if self.gamma is not None and self.gamma <= 0:
-            raise ValueError(f"gamma must be positive (or None), got {self.gamma}")
-        if self.mbir_anchor is not None and self.mbir_anchor < 0:
-            raise ValueError(f"mbir_anchor must not be negative, got {self.mbir_anchor}")
-        if self.cg_iters < 0 or self.preview_every < 0:
-            raise ValueError("cg_iters and preview_every must not be negative")
-        if self.timestep_power < 1:
-            raise ValueError(f"timestep_power must be at least 1, got {self.timestep_power}")
-        if not 0.0 <= self.eta <= 1.0:
-            raise ValueError(f"eta must be in [0, 1], got {self.eta}")
+        check_bounds(vars(self), SETTING_BOUNDS)
         check_precision(self.precision)
-        if not 0 <= self.t_min <= self.t_max:
-            raise ValueError(f"need 0 <= t_min <= t_max, got {self.t_min}, {self.t_max}")
+        if self.t_min > self.t_max:
+            raise ValueError(f"need t_min <= t_max, got {self.t_min}, {self.t_max}")
 
     @property
     def adapts(self) -> bool:

@@ -199,7 +199,9 @@ class _Run:
         if warm is None:
             return None
         if self.cfg.method not in SHARED_LORA:
-            raise ValueError(f"warm start applies to {', '.join(SHARED_LORA)}, not to ddip")
+            raise ValueError(
+                f"warm start applies to {', '.join(SHARED_LORA)}, not to {self.cfg.method}"
+            )
         if not warm:
             raise ValueError("the warm-start adaptation holds no states")
         assert self.lora is not None
