@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 import pytest
 import tifffile
+import torch
 
 from napari_ddip.cli import main
 from napari_ddip.io import read_volume
@@ -326,6 +327,15 @@ def test_diffusion_reconstruction_with_samples_and_reusable_adaptation(
     args = ["reconstruct", str(sino), str(warm), "--method", "d3ip", *fast]
     assert main([*args, "--warm-start", str(adaptation)]) == 0
     assert read_volume(warm).metadata["settings"]["warm_start"] == str(adaptation)
+    # The same architecture with other weights: its LoRA means nothing there.
+    other = tiny_prior()
+    with torch.no_grad():
+        next(other.net.parameters()).add_(1.0)
+    other = save_prior(other, tmp_path / "other")
+    args = ["reconstruct", str(sino), str(tmp_path / "o.tif"), "--method", "d3ip", *fast]
+    capsys.readouterr()
+    assert main([*args, "--set", f"prior={other}", "--warm-start", str(adaptation)]) == 2
+    assert "adapted from the prior" in capsys.readouterr().err
     capsys.readouterr()
     bad = ["reconstruct", str(sino), str(tmp_path / "f.tif"), "--method", "fbp", "--samples", "2"]
     assert main(bad) == 2

@@ -145,11 +145,16 @@ def _reconstruct(args: argparse.Namespace) -> int:
         samples = settings["samples"]
         print(f"wrote the per-voxel standard deviation of {samples} samples to {std_path}")
     if args.save_adaptation is not None:
-        from napari_ddip.recon.adaptation import save_adaptation
+        from napari_ddip.recon.adaptation import prior_sha256, save_adaptation
 
         if not extras.get("adaptation"):
             raise InputError(f"{args.method} adapted nothing (no adaptation step ran): no file")
-        info = {"prior": settings.get("prior"), "method": args.method, "settings": settings}
+        info = {
+            "prior": settings["prior"],
+            "prior_sha256": prior_sha256(settings["prior"]),
+            "method": args.method,
+            "settings": settings,
+        }
         save_adaptation(args.save_adaptation, extras["adaptation"], info)
         print(f"wrote the adaptation to {args.save_adaptation}")
     return 0

@@ -336,7 +336,7 @@ def _diffusion_runner(name: str) -> Runner:
     ) -> torch.Tensor:
         from napari_ddip.recon import Progress as ProgressEvent
         from napari_ddip.recon import reconstruct, run_to_end
-        from napari_ddip.recon.adaptation import load_adaptation
+        from napari_ddip.recon.adaptation import load_warm_start
 
         def on_event(event: object) -> None:
             if isinstance(event, ProgressEvent):
@@ -344,7 +344,7 @@ def _diffusion_runner(name: str) -> Runner:
 
         try:
             cfg = diffusion_config(name, s, seed)
-            warm = load_adaptation(s["warm_start"])[0] if s["warm_start"] else None
+            warm = load_warm_start(s["warm_start"], s["prior"]) if s["warm_start"] else None
             events = reconstruct(y, op, cfg, device=y.device, warm_start=warm)
             finished = run_to_end(events, on_event)
         except ValueError as exc:

@@ -2,8 +2,9 @@
 safetensors file that warm-starts the adaptation of another volume (e.g. from the same scanner).
 
 The file holds one tensor per (timestep, LoRA tensor) named ``t0980/<tensor name>`` and, in the
-safetensors metadata, a JSON description (``napari_ddip_adaptation``): method, prior, LoRA rank,
-timesteps, settings, software version. Loading never unpickles anything.
+safetensors metadata, a JSON description (``napari_ddip_adaptation``): method, prior (and the
+SHA-256 of its weights), LoRA rank, timesteps, settings, software version. Loading never
+unpickles anything.
 """
 
 from __future__ import annotations
@@ -69,3 +70,27 @@ def load_adaptation(path: str | Path) -> tuple[Adaptation, dict[str, Any]]:
         step, _, name = key.partition("/")
         states.setdefault(int(step[1:]), {})[name] = value
     return states, json.loads(meta[META_KEY])
+
+
+def prior_sha256(prior: str | Path) -> str | None:
+    """The SHA-256 of the weights of ``prior`` (a name or a path), as its JSON records it."""
+    from napari_ddip.prior.weights import read_prior_meta
+
+    return read_prior_meta(prior).get("sha256")
+
+
+def load_warm_start(path: str | Path, prior: str | Path) -> Adaptation:
+    """The states of the adaptation file ``path`` for a run on ``prior``.
+
+    Raises:
+        ValueError: not an adaptation file, or one adapted from other weights (a LoRA only
+            means something on top of the network it was trained on).
+    """
+    states, info = load_adaptation(path)
+    made_on = info.get("prior_sha256")
+    if made_on is not None and made_on != prior_sha256(prior):
+        raise ValueError(
+            f"{path}: adapted from the prior {info.get('prior')!r}, not from {str(prior)!r}; "
+            "warm-start with the prior it was made on"
+        )
+    return states
