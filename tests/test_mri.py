@@ -19,6 +19,7 @@ from napari_ddip.physics import (
     simulated_coil_maps,
     uniform1d_mask,
 )
+from napari_ddip.simulate import simulate_mri
 from napari_ddip.solvers import cg_least_squares
 
 
@@ -117,6 +118,47 @@ def test_poisson_disc_mask(accel: float) -> None:
     assert mask[48 - 9 : 48 + 9, 40 - 7 : 40 + 7].all()
     np.testing.assert_array_equal(mask, poisson_disc_mask((96, 80), accel, (0.2, 0.2), seed=1))
     assert not np.array_equal(mask, poisson_disc_mask((96, 80), accel, (0.2, 0.2), seed=2))
+
+
+@pytest.mark.parametrize(
+    ("shape", "accel", "calib", "seed"), [((64, 64), 4, 12, 0), ((80, 96), 6, 16, 3)]
+)
+def test_poisson_disc_mask_is_sigpys_where_sigpy_succeeds(shape, accel, calib, seed) -> None:
+    import sigpy.mri
+
+    reference = sigpy.mri.poisson(shape, accel, (calib, calib), dtype=np.float32, seed=seed)
+    mask = poisson_disc_mask(shape, accel, (calib, calib), seed=seed)
+    np.testing.assert_array_equal(mask, reference.real)
+
+
+@pytest.mark.parametrize(("n", "accel"), [(32, 4), (96, 4), (24, 2), (32, 6)])
+def test_poisson_disc_mask_reaches_its_acceleration_where_sigpy_cannot(n, accel) -> None:
+    """Seed 0 at these sizes makes ``sigpy.mri.poisson`` raise (32², 96², 24²) or loop
+    forever (32² at 6, seed 1): its first point lands in the calibration region and dies,
+    or no density slope reaches the acceleration within 0.1. The next seed is drawn."""
+    seed = 1 if accel == 6 else 0
+    mask = poisson_disc_mask((n, n), accel, (12, 12), seed=seed)
+    assert abs(acceleration(mask) - accel) < 0.1
+    assert mask[n // 2 - 6 : n // 2 + 6, n // 2 - 6 : n // 2 + 6].all()
+    np.testing.assert_array_equal(mask, poisson_disc_mask((n, n), accel, (12, 12), seed=seed))
+
+
+def test_poisson_disc_mask_refuses_what_it_cannot_draw() -> None:
+    with pytest.raises(ValueError, match="calibration region alone holds 144 samples"):
+        poisson_disc_mask((16, 16), 4, (12, 12))
+    with pytest.raises(ValueError, match="at least 1"):
+        poisson_disc_mask((16, 16), 0.5, (4, 4))
+    with pytest.raises(ValueError, match=r"cannot reach acceleration 1\.05"):
+        poisson_disc_mask((32, 32), 1.05, (4, 4))  # the cropped corners alone give 1.27
+    np.testing.assert_array_equal(poisson_disc_mask((2, 8, 8), 1, (4, 4)), np.ones((2, 8, 8)))
+
+
+def test_small_mri_simulation_shrinks_its_calibration_region() -> None:
+    volume = np.zeros((1, 16, 16), np.float32)
+    volume[0, 4:12, 4:12] = 1
+    m = simulate_mri(volume, accel=4, seed=0)
+    assert abs(m.geometry["acceleration"] - 4) < 0.1
+    assert m.mask[5:10, 5:10].all()  # a 5×5 centre (sigpy: int(8 - 2.5) to int(8 + 2.5))
 
 
 @pytest.mark.parametrize("pattern", ["random", "equispaced"])

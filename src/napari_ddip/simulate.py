@@ -7,6 +7,8 @@ Used by ``napari-ddip simulate``, the demo and the tests. Inputs are real volume
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -59,8 +61,13 @@ def simulate_ct(
         f"CT needs square slices, got {volume.shape[1]}×{volume.shape[2]}",
     )
     _require(n_views >= 1, f"--views must be at least 1, got {n_views}")
-    _require(noise >= 0, f"--noise must be non-negative, got {noise}")
-    _require(photons is None or photons > 0, f"--photons must be positive, got {photons}")
+    _require(
+        math.isfinite(noise) and noise >= 0, f"--noise must be a finite number ≥ 0, got {noise}"
+    )
+    _require(
+        photons is None or (math.isfinite(photons) and photons > 0),
+        f"--photons must be a finite number > 0, got {photons}",
+    )
     _require(0 < angular_range <= 180, f"--limited-angle must be in (0, 180], got {angular_range}")
     op = ParallelBeamCT(volume.shape[1], n_views=n_views, angular_range=angular_range)
     sinogram = op.forward(torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32)))
@@ -107,14 +114,20 @@ def simulate_mri(
         MRI measurement with data ``(Z, [coils,] Y, X)`` complex64 and its mask.
     """
     _require(volume.ndim == 3, f"volume must be (Z, Y, X), got shape {volume.shape}")
-    _require(accel >= 1, f"--accel must be at least 1, got {accel}")
+    _require(
+        math.isfinite(accel) and accel >= 1, f"--accel must be a finite number ≥ 1, got {accel}"
+    )
     _require(mask in MASKS, f"--mask must be one of {MASKS}, got {mask!r}")
     _require(coils >= 1, f"--coils must be at least 1, got {coils}")
-    _require(noise >= 0, f"--noise must be non-negative, got {noise}")
+    _require(
+        math.isfinite(noise) and noise >= 0, f"--noise must be a finite number ≥ 0, got {noise}"
+    )
     nz, ny, nx = volume.shape
     try:
         if mask == "poisson":
             calib = max(12, min(24, min(ny, nx) // 8))
+            if calib**2 > ny * nx / accel:  # a small matrix: half the samples in the centre
+                calib = math.isqrt(int(ny * nx / accel / 2))
             sampling = poisson_disc_mask((ny, nx), accel, calib=(calib, calib), seed=seed)
         else:
             sampling = uniform1d_mask((ny, nx), accel, seed=seed)

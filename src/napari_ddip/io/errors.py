@@ -7,6 +7,7 @@ what is wrong; the CLI prints it as one line and exits with status 2.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +28,11 @@ def require_file(path: str | Path) -> Path:
 
 
 def require_new_output(path: str | Path, overwrite: bool) -> Path:
-    """Return ``path`` if it may be written: it must not exist unless ``overwrite``."""
+    """Return ``path`` if it may be written: it must not exist unless ``overwrite``, and
+    never be a folder (``--overwrite`` replaces files, not folders)."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a file name for the output")
     if path.exists() and not overwrite:
         raise InputError(f"{path}: output exists (pass --overwrite to replace it)")
     if not path.parent.is_dir():
@@ -55,3 +59,10 @@ def require_ndim(array: np.ndarray, allowed: tuple[int, ...], what: str, axes: s
     """Raise if ``array.ndim`` is not in ``allowed``; ``axes`` names the expected layout."""
     if array.ndim not in allowed:
         raise InputError(f"{what} has shape {array.shape}; expected {axes}")
+
+
+def require_nonempty(array: np.ndarray, what: str, axes: Sequence[str]) -> None:
+    """Raise if an axis of ``array`` has length 0; ``axes`` names its axes (``"slices"``, ...)."""
+    for length, name in zip(array.shape, axes, strict=True):
+        if length == 0:
+            raise InputError(f"{what} has shape {array.shape}: it has no {name}")

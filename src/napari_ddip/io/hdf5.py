@@ -20,13 +20,18 @@ from typing import Any
 import h5py
 import numpy as np
 
-from napari_ddip.io.errors import InputError
+from napari_ddip.io.errors import InputError, require_nonempty
 from napari_ddip.io.tiff import VoxelSize
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
 KSPACE_KEY = "kspace"
 HEADER_KEY = "ismrmrd_header"
 _ISMRMRD = {"m": "http://www.ismrm.org/ISMRMRD"}
+#: Names of the axes of single-coil (3D) and multi-coil (4D) k-space, for messages.
+KSPACE_AXES = {
+    3: ("slices", "ky samples", "kx samples"),
+    4: ("slices", "coils", "ky samples", "kx samples"),
+}
 
 
 def is_kspace_h5(path: str | Path) -> bool:
@@ -59,6 +64,7 @@ def kspace_h5_fields(path: Path) -> dict[str, Any]:
         kspace = np.asarray(f[KSPACE_KEY], dtype=np.complex64)
         header = f.get(HEADER_KEY)
         xml = header[()] if isinstance(header, h5py.Dataset) and header.shape == () else None
+    require_nonempty(kspace, f"{path}: '{KSPACE_KEY}'", KSPACE_AXES[kspace.ndim])
     voxel_size = header_voxel_size(xml, kspace.shape[-2:])
     mask = np.any(kspace != 0, axis=tuple(range(kspace.ndim - 2))).astype(np.float32)
     if not mask.any():

@@ -35,9 +35,10 @@ from napari_ddip.io.errors import (
     require_finite,
     require_ndim,
     require_new_output,
+    require_nonempty,
     require_suffix,
 )
-from napari_ddip.io.hdf5 import HDF5_SUFFIXES, is_kspace_h5, kspace_h5_fields
+from napari_ddip.io.hdf5 import HDF5_SUFFIXES, KSPACE_AXES, is_kspace_h5, kspace_h5_fields
 from napari_ddip.io.npz import read_npz
 from napari_ddip.io.tiff import VoxelSize, read_tiff, read_tiff_info, write_tiff
 
@@ -48,6 +49,8 @@ CT_REQUIRED = {
     "image_size": "the reconstructed image side N in pixels",
     "angles_deg": "the projection angle of every view, in degrees",
 }
+#: Names of the sinogram axes, for messages (k-space: ``KSPACE_AXES``).
+CT_AXES = ("slices", "views", "detector bins")
 
 
 @dataclass
@@ -89,6 +92,7 @@ class Measurement:
             raise InputError("CT sinogram is complex; it must be real (line integrals)")
         _require_numeric(data, "CT sinogram")
         require_ndim(data, (3,), "CT sinogram", "(Z, views, detectors)")
+        require_nonempty(data, "CT sinogram", CT_AXES)
         self.data = np.asarray(data, dtype=np.float32)
         require_finite(self.data, "CT sinogram")
         if self.mask is not None or self.maps is not None:
@@ -100,6 +104,7 @@ class Measurement:
         if not np.iscomplexobj(data):
             raise InputError(f"MRI k-space must be complex, got real data ({data.dtype})")
         require_ndim(data, (3, 4), "MRI k-space", "(Z, ky, kx) or (Z, coils, ky, kx)")
+        require_nonempty(data, "MRI k-space", KSPACE_AXES[data.ndim])
         self.data = np.asarray(data, dtype=np.complex64)
         require_finite(self.data, "MRI k-space")
         nz, (ny, nx) = data.shape[0], data.shape[-2:]
@@ -108,11 +113,7 @@ class Measurement:
         self.mask = _check_mask(self.mask, nz, ny, nx)
         if self.maps is not None:
             self.maps = _check_maps(self.maps, data.shape)
-        if not isinstance(self.geometry, dict):
-            raise InputError("MRI geometry must be a JSON object")
-        size = self.geometry.get("image_shape", [ny, nx])
-        if list(size) != [ny, nx]:
-            raise InputError(f"MRI geometry image_shape {size} does not match k-space {ny}×{nx}")
+        _check_mri_geometry(self.geometry, ny, nx)
 
 
 def _check_voxel_size(voxel_size: Any) -> VoxelSize:
@@ -142,23 +143,81 @@ def _check_ct_geometry(geometry: dict[str, Any], shape: tuple[int, ...]) -> None
         raise InputError(f"CT geometry is missing {', '.join(missing)}")
     if geometry.get("kind", "ct") != "ct":
         raise InputError(f"geometry is for {geometry['kind']!r}, not a CT sinogram")
-    try:
-        size = int(geometry["image_size"])
-        n_angles = len(geometry["angles_deg"])
-        n_det = int(geometry.get("n_det") or math.ceil(math.sqrt(2) * size))
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"CT geometry is malformed: {exc}") from None
+    size = _positive_int(geometry["image_size"], "CT geometry image_size")
+    n_angles = len(_angles(geometry["angles_deg"]))
+    n_det = geometry.get("n_det")
+    if n_det is None:  # ParallelBeamCT's default
+        n_det = math.ceil(math.sqrt(2) * size)
+    n_det = _positive_int(n_det, "CT geometry n_det")
+    _check_det_spacing(geometry.get("det_spacing", 1.0))
     _, n_views, n_bins = shape
     if n_angles != n_views:
         raise InputError(f"CT geometry has {n_angles} angles but the sinogram {n_views} views")
     if n_det != n_bins:
         raise InputError(f"CT geometry has {n_det} detector bins but the sinogram {n_bins}")
-    if size <= 0:
-        raise InputError(f"CT geometry image_size must be positive, got {size}")
+
+
+def _is_number(value: Any) -> bool:
+    """Whether ``value`` is a real number (an int or float, not a bool or a string)."""
+    real = (int, float, np.integer, np.floating)
+    return isinstance(value, real) and not isinstance(value, (bool, np.bool_))
+
+
+def _positive_int(value: Any, what: str) -> int:
+    """``value`` as an int; it must be a positive whole number (``32`` or ``32.0``, not
+    ``32.7``, ``0``, ``true`` or ``"32"``)."""
+    if not _is_number(value) or not float(value).is_integer() or value <= 0:
+        raise InputError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _angles(angles: Any) -> np.ndarray:
+    """CT ``angles_deg`` as a float64 vector; each must be a finite number (degrees)."""
+    what = "CT geometry angles_deg"
+    if isinstance(angles, (str, bytes)):
+        raise InputError(f"{what} must be a list of numbers (degrees), got {angles!r}")
+    try:
+        array = np.asarray(angles, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be a list of numbers (degrees), got {angles!r}") from None
+    if array.ndim != 1:
+        raise InputError(f"{what} must be a list of numbers (degrees), got {angles!r}")
+    bad = np.flatnonzero(~np.isfinite(array))
+    if bad.size:
+        raise InputError(
+            f"{what} holds {bad.size} NaN/Inf value(s) (first at view {bad[0]}); "
+            "every view needs a finite angle"
+        )
+    return array
+
+
+def _check_det_spacing(value: Any) -> None:
+    """CT ``det_spacing`` (detector bin width in pixels): a finite number above 0."""
+    if not _is_number(value) or not math.isfinite(value) or value <= 0:
+        raise InputError(
+            f"CT geometry det_spacing (detector bin width in pixels) must be a finite number "
+            f"above 0, got {value!r}"
+        )
+
+
+def _check_mri_geometry(geometry: Any, ny: int, nx: int) -> None:
+    """Raise unless ``geometry`` is a JSON object whose ``image_shape`` (optional) is a pair of
+    positive integers equal to the k-space size ``ny × nx``."""
+    if not isinstance(geometry, dict):
+        raise InputError("MRI geometry must be a JSON object")
+    if "image_shape" not in geometry:
+        return
+    size = geometry["image_shape"]
+    if not isinstance(size, (list, tuple)) or len(size) != 2:
+        raise InputError(f"MRI geometry image_shape must be a pair [ky, kx], got {size!r}")
+    shape = [_positive_int(n, "MRI geometry image_shape") for n in size]
+    if shape != [ny, nx]:
+        raise InputError(f"MRI geometry image_shape {size} does not match k-space {ny}×{nx}")
 
 
 def _check_mask(mask: np.ndarray, nz: int, ny: int, nx: int) -> np.ndarray:
-    """The mask as float32 0/1 ``(ky, kx)`` or ``(Z, ky, kx)``."""
+    """The mask as float32 0/1 ``(ky, kx)`` or ``(Z, ky, kx)``, sampling at least one point
+    (of every slice, for a per-slice mask)."""
     mask = np.asarray(mask)
     if mask.shape not in ((ny, nx), (nz, ny, nx)):
         raise InputError(
@@ -170,6 +229,15 @@ def _check_mask(mask: np.ndarray, nz: int, ny: int, nx: int) -> np.ndarray:
     values = np.abs(mask) if np.iscomplexobj(mask) else mask
     if not np.all((values == 0) | (values == 1)):
         raise InputError("sampling mask must hold only 0 and 1")
+    sampled = values.reshape(-1, ny * nx).any(axis=1)  # per mask slice
+    if not sampled.any():
+        raise InputError("sampling mask is zero everywhere: it samples no k-space point")
+    if not sampled.all():
+        empty = np.flatnonzero(~sampled)
+        raise InputError(
+            f"sampling mask is zero on {empty.size} slice(s) (first: slice {empty[0]}); "
+            "every slice needs at least one sampled k-space point"
+        )
     return values.astype(np.float32)
 
 
@@ -183,6 +251,8 @@ def _check_maps(maps: np.ndarray, kspace_shape: tuple[int, ...]) -> np.ndarray:
     _require_numeric(maps, "coil maps")
     maps = maps.astype(np.complex64)
     require_finite(maps, "coil maps")
+    if not maps.any():
+        raise InputError("coil maps are zero everywhere: no coil sees the image")
     return maps
 
 

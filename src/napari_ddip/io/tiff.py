@@ -88,16 +88,24 @@ def read_tiff(path: Path) -> tuple[np.ndarray, VoxelSize | None, dict[str, Any] 
     Returns:
         ``(data, voxel_size, info)``: the first series as stored, the voxel size ``(z, y, x)``
         in file units when the file is an ImageJ stack with spacing (else None), and our JSON
-        metadata object (else None).
+        metadata object (else None). A file with colour samples per pixel (RGB, RGBA) is
+        refused: its channels would otherwise read as slices.
     """
     try:
         with tifffile.TiffFile(path) as tif:
-            data = tif.series[0].asarray()
+            series = tif.series[0]
+            axes = series.axes
+            data = None if "S" in axes else series.asarray()
             ij = tif.imagej_metadata
             info = _file_info(tif)
             voxel_size = None if ij is None else _imagej_voxel_size(ij, tif.pages[0])
     except (tifffile.TiffFileError, ValueError, OSError, IndexError) as exc:
         raise InputError(f"{path}: not a readable TIFF file ({exc})") from None
+    if data is None:
+        raise InputError(
+            f"{path}: TIFF has {series.shape[axes.index('S')]} colour samples per pixel "
+            f"(axes {axes}); save it as a greyscale (minisblack) stack"
+        )
     return data, voxel_size, info
 
 

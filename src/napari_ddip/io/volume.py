@@ -20,6 +20,7 @@ from napari_ddip.io.errors import (
     require_finite,
     require_ndim,
     require_new_output,
+    require_nonempty,
     require_suffix,
 )
 from napari_ddip.io.nifti import NIFTI_SUFFIXES, file_stem, is_nifti_name, read_nifti, write_nifti
@@ -30,6 +31,8 @@ VOLUME_SUFFIXES = (".tif", ".tiff", ".npy", ".npz", *NIFTI_SUFFIXES)
 RESULT_SUFFIXES = (".tif", ".tiff", *NIFTI_SUFFIXES)
 #: The array name a multi-array ``.npz`` volume must use.
 NPZ_VOLUME_KEY = "volume"
+#: Names of the axes ``(Z, Y, X)`` of a volume, for messages.
+VOLUME_AXES = ("slices", "rows", "columns")
 
 
 @dataclass
@@ -53,7 +56,7 @@ def read_volume(path: str | Path) -> Volume:
     A ``.npz`` must hold one array or an array named ``volume``; a NIfTI image is reoriented
     to ``(Z, Y, X)`` as :mod:`napari_ddip.io.nifti` says. Raises :class:`InputError`
     for a missing or unreadable file, complex or non-numeric data, NaN/Inf, or a shape that
-    is not ``(Y, X)`` / ``(Z, Y, X)``.
+    is not ``(Y, X)`` / ``(Z, Y, X)`` or has an empty axis (e.g. no slices).
     """
     path = require_file(path)
     suffix = file_suffix(path, VOLUME_SUFFIXES, "a volume file")
@@ -75,12 +78,14 @@ def read_volume(path: str | Path) -> Volume:
 
 
 def as_real_volume(data: np.ndarray, what: str) -> np.ndarray:
-    """Check ``data`` is a finite real 2D/3D array; return it as float32 ``(Z, Y, X)``."""
+    """Check ``data`` is a finite real 2D/3D array with no empty axis (at least one slice);
+    return it as float32 ``(Z, Y, X)``."""
     if np.iscomplexobj(data):
         raise InputError(f"{what}: volume is complex; a real-valued volume is needed")
     if not (np.issubdtype(data.dtype, np.number) or data.dtype == np.bool_):
         raise InputError(f"{what}: volume has non-numeric dtype {data.dtype}")
     require_ndim(data, (2, 3), f"{what}: volume", "(Y, X) or (Z, Y, X)")
+    require_nonempty(data, f"{what}: volume", VOLUME_AXES[-data.ndim :])
     volume = np.asarray(data, dtype=np.float32)
     require_finite(volume, f"{what}: volume")
     return volume if volume.ndim == 3 else volume[None]
