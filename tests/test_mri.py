@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -205,6 +206,18 @@ def test_espirit_maps_give_a_sense_reconstruction_close_to_truth() -> None:
     op = MRIOperator(uniform1d_mask((n, n), 2.0, seed=0, pattern="equispaced"), maps)
     sense = cg_least_squares(op, op.forward(recon), n_iter=30)
     assert float((sense - recon)[inside].abs().pow(2).sum() / recon.abs().pow(2).sum()) < 1e-3
+
+
+def test_espirit_maps_are_zero_on_a_slice_without_signal() -> None:
+    n = 32
+    x = _complex_phantom(2, n)
+    x[1] = 0  # an empty end slice
+    kspace = MRIOperator(np.ones((n, n)), simulated_coil_maps(3, (2, n, n))).forward(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # sigpy's 0/0 stays inside
+        maps = espirit_maps(kspace, calib_width=12, max_iter=20)
+    assert np.all(maps[1] == 0)
+    assert np.all(np.isfinite(maps)) and np.abs(maps[0]).max() > 0.5
 
 
 def test_complex_noise_level_seed_and_unsampled_entries() -> None:

@@ -35,8 +35,6 @@ def operator_from_measurement(m: Measurement, device: torch.device | str = "cpu"
     maps = m.maps
     if maps is None and m.data.ndim == 4:
         maps = espirit_maps(m.data, calib_width=_calibration_width(m.mask))
-        # ESPIRiT gives NaN maps on slices without signal (e.g. empty end slices): no coil there.
-        maps = np.nan_to_num(maps, nan=0.0)
         if not maps.any():
             raise InputError(
                 "ESPIRiT found no coil sensitivities in the calibration region: "

@@ -33,7 +33,7 @@ def espirit_maps(
 
     Returns:
         ``(Z, C, Y, X)`` complex64, phase relative to coil 0, ``Σ_c |S_c|² = 1`` inside the
-        object and 0 outside.
+        object and 0 outside (all 0 on a slice without signal, e.g. an empty end slice).
     """
     import sigpy.mri.app
 
@@ -41,19 +41,20 @@ def espirit_maps(
     ksp = np.asarray(ksp, dtype=np.complex64)
     if ksp.ndim != 4:
         raise ValueError(f"kspace must be (Z, C, ky, kx), got {ksp.shape}")
-    maps = [
-        sigpy.mri.app.EspiritCalib(
-            ksp_slice,
-            calib_width=calib_width,
-            thresh=thresh,
-            kernel_width=kernel_width,
-            crop=crop,
-            max_iter=max_iter,
-            show_pbar=False,
-        ).run()
-        for ksp_slice in ksp
-    ]
-    return np.stack(maps).astype(np.complex64)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a slice without signal: 0/0
+        maps = [
+            sigpy.mri.app.EspiritCalib(
+                ksp_slice,
+                calib_width=calib_width,
+                thresh=thresh,
+                kernel_width=kernel_width,
+                crop=crop,
+                max_iter=max_iter,
+                show_pbar=False,
+            ).run()
+            for ksp_slice in ksp
+        ]
+    return np.nan_to_num(np.stack(maps).astype(np.complex64), nan=0.0)
 
 
 def simulated_coil_maps(n_coils: int, shape: Sequence[int]) -> np.ndarray:
