@@ -177,7 +177,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             )
         )
     else:
-        print(f"PSNR {scores.psnr:.2f} dB  SSIM {scores.ssim:.4f}  ({scores.n_slices} slices)")
+        slices = f"{scores.n_slices} slice" + ("s" if scores.n_slices != 1 else "")
+        print(f"PSNR {scores.psnr:.2f} dB  SSIM {scores.ssim:.4f}  ({slices})")
     return 0
 
 
