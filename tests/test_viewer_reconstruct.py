@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -13,7 +14,9 @@ from napari.utils.notifications import notification_manager
 from napari_ddip.io import read_volume
 from napari_ddip.prior.phantoms import ellipsoid_volume
 from napari_ddip.prior.weights import save_prior
-from napari_ddip.simulate import simulate_ct
+from napari_ddip.recon import ReconConfig
+from napari_ddip.simulate import simulate_ct, simulate_mri
+from napari_ddip.viewer.jobs import ReconJob, run_recon
 from napari_ddip.viewer.layers import META_KEY, measurement_layer
 from napari_ddip.viewer.priors import FILE, USER_PRIORS
 from napari_ddip.viewer.reconstruct_widget import BASIC
@@ -87,6 +90,7 @@ def test_d3ip_result_layer_has_scale_and_provenance_and_reruns_in_place(
     assert provenance["prior"] == prior_path and provenance["device"] == "cpu"
     assert provenance["measurement"]["simulated"] == "ct" and not provenance["partial"]
     assert provenance["source_layer"] == "ct" and provenance["slices"] == [0, 4]
+    assert provenance["output"] == "real"
     assert widget.panel.progress.value == widget.panel.progress.max
     assert not widget.panel.cancel_button.enabled
 
@@ -102,6 +106,11 @@ def test_d3ip_result_layer_has_scale_and_provenance_and_reruns_in_place(
     std = viewer.layers["ct [d3ip] std"]
     assert std.data.shape == (2, 32, 32) and np.all(std.data >= 0)
     np.testing.assert_allclose(std.translate, layer.translate)
+
+    widget.advanced["samples"].value = 1  # one sample: the earlier std layer goes
+    _run_and_wait(qtbot, widget)
+    assert layer.data.shape == (2, 32, 32) and widget.result.std is None
+    assert "ct [d3ip] std" not in viewer.layers and len(viewer.layers) == 2
 
 
 def _meta(layer) -> dict:
@@ -126,7 +135,18 @@ def test_cancel_keeps_the_partial_result_and_reenables_run(
     assert not widget.panel.cancel_button.enabled
 
 
-def test_refusals_are_notifications_and_fbp_runs(viewer_with_ct, qtbot, prior_path) -> None:
+def test_mri_diffusion_result_is_recorded_as_magnitude(prior_path) -> None:
+    m = simulate_mri(ellipsoid_volume((4, 32, 32), seed=1)[1:3], accel=2.0)
+    config = ReconConfig(method="dds", prior=prior_path, nfe=2, slice_batch=2)
+    job = ReconJob(m, "dds", config, device="cpu", z_range=(0, 2), source="k-space")
+    result = run_recon(job, lambda event: None, threading.Event())
+    assert result.volume.dtype == np.float32 and result.volume.shape == (2, 32, 32)
+    assert result.provenance["output"] == "magnitude"  # as the CLI records it
+
+
+def test_refusals_are_notifications_and_fbp_runs(
+    viewer_with_ct, qtbot, prior_path, tmp_path
+) -> None:
     viewer = viewer_with_ct
     widget = _reconstruct_widget(viewer, prior_path)
     viewer.add_image(np.zeros((4, 32, 32), np.float32), name="plain")
@@ -143,7 +163,14 @@ def test_refusals_are_notifications_and_fbp_runs(viewer_with_ct, qtbot, prior_pa
     assert widget.run() is None and "selects none" in _last_message()
     assert len(viewer.layers) == 2
 
-    widget.slices.value = "all"
+    widget.slices.value = "all"  # a prior that fails to load in the run: said on the panel too
+    (tmp_path / "broken.safetensors").write_bytes(b"not a prior")
+    widget.prior.file.value = tmp_path / "broken.safetensors"
+    _run_and_wait(qtbot, widget)
+    assert "broken.json is missing" in _last_message() and len(viewer.layers) == 2
+    assert widget.panel.status.value == f"failed: {_last_message()}"
+    assert not widget.panel.cancel_button.enabled
+
     widget.method.value = "fbp"
     assert not widget.prior.choice.visible and not widget.advanced_box.visible
     _run_and_wait(qtbot, widget)
@@ -166,6 +193,8 @@ def test_finetuned_prior_becomes_a_reconstruct_choice(
     widget.training["steps"].value = 2
     widget.training["batch_size"].value = 2
     widget.folder.value = tmp_path
+    widget.prior_name.value = ".."  # would write beside the folder, not in it
+    assert widget.run() is None and "'..'" in _last_message()
     widget.prior_name.value = "mine-prior"
     widget.device.value = "cpu"
     _run_and_wait(qtbot, widget)
@@ -181,6 +210,7 @@ def test_finetuned_prior_becomes_a_reconstruct_choice(
     widget.images.value = [viewer.layers["other"]]
     _run_and_wait(qtbot, widget)
     assert "images differ" in _last_message()
+    assert widget.panel.status.value == f"failed: {_last_message()}"
     assert (tmp_path / "mine-prior" / "mine-prior.safetensors").read_bytes() == written
 
 

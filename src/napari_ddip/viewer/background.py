@@ -2,7 +2,8 @@
 
 Input problems (:class:`~napari_ddip.io.InputError`) raised by the work become a napari error
 notification with the message; anything else is a bug and goes to napari's error reporting.
-Long work reports as it goes through :func:`run_with_events`.
+Either way an ``on_error(message)`` callback hears of it. Long work reports as it goes through
+:func:`run_with_events`.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ def run_in_background(
     on_result: Callable[[T], None],
     busy: Sequence[Widget],
     on_finished: Callable[[], None] | None = None,
+    on_error: Callable[[str], None] | None = None,
 ) -> FunctionWorker:
     """Start ``work()`` in a thread; ``on_result(value)`` runs in the GUI thread afterwards.
 
+    If ``work`` raises, ``on_error(message)`` runs instead (after the error is shown).
     ``busy`` widgets are disabled until the worker finishes, whatever the outcome; then
     ``on_finished()`` runs (also whatever the outcome).
     """
@@ -45,6 +48,8 @@ def run_in_background(
             on_result(value)
         else:
             show_error(error)
+            if on_error is not None:
+                on_error(error)
 
     def finished() -> None:
         for widget in busy:
@@ -56,6 +61,8 @@ def run_in_background(
         widget.enabled = False
     worker = create_worker(guarded, _start_thread=False)
     worker.returned.connect(returned)
+    if on_error is not None:  # a bug: napari shows it, on_error only hears of it
+        worker.errored.connect(lambda exc: on_error(f"{type(exc).__name__}: {exc}"))
     worker.finished.connect(finished)
     worker.start()
     return worker
@@ -73,6 +80,7 @@ def run_with_events(
     on_result: Callable[[T], None],
     busy: Sequence[Widget],
     on_finished: Callable[[], None] | None = None,
+    on_error: Callable[[str], None] | None = None,
 ) -> FunctionWorker:
     """As :func:`run_in_background`, for work that reports as it goes: ``work(emit)`` may call
     ``emit(obj)`` from its thread, and ``on_event(obj)`` then runs in the GUI thread, in order
@@ -85,4 +93,5 @@ def run_with_events(
         if on_finished is not None:
             on_finished()
 
-    return run_in_background(partial(work, relay.message.emit), on_result, busy, finished)
+    job = partial(work, relay.message.emit)
+    return run_in_background(job, on_result, busy, finished, on_error)

@@ -177,7 +177,9 @@ def _run_diffusion(
     for event in reconstruct(m.data, operator, config, device=device, cancel=cancel):
         if isinstance(event, Finished):
             created = datetime.now(UTC).isoformat(timespec="seconds")
-            provenance = event.metadata | {"created": created, "measurement": m.provenance}
+            output = "real" if event.complex_volume is None else "magnitude"  # as the CLI says
+            extra = {"created": created, "output": output, "measurement": m.provenance}
+            provenance = event.metadata | extra
             std = getattr(event, "std", None)
             return ReconResult(event.volume, provenance, event.partial, std)
         emit(event)

@@ -115,8 +115,8 @@ class PriorWidget(Container):
             raise InputError("no image layer chosen: pick one or more image volumes to learn from")
         volumes = [volume_from_layer(layer)[0] for layer in layers]
         name = self.prior_name.value.strip()
-        if not re.fullmatch(r"[\w.-]+", name):
-            raise InputError(f"name {name!r}: use letters, digits, '-', '_' or '.'")
+        if not re.fullmatch(r"\w[\w.-]*", name):  # not "..": the prior goes in its own folder
+            raise InputError(f"name {name!r}: use letters, digits, '-', '_' or '.' (not first)")
         return FinetuneJob(
             images=pick_slices(volumes, self.n_images.value),
             base=self.base.require(),

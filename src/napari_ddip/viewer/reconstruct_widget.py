@@ -4,7 +4,8 @@ Classical methods (fbp / zero-filled, cg, tv) run through
 :func:`napari_ddip.methods.reconstruct_measurement`; the diffusion methods through the engine
 :func:`napari_ddip.recon.reconstruct`, whose events drive the progress bar (with the time
 left) and a live preview of the result layer. Cancel keeps the partial result. The result layer
-``"<measurement> [<method>]"`` (replaced on re-run) has the measurement's voxel size as scale
+``"<measurement> [<method>]"`` (replaced on re-run, with its ``std`` layer when the run drew
+several posterior samples, removed when it did not) has the measurement's voxel size as scale
 and the run's provenance (method, settings, prior, seed, device, version, the measurement's
 own provenance) in its metadata, which the napari-ddip TIFF writer saves.
 """
@@ -230,9 +231,12 @@ class ReconstructWidget(Container):
             return
         self.result = result
         self._show(name, place, result.volume, result.provenance)
+        std_name = f"{name} std"
         if result.std is not None:
             provenance = result.provenance | {"output": "posterior standard deviation"}
-            self._show(f"{name} std", place, result.std, provenance, colormap="magma")
+            self._show(std_name, place, result.std, provenance, colormap="magma")
+        elif std_name in self._viewer.layers:  # an earlier run's, which would pass for this one's
+            self._viewer.layers.remove(std_name)
         if result.partial:
             self.panel.status.value = "cancelled: partial result kept"
             show_info(f"cancelled: '{name}' holds the partial result")

@@ -3,6 +3,7 @@
 :meth:`RunPanel.start` runs ``work(emit, cancel)`` through
 :func:`~napari_ddip.viewer.background.run_with_events`: Run (and the given widgets) stay
 disabled and Cancel enabled until it ends; Cancel sets the ``threading.Event`` the work polls.
+A run that fails leaves "failed: <why>" on the status line.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class RunPanel(Container):
 
         self.cancel_button.enabled = True
         busy = [self.run_button, *busy]
-        return run_with_events(job, on_event, on_result, busy, self._finished)
+        return run_with_events(job, on_event, on_result, busy, self._finished, self._failed)
 
     def cancel(self) -> None:
         """Ask the running work to stop (it keeps what it has)."""
@@ -79,6 +80,10 @@ class RunPanel(Container):
         left = "" if eta is None else f" · {format_seconds(eta)} left"
         self.progress.native.setFormat(f"{step}/{total}{left}")
         self.status.value = detail
+
+    def _failed(self, message: str) -> None:
+        self.progress.native.setFormat("%p%")  # no time left on the bar
+        self.status.value = f"failed: {message}"
 
     def _finished(self) -> None:
         self.cancel_button.enabled = False
