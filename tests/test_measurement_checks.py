@@ -17,6 +17,7 @@ from napari_ddip.io import (
     read_volume,
     require_new_output,
 )
+from napari_ddip.io.measurement import check_measurement_path
 
 GOOD_CT = {"image_size": 16, "angles_deg": [0.0, 45.0, 90.0, 135.0]}
 N_DET = math.ceil(math.sqrt(2) * 16)
@@ -163,3 +164,10 @@ def test_rgb_tiff_is_refused_not_read_as_slices(tmp_path) -> None:
         tmp_path / "grey.tif", np.zeros((3, 32, 32), np.uint8), photometric="minisblack"
     )
     assert read_volume(tmp_path / "grey.tif").data.shape == (3, 32, 32)
+
+
+def test_a_nifti_name_for_a_measurement_is_named_whole(tmp_path) -> None:
+    with pytest.raises(
+        InputError, match=r"must be one of \.npz, \.tif, \.tiff \(got '\.nii\.gz'\)"
+    ):
+        check_measurement_path(tmp_path / "sino.nii.gz", "ct")

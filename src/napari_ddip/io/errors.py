@@ -44,7 +44,8 @@ def require_suffix(path: Path, allowed: tuple[str, ...], what: str) -> str:
     """The lower-case suffix of ``path``, which must be one of ``allowed``."""
     suffix = path.suffix.lower()
     if suffix not in allowed:
-        raise InputError(f"{path}: {what} must be one of {', '.join(allowed)} (got '{suffix}')")
+        shown = ".nii.gz" if path.name.lower().endswith(".nii.gz") else suffix
+        raise InputError(f"{path}: {what} must be one of {', '.join(allowed)} (got '{shown}')")
     return suffix
 
 
