@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from functools import partial
 
 import numpy as np
 import pytest
@@ -135,6 +136,32 @@ def test_cancel_keeps_the_partial_result_and_reenables_run(
     assert not widget.panel.cancel_button.enabled
 
 
+def _close_while_running(qtbot, worker, close) -> None:
+    """``close()`` and wait for ``worker`` to end; no callback may raise meanwhile."""
+    with qtbot.captureExceptions() as exceptions:
+        with qtbot.waitSignal(worker.finished, timeout=TIMEOUT_MS):
+            close()
+        qtbot.wait(50)  # the dock goes by deleteLater
+    assert not exceptions
+
+
+@pytest.mark.parametrize("what", ["dock", "viewer"])
+def test_closing_the_dock_or_viewer_cancels_the_run(
+    viewer_with_ct, qtbot, prior_path, what
+) -> None:
+    viewer = viewer_with_ct
+    widget = _reconstruct_widget(viewer, prior_path, nfe=40)
+    worker = widget.run()
+    qtbot.waitUntil(lambda: widget.panel.progress.value >= 1, timeout=TIMEOUT_MS)
+    if what == "dock":
+        close = partial(viewer.window.remove_dock_widget, widget.native)
+    else:
+        close = viewer.close
+    _close_while_running(qtbot, worker, close)
+    assert widget.panel.cancel_event.is_set()
+    assert widget.result is None  # the result callback left the closed widget alone
+
+
 def test_mri_diffusion_result_is_recorded_as_magnitude(prior_path) -> None:
     m = simulate_mri(ellipsoid_volume((4, 32, 32), seed=1)[1:3], accel=2.0)
     config = ReconConfig(method="dds", prior=prior_path, nfe=2, slice_batch=2)
@@ -212,6 +239,26 @@ def test_finetuned_prior_becomes_a_reconstruct_choice(
     assert "images differ" in _last_message()
     assert widget.panel.status.value == f"failed: {_last_message()}"
     assert (tmp_path / "mine-prior" / "mine-prior.safetensors").read_bytes() == written
+
+
+def test_closing_the_fine_tune_dock_stops_the_run(
+    make_napari_viewer, qtbot, prior_path, tmp_path
+) -> None:
+    viewer = make_napari_viewer()
+    viewer.add_image(ellipsoid_volume((4, 32, 32), seed=2), name="mine")
+    widget = _dock(viewer, "Fine-tune prior")
+    widget.images.value = [viewer.layers["mine"]]
+    widget.base.choice.value = FILE
+    widget.base.file.value = prior_path
+    widget.training["steps"].value = 1000
+    widget.training["batch_size"].value = 2
+    widget.folder.value = tmp_path
+    widget.device.value = "cpu"
+    worker = widget.run()
+    qtbot.waitUntil(lambda: widget.panel.progress.value >= 1, timeout=TIMEOUT_MS)
+    dock = widget.native.parent()
+    _close_while_running(qtbot, worker, dock.title.close_button.click)  # the dock's ×
+    assert widget.panel.cancel_event.is_set() and widget.result is None
 
 
 def test_widget_modules_import_without_torch() -> None:

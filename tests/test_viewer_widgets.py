@@ -80,7 +80,7 @@ def test_compare_scores_difference_and_errors(make_napari_viewer, qtbot, tiny_vo
     recon = tiny_volume + rng.normal(0, 0.05, tiny_volume.shape).astype(np.float32)
     viewer = make_napari_viewer()
     ref_layer = viewer.add_image(tiny_volume, name="truth")
-    viewer.add_image(recon, name="recon", scale=(2.0, 1.0, 1.0))
+    viewer.add_image(recon, name="recon", scale=(2.0, 1.0, 1.0), translate=(4.0, 0.0, 0.0))
     widget = _dock(viewer, "Compare")
     widget.recon.value, widget.reference.value = viewer.layers["recon"], ref_layer
     for _ in range(2):  # the re-run updates the difference layer, no copy
@@ -97,6 +97,7 @@ def test_compare_scores_difference_and_errors(make_napari_viewer, qtbot, tiny_vo
     difference = viewer.layers["recon − truth"]
     np.testing.assert_allclose(difference.data, recon - tiny_volume)
     np.testing.assert_allclose(difference.scale, (2.0, 1.0, 1.0))
+    np.testing.assert_allclose(difference.translate, (4.0, 0.0, 0.0))  # at the recon's depth
 
     viewer.add_image(tiny_volume[:2], name="short")
     widget.reference.value = viewer.layers["short"]

@@ -2,7 +2,8 @@
 
 Shows the mean PSNR/SSIM (as :func:`napari_ddip.metrics.score`), a table of the per-slice values
 (:func:`napari_ddip.metrics.slice_scores`) and a per-slice PSNR plot, and adds (or updates on
-re-run) the difference layer ``"<recon> − <reference>"`` = recon − reference.
+re-run) the difference layer ``"<recon> − <reference>"`` = recon − reference, placed as the
+reconstruction layer is (its scale and translate: a result of a slice subset sits at its depth).
 """
 
 from __future__ import annotations
@@ -69,11 +70,15 @@ class CompareWidget(Container):
             return None
         name = f"{recon_layer.name} − {reference_layer.name}"
         work = partial(_compare, recon, reference)
-        on_result = partial(self._show, name, voxel_size)
+        on_result = partial(self._show, name, voxel_size, tuple(recon_layer.translate))
         return run_in_background(work, on_result, busy=[self.run_button])
 
     def _show(
-        self, name: str, voxel_size: VoxelSize, result: tuple[SliceScores, Scores, np.ndarray]
+        self,
+        name: str,
+        voxel_size: VoxelSize,
+        translate: tuple[float, ...],
+        result: tuple[SliceScores, Scores, np.ndarray],
     ) -> None:
         per_slice, mean, difference = result
         self.per_slice, self.scores = per_slice, mean
@@ -93,6 +98,7 @@ class CompareWidget(Container):
         kwargs = {
             "name": name,
             "scale": voxel_size,
+            "translate": translate,
             "colormap": "PiYG",
             "contrast_limits": (-extent, extent),
             "metadata": {META_KEY: {"kind": "difference", "provenance": {"layers": name}}},

@@ -2,8 +2,9 @@
 
 :meth:`RunPanel.start` runs ``work(emit, cancel)`` through
 :func:`~napari_ddip.viewer.background.run_with_events`: Run (and the given widgets) stay
-disabled and Cancel enabled until it ends; Cancel sets the ``threading.Event`` the work polls.
-A run that fails leaves "failed: <why>" on the status line.
+disabled and Cancel enabled until it ends; Cancel sets the ``threading.Event`` the work polls,
+and so does closing the widget's dock (or the viewer), after which the run leaves the widgets
+alone. A run that fails leaves "failed: <why>" on the status line.
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ class RunPanel(Container):
 
         self.cancel_button.enabled = True
         busy = [self.run_button, *busy]
-        return run_with_events(job, on_event, on_result, busy, self._finished, self._failed)
+        return run_with_events(
+            job, on_event, on_result, busy, self._finished, self._failed, on_close=cancel.set
+        )
 
     def cancel(self) -> None:
         """Ask the running work to stop (it keeps what it has)."""
