@@ -114,6 +114,27 @@ def test_d3ip_result_layer_has_scale_and_provenance_and_reruns_in_place(
     assert "ct [d3ip] std" not in viewer.layers and len(viewer.layers) == 2
 
 
+def test_previews_leave_the_earlier_result_whole_until_the_run_ends(
+    viewer_with_ct, qtbot, prior_path
+) -> None:
+    viewer = viewer_with_ct
+    widget = _reconstruct_widget(viewer, prior_path)
+    _run_and_wait(qtbot, widget)
+    layer = viewer.layers["ct [d3ip]"]
+    earlier, provenance = layer.data.copy(), layer.metadata[META_KEY]["provenance"]
+    widget.seed.value = 1
+    widget.panel.run_button.native.click()
+    qtbot.waitUntil(lambda: "ct [d3ip] preview" in viewer.layers, timeout=TIMEOUT_MS)
+    preview = viewer.layers["ct [d3ip] preview"]
+    assert preview.metadata[META_KEY]["provenance"]["status"].startswith("preview at t = ")
+    np.testing.assert_array_equal(layer.data, earlier)  # a failure now would lose nothing
+    assert layer.metadata[META_KEY]["provenance"] == provenance
+    qtbot.waitUntil(lambda: widget.panel.run_button.enabled, timeout=TIMEOUT_MS)
+    assert "ct [d3ip] preview" not in viewer.layers
+    assert layer.metadata[META_KEY]["provenance"]["seed"] == 1
+    assert not np.array_equal(layer.data, earlier)
+
+
 def _meta(layer) -> dict:
     return {"name": layer.name, "scale": layer.scale, "metadata": layer.metadata}
 

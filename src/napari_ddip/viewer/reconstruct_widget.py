@@ -3,11 +3,13 @@
 Classical methods (fbp / zero-filled, cg, tv) run through
 :func:`napari_ddip.methods.reconstruct_measurement`; the diffusion methods through the engine
 :func:`napari_ddip.recon.reconstruct`, whose events drive the progress bar (with the time
-left) and a live preview of the result layer. Cancel keeps the partial result. The result layer
-``"<measurement> [<method>]"`` (replaced on re-run, with its ``std`` layer when the run drew
-several posterior samples, removed when it did not) has the measurement's voxel size as scale
-and the run's provenance (method, settings, prior, seed, device, version, the measurement's
-own provenance) in its metadata, which the napari-ddip TIFF writer saves.
+left) and a live preview in a layer ``"<result> preview"``, so the result of an earlier run
+stays whole until this one finishes (a run that fails leaves it, and the labelled preview).
+Cancel keeps the partial result. The result layer ``"<measurement> [<method>]"`` (replaced on
+re-run, with its ``std`` layer when the run drew several posterior samples, removed when it
+did not) has the measurement's voxel size as scale and the run's provenance (method,
+settings, prior, seed, device, version, the measurement's own provenance) in its metadata,
+which the napari-ddip TIFF writer saves.
 """
 
 from __future__ import annotations
@@ -222,7 +224,7 @@ class ReconstructWidget(Container):
             self._loss = f" · loss {event.loss:.3g}"
         elif isinstance(event, Preview):
             provenance = {"status": f"preview at t = {event.t}", **place["provenance"]}
-            self._show(name, place, event.volume, provenance)
+            self._show(f"{name} preview", place, event.volume, provenance)
 
     def _on_result(self, name: str, place: dict[str, Any], result: ReconResult | None) -> None:
         if result is None:
@@ -231,12 +233,12 @@ class ReconstructWidget(Container):
             return
         self.result = result
         self._show(name, place, result.volume, result.provenance)
-        std_name = f"{name} std"
+        self._remove(f"{name} preview")
         if result.std is not None:
             provenance = result.provenance | {"output": "posterior standard deviation"}
-            self._show(std_name, place, result.std, provenance, colormap="magma")
-        elif std_name in self._viewer.layers:  # an earlier run's, which would pass for this one's
-            self._viewer.layers.remove(std_name)
+            self._show(f"{name} std", place, result.std, provenance, colormap="magma")
+        else:  # an earlier run's std would pass for this one's
+            self._remove(f"{name} std")
         if result.partial:
             self.panel.status.value = "cancelled: partial result kept"
             show_info(f"cancelled: '{name}' holds the partial result")
@@ -255,6 +257,11 @@ class ReconstructWidget(Container):
         data, kwargs, kind = volume_layer(volume, place["scale"], name, provenance)
         kwargs |= {"translate": place["translate"], "colormap": colormap}
         show_layer(self._viewer, (data, kwargs, kind))
+
+    def _remove(self, name: str) -> None:
+        """Remove the layer ``name`` if there is one."""
+        if name in self._viewer.layers:
+            self._viewer.layers.remove(name)
 
 
 def _placement(layer: Image, job: ReconJob) -> dict[str, Any]:
