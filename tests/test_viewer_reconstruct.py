@@ -240,6 +240,8 @@ def test_finetuned_prior_becomes_a_reconstruct_choice(
     widget.base.file.value = prior_path
     widget.training["steps"].value = 2
     widget.training["batch_size"].value = 2
+    widget.folder.line_edit.value = ""  # would be napari's working directory
+    assert widget.run() is None and "no output folder" in _last_message()
     widget.folder.value = tmp_path
     widget.prior_name.value = ".."  # would write beside the folder, not in it
     assert widget.run() is None and "'..'" in _last_message()

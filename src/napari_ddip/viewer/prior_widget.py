@@ -117,6 +117,8 @@ class PriorWidget(Container):
         name = self.prior_name.value.strip()
         if not re.fullmatch(r"\w[\w.-]*", name):  # not "..": the prior goes in its own folder
             raise InputError(f"name {name!r}: use letters, digits, '-', '_' or '.' (not first)")
+        if not self.folder.line_edit.value.strip():  # magicgui reads it as ".", napari's cwd
+            raise InputError("no output folder: choose where the fine-tuned prior goes")
         return FinetuneJob(
             images=pick_slices(volumes, self.n_images.value),
             base=self.base.require(),
