@@ -265,6 +265,10 @@ def test_weights_round_trip_and_refuse_bad_files(tmp_path) -> None:
         load_prior(other)
     with pytest.raises(PriorLoadError, match="not found"):
         load_prior(tmp_path / "missing")
+    # An existing file that is not a prior is named as such, not as missing.
+    (tmp_path / "notes.txt").write_text("not weights")
+    with pytest.raises(PriorLoadError, match=r"notes.txt is not a prior: a prior is a NAME\."):
+        load_prior(tmp_path / "notes.txt")
 
 
 def _losses(out) -> list[float]:

@@ -369,3 +369,116 @@ def test_config_resolves_the_modality_defaults() -> None:
     assert (mri.mbir_anchor, mri.admm_lam, mri.admm_rho) == (0.2, 1e-3, 1e-2)
     given = ReconConfig(method="d3ip-mbir", mbir_anchor=0.0, admm_rho=1e-3).resolved("mri", "cpu")
     assert (given.mbir_anchor, given.admm_lam, given.admm_rho) == (0.0, 1e-3, 1e-3)
+
+
+def _middle(make) -> tuple[torch.Tensor, ParallelBeamCT | MRIOperator]:
+    """The two middle slices of a 4-slice ``_ct`` / ``_mri`` problem (those holding signal)."""
+    y, op, _ = make()
+    return y[1:3], op
+
+
+def test_measurement_of_any_numeric_dtype_or_layout_gives_the_same_volume() -> None:
+    """NumPy float64 (NumPy's default), negative strides and complex128 k-space are computed
+    in float32 / complex64, as a float32 tensor would be."""
+    cfg = ReconConfig(method="dds", **FAST)
+    y, op = _middle(_ct)
+    reference = run_to_end(reconstruct(y, op, cfg, prior=_prior())).volume
+    flipped = y.numpy().astype(np.float64)[::-1]
+    for given in (y.numpy().astype(np.float64), y.double(), flipped):
+        slices = [1, 0] if given is flipped else None
+        volume = run_to_end(reconstruct(given, op, cfg, prior=_prior(), slices=slices)).volume
+        np.testing.assert_array_equal(volume, reference)
+    k, mop = _middle(_mri)
+    reference = run_to_end(reconstruct(k, mop, cfg, prior=_prior())).volume
+    volume = run_to_end(reconstruct(k.numpy().astype(np.complex128), mop, cfg, prior=_prior()))
+    np.testing.assert_array_equal(volume.volume, reference)
+
+
+def _with_nan(y: torch.Tensor) -> torch.Tensor:
+    y = y.clone()
+    y[0, 0, 0] = float("nan")
+    return y
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("ct views", r"shape \(2, 12, 46\) but ParallelBeamCT takes \(Z, 16, 46\)"),
+        ("ct bins", r"shape \(2, 16, 40\) but ParallelBeamCT takes \(Z, 16, 46\)"),
+        ("ct one slice", r"shape \(16, 46\) but ParallelBeamCT takes \(Z, 16, 46\)"),
+        ("ct complex", "ParallelBeamCT takes real measurements, got torch.complex64"),
+        ("ct nan", "contains 1 NaN/Inf value"),
+        ("mri size", r"shape \(2, 32, 30\) but MRIOperator takes \(Z, 32, 32\)"),
+        ("mri coils", r"shape \(2, 3, 32, 32\) but MRIOperator takes \(Z, 32, 32\)"),
+        ("mri real", "MRIOperator takes complex measurements, got torch.float32"),
+        ("mri mask slices", "3 slices but MRIOperator holds per-slice data for 2"),
+        ("mri nan", "contains 1 NaN/Inf value"),
+    ],
+)
+def test_a_measurement_that_does_not_fit_is_refused_before_any_work(case, message) -> None:
+    """Named in the message, before the prior loads (this one does not exist)."""
+    y, op = _middle(_ct)
+    k, mop = _middle(_mri)
+    per_slice = MRIOperator(mop.mask.expand(2, -1, -1))
+    given = {
+        "ct views": (y[:, :12], op),
+        "ct bins": (y[..., :40], op),
+        "ct one slice": (y[0], op),
+        "ct complex": (y.to(torch.complex64), op),
+        "ct nan": (_with_nan(y), op),
+        "mri size": (k[..., :30], mop),
+        "mri coils": (k[:, None].expand(-1, 3, -1, -1), mop),
+        "mri real": (k.real, mop),
+        "mri mask slices": (torch.cat([k, k[:1]]), per_slice),
+        "mri nan": (_with_nan(k), mop),
+    }[case]
+    with pytest.raises(ValueError, match=message):
+        next(iter(reconstruct(*given, ReconConfig(**FAST), prior="no-such-prior")))
+
+
+@pytest.mark.parametrize("method", ["d3ip", "dps"])
+def test_a_run_iterated_under_no_grad_or_inference_mode_still_adapts(method) -> None:
+    """The engine turns autograd on for its own steps, whatever the caller's mode."""
+    y, op = _middle(_ct)
+    cfg = ReconConfig(method=method, **FAST)
+    reference = run_to_end(reconstruct(y, op, cfg, prior=_prior())).volume
+    for mode in (torch.no_grad, torch.inference_mode):
+        with mode():
+            volume = run_to_end(reconstruct(y, op, cfg, prior=_prior())).volume
+        np.testing.assert_array_equal(volume, reference)
+
+
+def test_the_callers_code_between_events_keeps_its_own_autograd_state() -> None:
+    """Neither the engine's ``no_grad`` nor its parametrisation cache reaches the loop body,
+    nor lingers when the loop stops early with the run still referenced."""
+    from torch.nn.utils import parametrize
+
+    y, op = _middle(_ct)
+    events = reconstruct(y, op, ReconConfig(method="dds", **FAST), prior=_prior())
+    for event in events:
+        assert torch.is_grad_enabled() and not parametrize._cache_enabled
+        if isinstance(event, Progress):
+            break
+    assert torch.is_grad_enabled() and not parametrize._cache_enabled
+    with torch.no_grad():
+        assert isinstance(next(events), Progress) and not torch.is_grad_enabled()
+    events.close()
+
+
+def test_a_prior_given_as_a_path_is_named_in_the_metadata(tmp_path) -> None:
+    from napari_ddip.prior.weights import save_prior
+
+    path = save_prior(_prior(), tmp_path / "tiny")
+    y, op = _middle(_ct)
+    cfg = ReconConfig(method="dds", nfe=1, preview_every=0)
+    result = run_to_end(reconstruct(y, op, cfg, prior=path))
+    assert result.metadata["prior"] == str(path)
+
+
+def test_a_device_that_is_not_there_is_refused_before_any_work() -> None:
+    y, op = _middle(_ct)
+    with pytest.raises(ValueError, match="device must be auto, cpu, cuda or cuda:N, got 'gpu'"):
+        next(iter(reconstruct(y, op, prior="no-such-prior", device="gpu")))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device is available"):
+            next(iter(reconstruct(y, op, prior="no-such-prior", device="cuda")))

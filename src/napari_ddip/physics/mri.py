@@ -71,6 +71,18 @@ class MRIOperator(LinearOperator):
     def n_coils(self) -> int:
         return 1 if self.maps is None else int(self.maps.shape[1])
 
+    @property
+    def measurement_shape(self) -> tuple[int, ...]:
+        """Per-slice k-space shape: ``(ky, kx)`` single-coil, ``(C, ky, kx)`` multi-coil."""
+        return self.image_shape if self.maps is None else (self.n_coils, *self.image_shape)
+
+    @property
+    def n_slices(self) -> int | None:
+        """``Z`` of a per-slice mask or of the coil maps; None for one mask and one coil."""
+        if self.maps is not None:
+            return int(self.maps.shape[0])
+        return int(self.mask.shape[0]) if self.mask.ndim == 3 else None
+
     def _slice_mask(self) -> torch.Tensor:
         """Mask broadcastable against measurements ``(Z, [C,] ky, kx)``."""
         if self.mask.ndim == 3 and self.maps is not None:

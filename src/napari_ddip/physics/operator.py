@@ -40,6 +40,40 @@ class LinearOperator(ABC):
     def pinv(self, y: torch.Tensor) -> torch.Tensor:
         """Approximate inverse (FBP / zero-filled) of ``y``; returns ``(Z, Y, X)``."""
 
+    @property
+    def measurement_shape(self) -> tuple[int, ...] | None:
+        """Shape of one slice's measurement (``y`` is ``(Z, *measurement_shape)``); None if
+        the operator does not fix it."""
+        return None
+
+    @property
+    def n_slices(self) -> int | None:
+        """The number of slices ``Z`` the operator holds per-slice data for (masks, coil maps);
+        None when it takes any number."""
+        return None
+
+    def check_measurement(self, y: torch.Tensor) -> None:
+        """Raise ``ValueError`` naming the mismatch unless ``y`` is a measurement of this
+        operator: complex if :attr:`is_complex` else real, of shape ``(Z, *measurement_shape)``
+        with ``Z`` = :attr:`n_slices` when that is set."""
+        name = type(self).__name__
+        if y.is_complex() != self.is_complex:
+            needed = "complex" if self.is_complex else "real"
+            raise ValueError(f"{name} takes {needed} measurements, got {y.dtype} data")
+        shape, n = self.measurement_shape, self.n_slices
+        if shape is None:
+            return
+        expected = f"({n if n is not None else 'Z'}, {', '.join(map(str, shape))})"
+        if y.ndim != len(shape) + 1 or tuple(y.shape[1:]) != shape:
+            raise ValueError(
+                f"the measurement has shape {tuple(y.shape)} but {name} takes {expected}"
+            )
+        if n is not None and y.shape[0] != n:
+            raise ValueError(
+                f"the measurement has {y.shape[0]} slices but {name} holds per-slice data for "
+                f"{n}: it takes {expected}"
+            )
+
     def normal(self, x: torch.Tensor) -> torch.Tensor:
         """``Aᴴ A x``."""
         return self.adjoint(self.forward(x))

@@ -45,6 +45,11 @@ def resolve_prior_path(name_or_path: str | Path) -> Path:
     if shipped.is_file():
         return shipped
     path = Path(text).expanduser()
+    if path.suffix not in (".safetensors", ".json") and path.is_file():
+        raise PriorLoadError(
+            f"{path} is not a prior: a prior is a NAME.safetensors file with its NAME.json "
+            "config beside it"
+        )
     if path.suffix != ".safetensors":
         path = (
             path.with_suffix(".safetensors")

@@ -8,8 +8,9 @@ Example::
     volume = result.volume  # (Z, Y, X) float32
 """
 
+from napari_ddip.device import resolve_device
 from napari_ddip.recon.config import DIFFUSION_METHODS, ReconConfig
-from napari_ddip.recon.engine import Cancelled, reconstruct, resolve_device, run_to_end
+from napari_ddip.recon.engine import Cancelled, reconstruct, run_to_end
 from napari_ddip.recon.events import Adapted, Event, Finished, Preview, Progress, Started
 
 __all__ = [

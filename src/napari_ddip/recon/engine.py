@@ -25,6 +25,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ import torch
 from torch.nn.utils import parametrize
 
 from napari_ddip import __version__
-from napari_ddip.device import resolve_device
+from napari_ddip.device import available_device
 from napari_ddip.physics.operator import LinearOperator
 from napari_ddip.precision import network_precision, tf32_switches
 from napari_ddip.prior.model import DiffusionPrior
@@ -68,7 +69,7 @@ def reconstruct(
     operator: LinearOperator,
     config: ReconConfig | None = None,
     *,
-    prior: DiffusionPrior | str | None = None,
+    prior: DiffusionPrior | str | Path | None = None,
     device: str | torch.device = "auto",
     slices: Sequence[int] | slice | None = None,
     cancel: Cancel = None,
@@ -78,7 +79,8 @@ def reconstruct(
 
     Args:
         measurement: ``y`` of shape ``(Z, ...)`` for ``operator`` (sinogram ``(Z, V, D)``
-            float32, k-space ``(Z, [C,] ky, kx)`` complex64).
+            real, k-space ``(Z, [C,] ky, kx)`` complex), a NumPy array or a tensor of any
+            numeric dtype and device (computed in float32 / complex64); it must be finite.
         operator: the forward model ``A``.
         config: settings (default :class:`ReconConfig`: D3IP with the paper's defaults).
         prior: a loaded prior, a shipped name or a path (default ``config.prior``).
@@ -96,15 +98,51 @@ def reconstruct(
         with ``config.samples > 1`` the posterior mean, and the per-voxel std).
     """
     cfg = config or ReconConfig()
-    dev = resolve_device(device)
-    y = torch.as_tensor(measurement)
+    dev = available_device(device)
+    y = _as_measurement(measurement, operator)
     if slices is not None:
         index = slices if isinstance(slices, slice) else torch.as_tensor(slices, dtype=torch.long)
         y, operator = y[index], operator.subset(index)
     if y.shape[0] == 0:
         raise ValueError("no slices to reconstruct")
-    run = _Run(y.to(dev), operator.to(dev), cfg, prior, dev, cancel, warm_start)
-    yield from run.events()
+    bad = int(y.numel() - torch.isfinite(y).sum())
+    if bad:
+        raise ValueError(f"the measurement contains {bad} NaN/Inf value(s)")
+
+    def run() -> Iterator[Event]:
+        yield from _Run(y.to(dev), operator.to(dev), cfg, prior, dev, cancel, warm_start).events()
+
+    yield from _with_autograd(run())
+
+
+def _as_measurement(measurement: torch.Tensor | np.ndarray, op: LinearOperator) -> torch.Tensor:
+    """``measurement`` as a tensor in ``op``'s dtype (complex64 for MRI, else float32), on its
+    own device, once :meth:`~LinearOperator.check_measurement` accepts its shape."""
+    if isinstance(measurement, np.ndarray):
+        measurement = np.ascontiguousarray(measurement)  # torch refuses negative strides
+    try:
+        y = torch.as_tensor(measurement).detach()
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"the measurement is not a numeric array ({exc})") from None
+    if y.dtype == torch.bool:
+        raise ValueError("the measurement must hold numbers, got bool")
+    op.check_measurement(y)
+    return y.to(torch.complex64 if op.is_complex else torch.float32)
+
+
+def _with_autograd(events: Iterator[Event]) -> Iterator[Event]:
+    """``events`` with every step of the run under autograd (adaptation and DPS need it,
+    even when the caller iterates under ``torch.no_grad()`` or ``torch.inference_mode()``);
+    the caller's mode holds again whenever an event is handed over."""
+    try:
+        while True:
+            with torch.inference_mode(False), torch.enable_grad():
+                event = next(events, None)
+            if event is None:
+                return
+            yield event
+    finally:
+        events.close()
 
 
 class _Clock:
@@ -134,7 +172,7 @@ class _Run:
         y: torch.Tensor,
         op: LinearOperator,
         cfg: ReconConfig,
-        prior: DiffusionPrior | str | None,
+        prior: DiffusionPrior | str | Path | None,
         dev: torch.device,
         cancel: Cancel,
         warm_start: Adaptation | None,
@@ -144,9 +182,8 @@ class _Run:
         self.cfg = cfg.resolved(self.kind, dev.type)
         self.dev, self.cancel = dev, cancel
         base = prior if isinstance(prior, DiffusionPrior) else load_prior(prior or cfg.prior)
-        self.prior_name = (
-            cfg.prior if prior is None else prior if isinstance(prior, str) else "in-memory prior"
-        )
+        named = prior is None or not isinstance(prior, DiffusionPrior)
+        self.prior_name = str(prior or cfg.prior) if named else "in-memory prior"
         self.prior = copy.deepcopy(base).to(dev).eval()
         self.schedule = self.prior.schedule
         self.problem = Problem(op, y, self.cfg)
@@ -333,12 +370,13 @@ class _Run:
     def _eps_shared(self, x: torch.Tensor, t: int, j: int) -> Iterator[Event]:
         """``ε̂`` of every slice with the current weights, ``slice_batch`` slices per call."""
         eps = torch.zeros_like(x)
-        with torch.no_grad(), parametrize.cached():
-            for b in self.my_batches:
-                self._check_cancel()
-                rows = self.problem.rows(b)
+        for b in self.my_batches:
+            self._check_cancel()
+            rows = self.problem.rows(b)
+            # Not across the yield: grad mode and the cache would hold in the caller's code.
+            with torch.no_grad(), parametrize.cached():
                 eps[rows] = self._eps(x[rows], t, self._gen("eps", j, b.start))
-                yield self.clock.advance()
+            yield self.clock.advance()
         return self.group.sum_(eps), None
 
     def _eps_dps(self, x: torch.Tensor, t: int, j: int) -> Iterator[Event]:
