@@ -16,6 +16,7 @@ from napari_ddip.io import (
     load_measurement,
     read_volume,
     require_new_output,
+    write_result,
 )
 from napari_ddip.io.measurement import check_measurement_path
 
@@ -171,3 +172,13 @@ def test_a_nifti_name_for_a_measurement_is_named_whole(tmp_path) -> None:
         InputError, match=r"must be one of \.npz, \.tif, \.tiff \(got '\.nii\.gz'\)"
     ):
         check_measurement_path(tmp_path / "sino.nii.gz", "ct")
+
+
+def test_cpu_tensors_are_taken_as_arrays(tmp_path) -> None:
+    """A notebook user's torch tensors: a measurement and a result from them."""
+    import torch
+
+    m = Measurement("mri", torch.ones(2, 8, 8, dtype=torch.complex64), {}, mask=torch.ones(8, 8))
+    assert isinstance(m.data, np.ndarray) and m.mask.dtype == np.float32
+    path = write_result(tmp_path / "r.tif", torch.rand(2, 8, 8), (1.0, 1.0, 1.0), {})
+    assert read_volume(path).data.shape == (2, 8, 8)

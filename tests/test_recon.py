@@ -482,3 +482,15 @@ def test_a_device_that_is_not_there_is_refused_before_any_work() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device is available"):
             next(iter(reconstruct(y, op, prior="no-such-prior", device="cuda")))
+
+
+def test_a_cancel_that_is_neither_an_event_nor_a_callable_is_refused() -> None:
+    y, op = _middle(_ct)
+    with pytest.raises(TypeError, match=r"cancel must be a threading\.Event or a callable"):
+        next(iter(reconstruct(y, op, prior="no-such-prior", cancel=True)))
+
+
+def test_a_per_slice_mask_and_coil_maps_must_agree_on_the_slices() -> None:
+    mask = np.ones((3, 16, 16), np.float32)
+    with pytest.raises(ValueError, match="per-slice mask has 3 slices but the coil maps 2"):
+        MRIOperator(mask, np.ones((2, 2, 16, 16), np.complex64))

@@ -70,6 +70,10 @@ class Measurement:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Arrays from elsewhere (a CPU torch tensor, a list) become numpy arrays here.
+        self.data = np.asarray(self.data)
+        self.mask = None if self.mask is None else np.asarray(self.mask)
+        self.maps = None if self.maps is None else np.asarray(self.maps)
         if self.kind not in KINDS:
             raise InputError(f"measurement kind must be one of {KINDS}, got {self.kind!r}")
         if self.kind == "ct":

@@ -79,7 +79,8 @@ def read_volume(path: str | Path) -> Volume:
 
 def as_real_volume(data: np.ndarray, what: str) -> np.ndarray:
     """Check ``data`` is a finite real 2D/3D array with no empty axis (at least one slice);
-    return it as float32 ``(Z, Y, X)``."""
+    return it as float32 ``(Z, Y, X)``. ``data`` may be any array-like (a CPU tensor too)."""
+    data = np.asarray(data)
     if np.iscomplexobj(data):
         raise InputError(f"{what}: volume is complex; a real-valued volume is needed")
     if not (np.issubdtype(data.dtype, np.number) or data.dtype == np.bool_):

@@ -61,6 +61,11 @@ class MRIOperator(LinearOperator):
                     f"maps must be (Z, C, {self.image_shape[0]}, {self.image_shape[1]}), "
                     f"got {tuple(self.maps.shape)}"
                 )
+            if self.mask.ndim == 3 and self.mask.shape[0] != self.maps.shape[0]:
+                raise ValueError(
+                    f"the per-slice mask has {self.mask.shape[0]} slices but the coil maps "
+                    f"{self.maps.shape[0]}"
+                )
         self.eps = float(eps)
 
     @property

@@ -98,6 +98,8 @@ def reconstruct(
         with ``config.samples > 1`` the posterior mean, and the per-voxel std).
     """
     cfg = config or ReconConfig()
+    if not (cancel is None or isinstance(cancel, threading.Event) or callable(cancel)):
+        raise TypeError(f"cancel must be a threading.Event or a callable, got {cancel!r}")
     dev = available_device(device)
     y = _as_measurement(measurement, operator)
     if slices is not None:
