@@ -311,6 +311,45 @@ def test_train_and_finetune_prior_commands(tmp_path, capsys, volume_file) -> Non
     assert "missing.npy" in capsys.readouterr().err
 
 
+def test_finetune_prior_takes_any_images_of_one_shape_and_refuses_flat_or_repeated_ones(
+    tmp_path, capsys
+) -> None:
+    from napari_ddip.prior.weights import save_prior
+    from tiny import tiny_prior
+
+    prior = save_prior(tiny_prior(patch=64), tmp_path / "p")
+    rng = np.random.default_rng(0)
+    files = {
+        "slice.npy": rng.random((16, 24), dtype=np.float32),  # smaller than the 64² patches
+        "hu.npy": rng.uniform(-1000, 3000, (2, 16, 24)).astype(np.float32),
+        "mri.npy": rng.integers(0, 65535, (2, 16, 24)).astype(np.uint16),
+        "blank.npy": np.zeros((3, 16, 24), np.float32),
+    }
+    for name, array in files.items():
+        np.save(tmp_path / name, array)
+    out = tmp_path / "tuned"
+    options = ["--out", str(out), "--prior", str(prior), "--steps", "2", "--batch-size", "2"]
+    options += ["--device", "cpu", "--quiet"]
+    # 2D images and 3D volumes, non-square, in any units: 5 images in [0, 1], a finite loss.
+    good = [str(tmp_path / name) for name in ("slice.npy", "hu.npy", "mri.npy")]
+    assert main(["finetune-prior", *good, *options]) == 0
+    assert json.loads((out / "prior.json").read_text())["info"]["data"] == "5 user images"
+    loss = float((out / "loss.csv").read_text().splitlines()[-1].split(",")[1])
+    assert np.isfinite(loss)
+    # An all-zero volume (nothing to learn) or a file given twice (its images would count
+    # twice): one clear line before anything is written.
+    capsys.readouterr()
+    fresh = ["--out", str(tmp_path / "fresh"), *options[2:]]
+    assert main(["finetune-prior", good[0], str(tmp_path / "blank.npy"), *fresh]) == 2
+    assert "blank.npy: every value is 0" in capsys.readouterr().err
+    assert main(["finetune-prior", good[0], *good, *fresh]) == 2
+    assert "slice.npy: given twice; give each file once" in capsys.readouterr().err
+    (tmp_path / "link.npy").symlink_to(tmp_path / "hu.npy")
+    assert main(["finetune-prior", good[1], str(tmp_path / "link.npy"), *fresh]) == 2
+    assert f"link.npy: given twice (also as {good[1]})" in capsys.readouterr().err
+    assert not (tmp_path / "fresh").exists()
+
+
 def test_diffusion_reconstruction_with_samples_and_reusable_adaptation(
     tmp_path, capsys, volume_file
 ) -> None:

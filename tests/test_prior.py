@@ -441,7 +441,29 @@ def test_finetuning_from_a_few_images(tmp_path) -> None:
     assert losses[-1] < losses[0]
     assert json.loads(path.with_suffix(".json").read_text())["info"]["data"] == "10 user images"
     with pytest.raises(ValueError, match="share one in-plane shape"):
-        images_from_arrays([np.zeros((8, 8)), np.zeros((9, 9))])
+        images_from_arrays([np.eye(8), np.eye(9)])  # not constant: those are refused
+
+
+def test_fine_tuning_images_are_scaled_whatever_their_units_and_refused_when_flat() -> None:
+    rng = np.random.default_rng(0)
+    # Any units reach [0, 1]: CT in Hounsfield units, uint16 MRI, and tiny values (1e-10).
+    for volume in (
+        rng.uniform(-1000, 3000, (2, 16, 24)),
+        rng.integers(0, 65535, (2, 16, 24)).astype(np.uint16),
+        rng.random((16, 24)) * 1e-10,
+    ):
+        images = images_from_arrays([volume])
+        assert images.min() == 0 and images.max() == 1
+    # A constant image or an all-zero volume would train on a blank canvas; a volume that is
+    # almost all one value would become a binary mask: refused, naming the array.
+    with pytest.raises(ValueError, match=r"b\.npy: every value is 7; a constant image"):
+        images_from_arrays([rng.random((8, 8)), np.full((8, 8), 7.0)], names=["a.npy", "b.npy"])
+    with pytest.raises(ValueError, match="fine-tuning image 1: every value is 0"):
+        images_from_arrays([np.zeros((3, 8, 8))])
+    sparse = np.zeros((4, 32, 32))
+    sparse[1, 10:12, 10:12] = 5.0
+    with pytest.raises(ValueError, match="99 % of its values are 0"):
+        images_from_arrays([sparse])
 
 
 def test_a_checkpoint_resumes_only_the_run_that_wrote_it(tmp_path) -> None:

@@ -14,6 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from napari_ddip import __version__
 from napari_ddip.io import (
     InputError,
@@ -204,7 +206,8 @@ def _train(args: argparse.Namespace, finetune: bool) -> int:
         cfg = config_from_args(args, finetune=finetune)
         images = None
         if finetune:
-            images = images_from_arrays([read_volume(path).data for path in args.images])
+            names = [str(path) for path in args.images]
+            images = images_from_arrays(_fine_tuning_volumes(args.images), names)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     bar = tqdm(desc=cfg.name, total=cfg.steps, unit="step", file=sys.stderr, disable=args.quiet)
@@ -233,6 +236,21 @@ def _train(args: argparse.Namespace, finetune: bool) -> int:
         bar.close()
     print(f"wrote prior {path}")
     return 0
+
+
+def _fine_tuning_volumes(paths: Sequence[Path]) -> list[np.ndarray]:
+    """The volumes ``(Z, Y, X)`` of the ``finetune-prior`` images; InputError for a file
+    given twice (its images would silently count twice)."""
+    volumes: list[np.ndarray] = []
+    seen: dict[Path, Path] = {}
+    for path in paths:
+        first = seen.get(path.resolve())
+        if first is not None:
+            also = "" if first == path else f" (also as {first})"
+            raise InputError(f"{path}: given twice{also}; give each file once")
+        seen[path.resolve()] = path
+        volumes.append(read_volume(path).data)
+    return volumes
 
 
 def _methods_epilog() -> str:
@@ -350,7 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=lambda args: _train(args, finetune=False))
 
     tune = sub.add_parser("finetune-prior", help="fine-tune a prior on a few images")
-    tune.add_argument("images", type=Path, nargs="+", help="2D images or 3D volumes (.tif/.npy)")
+    tune.add_argument(
+        "images", type=Path, nargs="+", help="2D images or 3D volumes (.tif/.npy/.npz/.nii[.gz])"
+    )
     add_train_arguments(tune, finetune=True)
     tune.add_argument("--quiet", action="store_true", help="no progress bar")
     tune.set_defaults(func=lambda args: _train(args, finetune=True))
