@@ -289,6 +289,9 @@ def test_train_and_finetune_prior_commands(tmp_path, capsys, volume_file) -> Non
     args += ["--prior", str(out / "p.safetensors"), "--steps", "4", "--device", "cpu", *tiny]
     assert main(args) == 0
     assert (tuned / "t.safetensors").is_file() and (tuned / "t.md").is_file()
+    assert "wrote prior" in capsys.readouterr().out
+    assert main(args) == 0  # the same command again: finished, nothing to do
+    assert "is already trained to --steps 4: nothing to do" in capsys.readouterr().out
     other = tmp_path / "other.npy"
     np.save(other, np.random.default_rng(0).random((3, 32, 32), dtype=np.float32))
     capsys.readouterr()

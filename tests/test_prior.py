@@ -466,6 +466,26 @@ def test_fine_tuning_images_are_scaled_whatever_their_units_and_refused_when_fla
         images_from_arrays([sparse])
 
 
+def test_a_finished_run_run_again_leaves_its_prior_as_it_is(tmp_path) -> None:
+    out = tmp_path / "run"
+    path = train_prior(tiny_train_config(10), out, device="cpu")
+    card = path.with_suffix(".md")
+    card.write_text(card.read_text() + "\n## Scores\n(added by a benchmark)\n")
+    files = {p: p.read_bytes() for p in (path, path.with_suffix(".json"), card, out / "loss.csv")}
+    calls = []
+    again = train_prior(
+        tiny_train_config(10), out, device="cpu", progress=lambda *a: calls.append(a)
+    )
+    assert again == path and not calls
+    assert all(p.read_bytes() == data for p, data in files.items())
+    # More steps go on from the checkpoint.
+    train_prior(tiny_train_config(12), out, device="cpu", progress=lambda *a: calls.append(a))
+    assert (
+        calls[-1][0] == 12
+        and json.loads(path.with_suffix(".json").read_text())["info"]["steps"] == 12
+    )
+
+
 def test_a_checkpoint_resumes_only_the_run_that_wrote_it(tmp_path) -> None:
     out = tmp_path / "run"
     train_prior(tiny_train_config(10), out, device="cpu")

@@ -212,7 +212,10 @@ def _train(args: argparse.Namespace, finetune: bool) -> int:
         raise InputError(str(exc)) from None
     bar = tqdm(desc=cfg.name, total=cfg.steps, unit="step", file=sys.stderr, disable=args.quiet)
 
+    trained = []
+
     def progress(step: int, total: int, loss: float) -> None:
+        trained.append(step)
         bar.update(step - bar.n)
         bar.set_postfix(loss=f"{loss:.4f}")
 
@@ -234,7 +237,10 @@ def _train(args: argparse.Namespace, finetune: bool) -> int:
         raise InputError(str(exc)) from None
     finally:
         bar.close()
-    print(f"wrote prior {path}")
+    if trained:
+        print(f"wrote prior {path}")
+    else:
+        print(f"{path} is already trained to --steps {cfg.steps}: nothing to do (more steps go on)")
     return 0
 
 

@@ -525,9 +525,11 @@ def train_prior(
     Resumes from ``OUT/checkpoint/`` when present and written by a run with the same network
     and data (:func:`run_identity`); raises TrainingOutputError, before any training, when it
     is another run's or when ``OUT/NAME.safetensors`` exists without a checkpoint, unless
-    ``overwrite`` (start afresh, replacing both). ``progress(step, steps, loss)`` is called
-    every ``log_every`` steps; returning False stops (a checkpoint is written first).
-    Returns the path of the final weights (EMA).
+    ``overwrite`` (start afresh, replacing both). A run whose checkpoint has reached
+    ``cfg.steps`` and whose weights are written is finished: they are returned untouched
+    (with any scores added to their card since), and nothing is trained.
+    ``progress(step, steps, loss)`` is called every ``log_every`` steps; returning False stops
+    (a checkpoint is written first). Returns the path of the final weights (EMA).
     """
     base = None if init is None else load_prior(init)
     if base is not None:
@@ -548,6 +550,9 @@ def train_prior(
     pool = _Pool(images, cfg, rng, dev)
     ckpt = out / "checkpoint"
     step, wall = (0, 0.0) if last is None else _load_checkpoint(last, prior, ema, opt, pool, gen)
+    weights = _weights_path(out, cfg.name)
+    if step >= cfg.steps and weights.is_file():  # finished: leave its weights and card as they are
+        return weights
     log_path = out / "loss.csv"
     if step == 0:
         log_path.write_text("step,loss,seconds\n")
@@ -613,8 +618,7 @@ def train_prior(
         **cfg.extra,
     }
     card = model_card(cfg.name, info)
-    path = save_prior(final, _weights_path(out, cfg.name), info=info, card=card)
-    return path
+    return save_prior(final, weights, info=info, card=card)
 
 
 def model_card(name: str, info: dict) -> str:
