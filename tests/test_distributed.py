@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from napari_ddip.cli import main
 from napari_ddip.physics.ct import ParallelBeamCT
 from napari_ddip.prior.phantoms import ellipsoid_volume
 from napari_ddip.recon import ReconConfig, reconstruct, run_to_end
@@ -53,3 +57,38 @@ def test_two_processes_reproduce_one(tmp_path) -> None:
             # Equal up to the order of floating-point sums (gradients, CG inner products).
             scale = float(np.abs(single).max())
             np.testing.assert_allclose(parallel, single, atol=1e-5 * scale, err_msg=method)
+
+
+def _torchrun(*args: str, cwd, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc-per-node 2 -m napari_ddip ARGS`` in ``cwd`` (a hang
+    fails the test through ``timeout``)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc-per-node", "2", "-m", "napari_ddip", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda"])
+def test_distributed_refuses_a_device_that_is_not_there(tmp_path, device) -> None:
+    """As one process does: not a traceback (cuda without GPUs), nor the CPU instead (gpu)."""
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    np.save(tmp_path / "v.npy", ellipsoid_volume((2, 32, 32), seed=1))
+    assert main(["simulate", "ct", str(tmp_path / "v.npy"), str(tmp_path / "m.npz")]) == 0
+    args = f"reconstruct m.npz r.tif --method fbp --device {device} --distributed".split()
+    done = _torchrun(*args, cwd=tmp_path)
+    assert done.returncode != 0
+    # One error line from each rank (their lines may interleave), and no hang.
+    assert done.stderr.count("napari-ddip: error: --device") == 2, done.stderr
+    assert "napari_ddip/" not in done.stderr  # no traceback of ours (torchrun adds its own)
+    assert not (tmp_path / "r.tif").exists()
+
+
+def test_torchrun_without_distributed_is_refused_before_any_work(tmp_path) -> None:
+    """Each process would reconstruct the whole volume and write the same OUT."""
+    np.save(tmp_path / "v.npy", ellipsoid_volume((2, 32, 32), seed=1))
+    assert main(["simulate", "ct", str(tmp_path / "v.npy"), str(tmp_path / "m.npz")]) == 0
+    done = _torchrun("reconstruct", "m.npz", "r.tif", "--method", "fbp", cwd=tmp_path)
+    assert done.returncode != 0
+    assert done.stderr.count("napari-ddip: error: started as one of 2 processes") == 2
+    assert "napari_ddip/" not in done.stderr
+    assert not (tmp_path / "r.tif").exists()

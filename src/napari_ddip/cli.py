@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -91,6 +92,12 @@ def _given(options: dict[str, object]) -> dict[str, object]:
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
+    world = int(os.environ.get("WORLD_SIZE", "1") or "1")
+    if world > 1 and not args.distributed:  # each would reconstruct everything and write OUT
+        raise InputError(
+            f"started as one of {world} processes (torchrun): add --distributed to share the "
+            "work, or run a single process"
+        )
     out = check_result_path(args.out, args.overwrite)
     _not_the_input(out, args.measurement)
     if args.save_adaptation is not None:

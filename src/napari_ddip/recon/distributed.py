@@ -18,6 +18,8 @@ from typing import TypeVar
 
 import torch
 
+from napari_ddip.device import available_device
+
 T = TypeVar("T")
 
 
@@ -59,7 +61,8 @@ def init_from_environment(device: str) -> tuple[Group, torch.device]:
     (``auto`` with GPUs, or ``cuda``), else gloo on the CPU.
 
     Raises:
-        ValueError: the environment does not describe a distributed launch.
+        ValueError: the environment does not describe a distributed launch, or ``device``
+            is not there (no such device, or fewer GPUs than local ranks), before joining.
     """
     import torch.distributed as dist
 
@@ -71,9 +74,16 @@ def init_from_environment(device: str) -> tuple[Group, torch.device]:
             f"--distributed needs a torchrun launch ({', '.join(missing)} not set): "
             "torchrun --nproc-per-node N -m napari_ddip reconstruct ... --distributed"
         )
-    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    dev = torch.device(f"cuda:{local_rank}") if cuda else torch.device("cpu")
+    dev = available_device(device)
+    cuda = dev.type == "cuda"
+    if cuda:
+        local_rank, count = int(os.environ.get("LOCAL_RANK", 0)), torch.cuda.device_count()
+        if local_rank >= count:
+            raise ValueError(
+                f"--device {device}: local rank {local_rank} needs cuda:{local_rank}, and this "
+                f"machine has {count} CUDA device(s): start at most {count} processes here"
+            )
+        dev = torch.device("cuda", local_rank)
     if not dist.is_initialized():
         if cuda:
             torch.cuda.set_device(dev)
