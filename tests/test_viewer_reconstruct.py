@@ -228,18 +228,24 @@ def test_refusals_are_notifications_and_fbp_runs(
     assert layer.metadata[META_KEY]["provenance"]["method"] == "fbp"
 
 
-def test_finetuned_prior_becomes_a_reconstruct_choice(
-    make_napari_viewer, qtbot, prior_path, tmp_path
-) -> None:
-    viewer = make_napari_viewer()
+def _finetune_widget(viewer, prior_path, steps: int):
+    """The Fine-tune prior dock on a layer "mine", from ``prior_path``, ``steps`` of batch 2."""
     viewer.add_image(ellipsoid_volume((4, 32, 32), seed=2), name="mine")
-    recon = _dock(viewer, "Reconstruct")
     widget = _dock(viewer, "Fine-tune prior")
     widget.images.value = [viewer.layers["mine"]]
     widget.base.choice.value = FILE
     widget.base.file.value = prior_path
-    widget.training["steps"].value = 2
+    widget.training["steps"].value = steps
     widget.training["batch_size"].value = 2
+    return widget
+
+
+def test_finetuned_prior_becomes_a_reconstruct_choice(
+    make_napari_viewer, qtbot, prior_path, tmp_path
+) -> None:
+    viewer = make_napari_viewer()
+    recon = _dock(viewer, "Reconstruct")
+    widget = _finetune_widget(viewer, prior_path, steps=2)
     widget.folder.line_edit.value = ""  # would be napari's working directory
     assert widget.run() is None and "no output folder" in _last_message()
     widget.folder.value = tmp_path
@@ -268,13 +274,7 @@ def test_closing_the_fine_tune_dock_stops_the_run(
     make_napari_viewer, qtbot, prior_path, tmp_path
 ) -> None:
     viewer = make_napari_viewer()
-    viewer.add_image(ellipsoid_volume((4, 32, 32), seed=2), name="mine")
-    widget = _dock(viewer, "Fine-tune prior")
-    widget.images.value = [viewer.layers["mine"]]
-    widget.base.choice.value = FILE
-    widget.base.file.value = prior_path
-    widget.training["steps"].value = 1000
-    widget.training["batch_size"].value = 2
+    widget = _finetune_widget(viewer, prior_path, steps=1000)
     widget.folder.value = tmp_path
     widget.device.value = "cpu"
     worker = widget.run()
