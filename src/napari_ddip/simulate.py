@@ -32,6 +32,13 @@ def _require(condition: bool, message: str) -> None:
         raise InputError(message)
 
 
+def _require_noise(noise: float) -> None:
+    """The relative Gaussian noise level: a finite number ≥ 0."""
+    _require(
+        math.isfinite(noise) and noise >= 0, f"--noise must be a finite number ≥ 0, got {noise}"
+    )
+
+
 def simulate_ct(
     volume: np.ndarray,
     n_views: int = 60,
@@ -61,9 +68,7 @@ def simulate_ct(
         f"CT needs square slices, got {volume.shape[1]}×{volume.shape[2]}",
     )
     _require(n_views >= 1, f"--views must be at least 1, got {n_views}")
-    _require(
-        math.isfinite(noise) and noise >= 0, f"--noise must be a finite number ≥ 0, got {noise}"
-    )
+    _require_noise(noise)
     _require(
         photons is None or (math.isfinite(photons) and photons > 0),
         f"--photons must be a finite number > 0, got {photons}",
@@ -119,9 +124,7 @@ def simulate_mri(
     )
     _require(mask in MASKS, f"--mask must be one of {MASKS}, got {mask!r}")
     _require(coils >= 1, f"--coils must be at least 1, got {coils}")
-    _require(
-        math.isfinite(noise) and noise >= 0, f"--noise must be a finite number ≥ 0, got {noise}"
-    )
+    _require_noise(noise)
     nz, ny, nx = volume.shape
     try:
         if mask == "poisson":

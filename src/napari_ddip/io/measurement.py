@@ -178,13 +178,11 @@ def _positive_int(value: Any, what: str) -> int:
 def _angles(angles: Any) -> np.ndarray:
     """CT ``angles_deg`` as a float64 vector; each must be a finite number (degrees)."""
     what = "CT geometry angles_deg"
-    if isinstance(angles, (str, bytes)):
-        raise InputError(f"{what} must be a list of numbers (degrees), got {angles!r}")
-    try:
-        array = np.asarray(angles, dtype=np.float64)
+    try:  # a string would read as one number or fail; it is never a list of angles
+        array = None if isinstance(angles, (str, bytes)) else np.asarray(angles, dtype=np.float64)
     except (TypeError, ValueError):
-        raise InputError(f"{what} must be a list of numbers (degrees), got {angles!r}") from None
-    if array.ndim != 1:
+        array = None
+    if array is None or array.ndim != 1:
         raise InputError(f"{what} must be a list of numbers (degrees), got {angles!r}")
     bad = np.flatnonzero(~np.isfinite(array))
     if bad.size:
