@@ -92,6 +92,8 @@ SETTING_BOUNDS: dict[str, Bound] = {
     "admm_lam": NON_NEGATIVE,
     "admm_rho": POSITIVE,
     "mbir_anchor": NON_NEGATIVE,
+    "noise_std": NON_NEGATIVE,
+    "prior_error": NON_NEGATIVE,
     "meta_step_start": FRACTION,
     "meta_step_end": FRACTION,
     "dps_step": NON_NEGATIVE,
@@ -134,6 +136,13 @@ class ReconConfig:
             the normalised data term and the z-TV (None: CT 0, MRI 0.2; 0: none, the data
             consistency is hard as in DiffusionMBIR; 0.2 matches the CG data consistency with
             ``γ`` 5).
+        tv_axes: the axes of mbir's TV, ``z`` (across slices, DiffusionMBIR) or ``xyz``
+            (also within each slice: TV and the prior together).
+        noise_std: standard deviation of the measurement noise in the measurement's units
+            (None: estimated from the data, ``physics.noise.estimate_noise_std``).
+        prior_error: ``ζ``, the noise-aware data consistency's model of the prior estimate's
+            error, ``ζ·s_t`` at a step of noise level ``s_t``; it sets the proximal weight
+            from ``noise_std`` (``Problem.proximal_weight``); 0: off.
         meta_step_start, meta_step_end: Reptile step ``ε``, decaying linearly over the horizon.
         dps_step: DPS step ``ζ`` on ``∇‖y − A x̂₀‖ / ‖A‖``.
         ddnm_cg_iters: CG iterations of DDNM's pseudo-inverse.
@@ -170,6 +179,9 @@ class ReconConfig:
     admm_lam: float | None = None
     admm_rho: float | None = None
     mbir_anchor: float | None = None
+    tv_axes: str = "z"
+    noise_std: float | None = None
+    prior_error: float = 0.0
     meta_step_start: float = 1.0
     meta_step_end: float = 0.1
     dps_step: float = 1.0
@@ -188,6 +200,8 @@ class ReconConfig:
             raise ValueError(f"unknown diffusion method {self.method!r} (methods: {known})")
         check_bounds(vars(self), SETTING_BOUNDS)
         check_precision(self.precision)
+        if self.tv_axes not in ("z", "xyz"):
+            raise ValueError(f"tv_axes must be z or xyz, got {self.tv_axes!r}")
         if self.t_min > self.t_max:
             raise ValueError(f"need t_min <= t_max, got {self.t_min}, {self.t_max}")
 

@@ -36,8 +36,7 @@ from napari_ddip import __version__
 from napari_ddip.device import available_device
 from napari_ddip.physics.operator import LinearOperator
 from napari_ddip.precision import network_precision, tf32_switches
-from napari_ddip.prior.model import DiffusionPrior
-from napari_ddip.prior.weights import load_prior
+from napari_ddip.prior.weights import Prior, load_prior
 from napari_ddip.recon.adaptation import Adaptation, nearest_state
 from napari_ddip.recon.config import ReconConfig
 from napari_ddip.recon.distributed import current_group
@@ -69,7 +68,7 @@ def reconstruct(
     operator: LinearOperator,
     config: ReconConfig | None = None,
     *,
-    prior: DiffusionPrior | str | Path | None = None,
+    prior: Prior | str | Path | None = None,
     device: str | torch.device = "auto",
     slices: Sequence[int] | slice | None = None,
     cancel: Cancel = None,
@@ -174,7 +173,7 @@ class _Run:
         y: torch.Tensor,
         op: LinearOperator,
         cfg: ReconConfig,
-        prior: DiffusionPrior | str | Path | None,
+        prior: Prior | str | Path | None,
         dev: torch.device,
         cancel: Cancel,
         warm_start: Adaptation | None,
@@ -183,8 +182,8 @@ class _Run:
         self.kind = "mri" if op.is_complex else "ct"
         self.cfg = cfg.resolved(self.kind, dev.type)
         self.dev, self.cancel = dev, cancel
-        base = prior if isinstance(prior, DiffusionPrior) else load_prior(prior or cfg.prior)
-        named = prior is None or not isinstance(prior, DiffusionPrior)
+        base = prior if isinstance(prior, torch.nn.Module) else load_prior(prior or cfg.prior)
+        named = prior is None or not isinstance(prior, torch.nn.Module)
         self.prior_name = str(prior or cfg.prior) if named else "in-memory prior"
         self.prior = copy.deepcopy(base).to(dev).eval()
         self.schedule = self.prior.schedule
@@ -205,6 +204,10 @@ class _Run:
     def _gen(self, *keys: object) -> torch.Generator:
         """A CPU generator for the draw named by ``keys`` within this sample and pass."""
         return torch.Generator().manual_seed(derive_seed(self.cfg.seed, *self.keys, *keys))
+
+    def _level(self, t: int) -> float:
+        """``s_t = σ_t / √ᾱ_t``: the noise level of ``x_t / √ᾱ_t`` in image units."""
+        return float(self.schedule.sigma(t) / self.schedule.ab(t).sqrt())
 
     def _in_horizon(self, t: int) -> bool:
         return self.cfg.t_min <= t <= self.cfg.t_max
@@ -343,14 +346,15 @@ class _Run:
         mode = CONSISTENCY.get(cfg.method, "cg")
         for j, t in enumerate(ts):
             eps, guidance = yield from step_eps(x, t, j)
+            level = self._level(t)
             with torch.no_grad():
                 x0 = p.from_prior(self.schedule.tweedie(x, eps, t))
                 if mode == "mbir":  # z-TV couples all slices: every rank solves the volume
-                    x0 = p.consistency(x0, slice(None), mode, cfg.admm_iters)
+                    x0 = p.consistency(x0, slice(None), mode, cfg.admm_iters, level)
                 else:
                     consistent = torch.zeros_like(x0)
                     for b in self.my_batches:
-                        consistent[b] = p.consistency(x0[b], b, mode, 1)
+                        consistent[b] = p.consistency(x0[b], b, mode, 1, level)
                     x0 = self.group.sum_(consistent)
                 self.estimate = x0
                 if j + 1 < len(ts):
@@ -575,7 +579,8 @@ class _Run:
             mode, index = ("mbir" if self.cfg.method == "d3ip-mbir" else "cg"), chosen
         else:
             mode, index = "cg", torch.as_tensor(mine)
-        return p.relative_loss(p.consistency(x0, index, mode, 1), index, denominator)
+        consistent = p.consistency(x0, index, mode, 1, self._level(t))
+        return p.relative_loss(consistent, index, denominator)
 
 
 class _Moments:

@@ -13,10 +13,14 @@ from collections.abc import Sequence
 
 import torch
 
+from napari_ddip.physics.noise import estimate_noise_std
 from napari_ddip.physics.operator import LinearOperator
 from napari_ddip.recon.config import ReconConfig
 from napari_ddip.solvers.cg import conjugate_gradient
 from napari_ddip.solvers.classical import admm_tv, image_scale, normal_norm
+
+#: The axes of the total variation in mbir's data consistency, by the ``tv_axes`` setting.
+TV_AXES = {"z": (0,), "xyz": (0, 1, 2)}
 
 
 class Problem:
@@ -41,6 +45,9 @@ class Problem:
             self.pinv = pinv / self.scale
             # ‖A‖² (the same for every slice up to the mask): scales γ and the mbir data term.
             self.norm = normal_norm(op.subset(slice(0, 1)), self.pinv[:1])
+            given = cfg.noise_std
+            #: The measurement noise's standard deviation in the prior's units.
+            self.noise = (estimate_noise_std(y) if given is None else given) / self.scale
 
     # -- representation -------------------------------------------------------------------
     def rows(self, slices: slice | Sequence[int] | torch.Tensor) -> slice | torch.Tensor:
@@ -66,26 +73,51 @@ class Problem:
         return torch.view_as_complex(pairs)
 
     # -- data consistency -----------------------------------------------------------------
+    def proximal_weight(self, level: float) -> float | None:
+        """``γ`` of the proximal data consistency at a sampling step whose noise level is
+        ``level`` (``s_t = σ_t/√ᾱ_t``, prior units); None: the plain normal equations.
+
+        With ``prior_error`` ζ > 0 it is the MAP weight for an estimate ``x̂₀`` whose error has
+        standard deviation ``ζ·s_t`` and a measurement noise ``σ`` (``noise``):
+        ``argmin ‖x − x̂₀‖²/(2ζ²s_t²) + ‖Ax − y‖²/(2σ²)``, i.e. ``γ = ‖A‖² ζ² s_t² / σ²``,
+        capped by ``gamma`` (as in DiffPIR, Zhu et al. 2023). Early steps fit the
+        measurement, the last ones no longer fit its noise. Without noise (σ = 0) or with
+        ζ = 0, ``gamma`` as given.
+        """
+        cfg = self.cfg
+        if not cfg.prior_error or self.noise <= 0:
+            return cfg.gamma
+        weight = self.norm * (cfg.prior_error * level / self.noise) ** 2
+        return weight if cfg.gamma is None else min(weight, cfg.gamma)
+
     def consistency(
-        self, x0: torch.Tensor, slices: slice | torch.Tensor, mode: str, admm_iters: int
+        self,
+        x0: torch.Tensor,
+        slices: slice | torch.Tensor,
+        mode: str,
+        admm_iters: int,
+        level: float = 0.0,
     ) -> torch.Tensor:
-        """``x̃₀`` from images ``x0 (n, Y, X)`` of slices ``slices``.
+        """``x̃₀`` from images ``x0 (n, Y, X)`` of slices ``slices`` at a sampling step of
+        noise level ``level`` (``s_t``, for :meth:`proximal_weight`).
 
         ``mode``: ``"cg"`` — ``cg_iters`` CG steps from ``x̂₀`` on the normal equations (``γ``
         None) or on ``(I + γAᴴA/‖A‖²) x = x̂₀ + γAᴴy/‖A‖²`` (``‖A‖² = 1`` for MRI);
         ``"project"`` — DDNM's ``x̂₀ + A⁺(y − A x̂₀)`` with ``A⁺`` by CG; ``"mbir"`` —
-        ``admm_iters`` ADMM iterations of TV along z (contiguous slices), with the proximal
-        term ``mbir_anchor/2 ‖x − x̂₀‖²``; ``"none"``.
+        ``admm_iters`` ADMM iterations of TV along ``tv_axes`` (``z``: contiguous slices;
+        ``xyz``: also within each slice), with the proximal term ``μ/2 ‖x − x̂₀‖²``
+        (``μ = mbir_anchor``, or ``1/γ`` when noise-aware); ``"none"``.
         Differentiable.
         """
         cfg = self.cfg
         op, y = self.op.subset(slices), self.y[slices]
         if mode == "none" or (mode == "cg" and cfg.cg_iters == 0):
             return x0
+        weight = self.proximal_weight(level)
         if mode == "cg":
-            if cfg.gamma is None:
+            if weight is None:
                 return conjugate_gradient(op.normal, op.adjoint(y), x0=x0, n_iter=cfg.cg_iters)
-            gamma = cfg.gamma / self.norm
+            gamma = weight / self.norm
             rhs = x0 + gamma * op.adjoint(y)
             return conjugate_gradient(
                 lambda v: v + gamma * op.normal(v), rhs, x0=x0, n_iter=cfg.cg_iters
@@ -101,10 +133,10 @@ class Problem:
                 rho=cfg.admm_rho,
                 n_iter=admm_iters,
                 n_cg=cfg.admm_cg,
-                axes=(0,),
+                axes=TV_AXES[cfg.tv_axes],
                 x0=x0,
                 norm=self.norm,
-                anchor=cfg.mbir_anchor,
+                anchor=1 / weight if cfg.prior_error and self.noise > 0 else cfg.mbir_anchor,
             )
         raise ValueError(f"unknown data consistency {mode!r}")
 
