@@ -33,12 +33,13 @@ def write_dxchange(
     counts = DARK + (FLAT - DARK) * np.exp(-projections.astype(np.float64))
     angles = np.asarray(m.geometry["angles_deg"], np.float64)
     with h5py.File(path, "w") as f:
-        f.create_dataset("exchange/data", data=counts.astype(np.float32), chunks=(1, 1, None))
+        data = counts.astype(np.float32)
+        f.create_dataset("exchange/data", data=data, chunks=(1, 1, data.shape[2]))
         if flats:
             f["exchange/data_white"] = np.full((3, *counts.shape[1:]), FLAT, np.float32)
         if darks:
             f["exchange/data_dark"] = np.full((2, *counts.shape[1:]), DARK, np.float32)
-        theta = np.deg2rad(angles) if theta_units in ("radians", None) else angles
+        theta = np.deg2rad(angles) if theta_units in ("radians", "rad", None) else angles
         dataset = f.create_dataset("exchange/theta", data=theta)
         if theta_units is not None:
             dataset.attrs["units"] = theta_units
