@@ -82,12 +82,16 @@ def write_mrd(
     noise_scan: bool = True,
     counters: dict[str, int] | None = None,
     trajectory: str = "cartesian",
+    averages: int = 1,
+    calibration_lines: tuple[int, ...] = (),
 ) -> None:
     """An ISMRMRD file of k-space ``(Z, C, ky, kx)`` (C may be 1) sampled on the ky lines of
     ``mask`` ``(ky, kx)``: one acquisition per slice (or kz) and acquired line, written in
     ``slice_order`` with slice positions ``z · voxel_size[0]`` along +z; ``three_d`` makes Z
     the second phase-encoding direction; ``noise_scan`` puts a noise acquisition first (to be
-    skipped); ``counters`` sets loop counters of the first line."""
+    skipped); ``counters`` sets loop counters of the first line; each line is written
+    ``averages`` times with offsets that average to zero; ``calibration_lines`` are written
+    once more, flagged as parallel-imaging calibration."""
     import ismrmrd
     import ismrmrd.xsd as x
 
@@ -104,12 +108,17 @@ def write_mrd(
             acq = ismrmrd.Acquisition.from_array(noise)
             acq.setFlag(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)
             dset.append_acquisition(acq)
+        acquired = [(int(ky), a) for ky in lines for a in range(averages)]
+        acquired += [(int(ky), -1) for ky in calibration_lines]
         for z in slice_order if slice_order is not None else range(nz):
-            for n, ky in enumerate(lines):
-                acq = ismrmrd.Acquisition.from_array(
-                    np.ascontiguousarray(kspace[z, :, ky, :], np.complex64), center_sample=nx // 2
-                )
-                acq.idx.kspace_encode_step_1 = int(ky)
+            for n, (ky, average) in enumerate(acquired):
+                offset = 0.0 if average < 0 else 10.0 * (average - (averages - 1) / 2)
+                line = np.ascontiguousarray(kspace[z, :, ky, :] + offset, np.complex64)
+                acq = ismrmrd.Acquisition.from_array(line, center_sample=nx // 2)
+                acq.idx.kspace_encode_step_1 = ky
+                acq.idx.average = max(average, 0)
+                if average < 0:
+                    acq.setFlag(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION)
                 if three_d:
                     acq.idx.kspace_encode_step_2 = z
                 else:
