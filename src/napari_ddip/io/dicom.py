@@ -144,7 +144,9 @@ def _check_one_series(slices: list[tuple[Path, Any]], source: DicomSource) -> No
             raise InputError(f"{path}: multi-frame (enhanced) DICOM is not supported")
 
 
-def _slice_order(datasets: list[Any], source: DicomSource) -> tuple[list[int], np.ndarray, str]:
+def _slice_order(
+    datasets: list[Any], source: DicomSource
+) -> tuple[list[int], np.ndarray | None, str]:
     """Order of the slices, their positions along the normal (mm, sorted; None without
     positions), and how they were ordered."""
     have_position = all(
