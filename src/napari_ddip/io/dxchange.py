@@ -102,7 +102,8 @@ def dxchange_fields(
 ) -> dict[str, Any]:
     """The :class:`~napari_ddip.io.measurement.Measurement` fields of a Data Exchange file:
     sinogram float32 ``(rows, views, D')`` of line integrals, its geometry, voxel size and
-    provenance (rows read, rotation centre and how it was found, the fields used)."""
+    provenance (rows read, rotation centre and how it was found, units of the angles, where
+    the voxel size came from)."""
     if not is_dxchange_h5(path):
         raise InputError(f"{path}: not a Data Exchange file: it needs a 3D dataset /{DATA}")
     with h5py.File(path, "r") as f:
@@ -110,16 +111,16 @@ def dxchange_fields(
         if min(n_views, n_rows, n_cols) == 0:
             raise InputError(f"{path}: /{DATA} has shape {f[DATA].shape}: it holds no projection")
         r0, r1 = parse_rows(rows, n_rows)
-        projections = np.asarray(f[DATA][:, r0:r1, :], dtype=np.float64)
         flat = _mean_field(f, FLAT, (n_rows, n_cols), (r0, r1), path)
+        if flat is None:
+            raise InputError(
+                f"{path}: no flat fields (/{FLAT}): the projections cannot be normalised to "
+                "transmission without them"
+            )
         dark = _mean_field(f, DARK, (n_rows, n_cols), (r0, r1), path)
         theta_deg, theta_units = _theta_degrees(f, n_views, path)
         voxel_size, voxel_from = _voxel_size(f)
-    if flat is None:
-        raise InputError(
-            f"{path}: no flat fields (/{FLAT}): the projections cannot be normalised to "
-            "transmission without them"
-        )
+        projections = np.asarray(f[DATA][:, r0:r1, :], dtype=np.float64)
     if dark is None:
         warnings.warn(
             f"{path}: no dark fields (/{DARK}): dark current taken as 0", InputWarning, stacklevel=2
@@ -149,7 +150,7 @@ def dxchange_fields(
             "rows": [r0, r1],
             "rotation_centre": float(centre),
             "rotation_centre_from": "centre of mass fit" if estimated else "given",
-            "detector_window": [float(centre) - (size - 1) / 2, float(centre) + (size - 1) / 2],
+            "detector_window": [round(float(centre) + s * (size - 1) / 2, 6) for s in (-1, 1)],
             "theta_units": theta_units,
             "voxel_size": voxel_from,
         },

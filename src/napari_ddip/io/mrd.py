@@ -114,12 +114,12 @@ def mrd_fields(path: Path) -> dict[str, Any]:
     slice_ids, slice_of = np.unique(slices, return_inverse=True)
     n_slices = slice_ids.size if nz == 1 else nz
     ky = _index(heads["idx"]["kspace_encode_step_1"], encoding, "kspace_encoding_step_1", ny, path)
-    kz = (
+    z = (  # the row along Z: kz (3D) or the slice (2D)
         _index(heads["idx"]["kspace_encode_step_2"], encoding, "kspace_encoding_step_2", nz, path)
         if nz > 1
         else slice_of
     )
-    kspace, sampled = _assemble(heads, samples, (ky, kz), (n_slices, n_coils, ny, nx), path)
+    kspace, sampled = _assemble(heads, samples, (ky, z), (n_slices, n_coils, ny, nx), path)
     if nz > 1:
         if not np.all(sampled == sampled[:1]):
             raise InputError(
@@ -234,10 +234,11 @@ def _assemble(
     shape: tuple[int, int, int, int],
     path: Path,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """K-space ``(Z, C, ky, kx)`` (imaging lines averaged; calibration lines where no imaging
-    line was acquired) and the positions sampled ``(Z, ky, kx)``."""
+    """K-space ``(Z, C, ky, kx)`` from the acquisitions at ``rows`` ``(ky, z)`` (imaging lines
+    averaged; calibration lines where no imaging line was acquired) and the positions sampled
+    ``(Z, ky, kx)``."""
     n_slices, n_coils, ny, nx = shape
-    ky, kz = rows
+    ky, z = rows
     sums = np.zeros((2, n_slices, n_coils, ny, nx), np.complex128)
     counts = np.zeros((2, n_slices, ny, nx), np.int64)  # [imaging, calibration]
     calibration = _flag(heads["flags"], IS_PARALLEL_CALIBRATION).astype(np.int64)
@@ -258,8 +259,8 @@ def _assemble(
                 f"{int(head['center_sample'])}) does not fit the encoded matrix x = {nx}"
             )
         kind, columns = calibration[i], slice(x0, x0 + stop - start)
-        sums[kind, kz[i], :, ky[i], columns] += line[:, start:stop]
-        counts[kind, kz[i], ky[i], columns] += 1
+        sums[kind, z[i], :, ky[i], columns] += line[:, start:stop]
+        counts[kind, z[i], ky[i], columns] += 1
     imaging, calib = counts[0] > 0, counts[1] > 0
     mean = sums / np.maximum(counts, 1)[:, :, None]
     kspace = np.where(imaging[:, None], mean[0], np.where(calib[:, None], mean[1], 0))
