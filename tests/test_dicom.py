@@ -12,7 +12,7 @@ import pytest
 
 from foreign_files import write_dicom_series
 from napari_ddip.cli import main
-from napari_ddip.io import InputError, read_volume
+from napari_ddip.io import InputError, read_labels, read_volume
 
 VOXEL = (2.5, 0.7, 0.6)
 
@@ -97,3 +97,16 @@ def test_bad_series_are_refused_in_one_line(tmp_path, series, tiny_volume, capsy
     assert main(["evaluate", str(tmp_path / "v.npy"), "--reference", str(empty)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "the folder holds no DICOM file" in err[0]
+
+
+def test_a_series_of_whole_numbers_reads_as_labels(tmp_path, series) -> None:
+    labels = np.zeros((3, 16, 16), np.float32)
+    labels[:, 4:12, 4:12] = 1
+    labels[1, 6:10, 6:10] = 7
+    write_dicom_series(tmp_path / "seg", labels, VOXEL, slope=1.0, intercept=0.0)
+    read, voxel_size, metadata = read_labels(tmp_path / "seg")
+    assert read.dtype == np.uint8 and metadata["slices"] == 3
+    np.testing.assert_array_equal(read, labels)
+    assert voxel_size == pytest.approx(VOXEL)
+    with pytest.raises(InputError, match="not labels: its values"):
+        read_labels(series[0])  # −1 … 0 in steps of 0.001
