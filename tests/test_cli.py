@@ -189,7 +189,7 @@ BAD = [
     (["reconstruct", "{ct}", "{rout}", "--method", "fbp", "--device", "cuda:7"], "--device"),
     (["reconstruct", "{ct}", "{rout}", "--method", "fbp", "--device", "gpu"], "--device"),
     (["reconstruct", "{badfilter}", "{rout}", "--method", "fbp"], "fbp_filter"),
-    (["reconstruct", "{image}", "{rout}", "--method", "cg"], "not an HDF5 k-space file"),
+    (["reconstruct", "{image}", "{rout}", "--method", "cg"], "not a measurement HDF5 file"),
     (["reconstruct", "{zerok}", "{rout}", "--method", "cg"], "zero everywhere"),
     (["reconstruct", "{ct}", "{tmp}/r.npy", "--method", "fbp"], "must be one of .tif"),
     (["reconstruct", "{nogeom}", "{nogeom}", "--method", "fbp", "--overwrite"], "input file"),

@@ -12,14 +12,17 @@ import json
 import os
 import shlex
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from napari_ddip import __version__
 from napari_ddip.io import (
     InputError,
+    InputWarning,
     check_measurement_path,
     check_result_path,
     load_measurement,
@@ -104,7 +107,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
         require_new_output(args.save_adaptation, args.overwrite)
         if args.save_adaptation.suffix != ".safetensors":
             raise InputError(f"--save-adaptation {args.save_adaptation}: use a .safetensors name")
-    m = load_measurement(args.measurement)
+    m = load_measurement(args.measurement, rows=args.rows, centre=args.center)
     method = get_method(args.method, m.kind)
     overrides = parse_settings(args.set)
     extra_options = {"samples": args.samples != 1, "warm_start": args.warm_start is not None}
@@ -295,7 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulate", help="volume file -> simulated measurement file")
     sim.add_argument("modality", choices=("ct", "mri"))
     sim.add_argument(
-        "volume", type=Path, help="volume (.tif/.tiff/.npy/.npz/.nii/.nii.gz), (Z, Y, X)"
+        "volume",
+        type=Path,
+        help="volume (.tif/.tiff/.npy/.npz/.nii/.nii.gz, DICOM folder or file), (Z, Y, X)",
     )
     sim.add_argument("out", type=Path, help="measurement file (.npz; CT also .tif/.tiff)")
     sim.add_argument(
@@ -327,7 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rec.add_argument(
-        "measurement", type=Path, help="measurement file (.npz, CT .tif/.tiff, k-space .h5)"
+        "measurement",
+        type=Path,
+        help="measurement file (.npz, CT .tif/.tiff; .h5: fastMRI k-space, Data Exchange "
+        "projections, ISMRMRD raw data)",
     )
     rec.add_argument("out", type=Path, help="result volume (.tif/.tiff or .nii/.nii.gz, float32)")
     rec.add_argument("--method", required=True, choices=list(METHODS), help="reconstruction method")
@@ -357,13 +365,27 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="under torchrun: split the slices over the processes (rank 0 writes)",
     )
+    rec.add_argument(
+        "--rows", metavar="START:STOP", help="Data Exchange: read only these detector rows (slices)"
+    )
+    rec.add_argument(
+        "--center",
+        type=float,
+        metavar="COLUMN",
+        help="Data Exchange: rotation centre in detector columns (default: estimated)",
+    )
     rec.add_argument("--quiet", action="store_true", help="no progress bar")
     rec.add_argument("--overwrite", action="store_true", help="replace an existing output")
     rec.set_defaults(func=_reconstruct)
 
     ev = sub.add_parser("evaluate", help="PSNR/SSIM of a volume against a reference")
     ev.add_argument("recon", type=Path, help="reconstructed volume")
-    ev.add_argument("--reference", type=Path, required=True, help="reference volume, same shape")
+    ev.add_argument(
+        "--reference",
+        type=Path,
+        required=True,
+        help="reference volume, same shape (also a DICOM folder)",
+    )
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=_evaluate)
 
@@ -390,6 +412,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warnings(default: Callable[..., None]) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints an :class:`InputWarning` as one ``napari-ddip:
+    warning: ...`` line and leaves other warnings to ``default``."""
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, InputWarning):
+            print(f"{PROG}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, *args, **kwargs)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 for bad input, 1 when the file system
     refuses a read or write)."""
@@ -401,7 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            return args.func(args)
     except InputError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
