@@ -393,3 +393,21 @@ def test_diffusion_reconstruction_with_samples_and_reusable_adaptation(
     (tmp_path / "g_std.tif").write_bytes(b"")
     assert main([*bad, "--set", "samples=2"]) == 2
     assert "g_std.tif" in capsys.readouterr().err and not (tmp_path / "g.tif").exists()
+
+
+def test_a_setting_the_method_does_not_take_is_refused_naming_those_it_takes(
+    tmp_path, capsys, volume_file
+) -> None:
+    sino, out = tmp_path / "sino.npz", tmp_path / "r.tif"
+    assert main(["simulate", "ct", str(volume_file), str(sino), "--views", "16"]) == 0
+    capsys.readouterr()
+    for method, setting in [("dds", "lora_rank"), ("d3ip", "dps_step"), ("ddip", "k_slices")]:
+        args = ["reconstruct", str(sino), str(out), "--method", method, "--set", f"{setting}=16"]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert f"method {method!r} takes no setting {setting!r} (its settings: " in err
+        assert "nfe" in err and setting not in err.split("its settings:")[1]
+    args = ["reconstruct", str(sino), str(out), "--method", "dds", "--warm-start", str(sino)]
+    assert main(args) == 2
+    assert "dds cannot start from a saved adaptation" in capsys.readouterr().err
+    assert not out.exists()

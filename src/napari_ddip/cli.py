@@ -32,6 +32,7 @@ from napari_ddip.io import (
 from napari_ddip.methods import (
     METHODS,
     get_method,
+    methods_that,
     parse_settings,
     progress_bar,
     reconstruct_measurement,
@@ -108,19 +109,21 @@ def _reconstruct(args: argparse.Namespace) -> int:
     method = get_method(args.method, m.kind)
     overrides = parse_settings(args.set)
     extra_options = {"samples": args.samples != 1, "warm_start": args.warm_start is not None}
+    if extra_options["warm_start"] and not method.can_warm_start:
+        raise InputError(
+            f"--warm-start: {method.name} cannot start from a saved adaptation (methods that "
+            f"can: {', '.join(methods_that('can_warm_start'))})"
+        )
     for option, given in extra_options.items():
         if given and option not in method.defaults:
             raise InputError(f"--{option.replace('_', '-')}: not an option of {args.method}")
         if given:
             overrides[option] = str(getattr(args, option))
-    if args.save_adaptation is not None:
-        from napari_ddip.recon.engine import SHARED_LORA
-
-        if args.method not in SHARED_LORA:
-            raise InputError(
-                f"--save-adaptation: {args.method} adapts no shared LoRA to save (methods that "
-                f"do: {', '.join(SHARED_LORA)})"
-            )
+    if args.save_adaptation is not None and not method.can_save_adaptation:
+        raise InputError(
+            f"--save-adaptation: {args.method} adapts no shared LoRA to save (methods that "
+            f"do: {', '.join(methods_that('can_save_adaptation'))})"
+        )
     settings = resolve_settings(method, overrides)
     std_path = tagged_path(out, "_std")
     if settings.get("samples", 1) > 1:

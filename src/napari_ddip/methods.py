@@ -38,13 +38,14 @@ from napari_ddip.io import InputError, Measurement, operator_from_measurement
 from napari_ddip.physics.operator import LinearOperator
 from napari_ddip.recon.config import (
     AT_LEAST_ONE,
-    DIFFUSION_METHODS,
     NON_NEGATIVE,
     POSITIVE,
-    SETTING_BOUNDS,
     Bound,
+    Setting,
     check_bounds,
+    method_settings,
 )
+from napari_ddip.recon.diffusion_methods import DIFFUSION_METHODS, SHARED_LORA, DiffusionMethod
 from napari_ddip.solvers import classical
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ Runner = Callable[
     [LinearOperator, torch.Tensor, dict[str, Any], int, Progress, dict[str, Any]], torch.Tensor
 ]
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+#: The setting of an adaptation file to start from (methods that can warm-start).
+WARM_START = Setting("", str, group=SHARED_LORA)
 
 
 @dataclass(frozen=True)
@@ -65,19 +68,35 @@ class Method:
         name: what the user types (``--method NAME``).
         kinds: measurement kinds it reconstructs (``"ct"``, ``"mri"``).
         run: the runner (see the module docstring).
-        defaults: every setting with its default; the default's type (bool, int, float, str)
-            is the setting's type, and a ``None`` default means "automatic, or a float".
+        settings: every setting it takes (default, type, range).
         summary: one line for ``--help``.
-        bounds: the allowed range of each numeric setting (every one whose default is an int,
-            a float or ``None``).
+        diffusion: a diffusion method's record (None for a classical method).
     """
 
     name: str
     kinds: tuple[str, ...]
     run: Runner
-    defaults: Mapping[str, Any] = field(default_factory=dict)
+    settings: Mapping[str, Setting] = field(default_factory=dict)
     summary: str = ""
-    bounds: Mapping[str, Bound] = field(default_factory=dict)
+    diffusion: DiffusionMethod | None = None
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Every setting with its default."""
+        return {key: s.default for key, s in self.settings.items()}
+
+    @property
+    def bounds(self) -> dict[str, Bound]:
+        """The allowed range of each numeric setting."""
+        return {key: s.bound for key, s in self.settings.items() if s.bound is not None}
+
+    @property
+    def can_save_adaptation(self) -> bool:
+        return self.diffusion is not None and self.diffusion.can_save_adaptation
+
+    @property
+    def can_warm_start(self) -> bool:
+        return self.diffusion is not None and self.diffusion.can_warm_start
 
 
 METHODS: dict[str, Method] = {}
@@ -91,33 +110,41 @@ def register(method: Method) -> Method:
     return method
 
 
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    """``value`` (a string from the command line, or already typed) as ``default``'s type; a
+def _coerce(key: str, value: Any, setting: Setting) -> Any:
+    """``value`` (text from the command line, or already typed) as ``setting``'s type; a
     number must be finite (no nan or inf)."""
-    typed = _parse(key, value, default) if isinstance(value, str) else value
+    typed = _parse(key, value, setting) if isinstance(value, str) else value
     if isinstance(typed, numbers.Real) and not math.isfinite(typed):
         raise InputError(f"setting {key}={value!r}: expected a finite number")
     return typed
 
 
-def _parse(key: str, value: str, default: Any) -> Any:
-    """The command-line string ``value`` as ``default``'s type (``None``: auto or a float)."""
-    text = value.strip().lower()
+def _parse(key: str, value: str, setting: Setting) -> Any:
+    """The text ``value`` as ``setting``'s type (``auto``/``none``: None where that is the
+    default)."""
+    text, kind = value.strip().lower(), setting.kind
     try:
-        if isinstance(default, bool):
+        if setting.default is None and text in ("auto", "none"):
+            return None
+        if kind is bool:
             if text not in TRUE + FALSE:
                 raise ValueError(value)
             return text in TRUE
-        if isinstance(default, int):
-            return int(value)
-        if default is None:
-            return None if text in ("auto", "none") else float(value)
-        if isinstance(default, float):
-            return float(value)
+        if kind in (int, float):
+            return kind(value)
     except ValueError:
-        kind = "auto or a number" if default is None else type(default).__name__
-        raise InputError(f"setting {key}={value!r}: expected {kind}") from None
+        if setting.default is None:
+            expected = "auto or a whole number" if kind is int else "auto or a number"
+        else:
+            expected = kind.__name__
+        raise InputError(f"setting {key}={value!r}: expected {expected}") from None
     return value
+
+
+def methods_that(ability: str) -> list[str]:
+    """Names of the methods whose :class:`Method` property ``ability`` is true (e.g.
+    ``"can_warm_start"``)."""
+    return [name for name, m in METHODS.items() if getattr(m, ability)]
 
 
 def parse_settings(pairs: Sequence[str]) -> dict[str, str]:
@@ -133,19 +160,21 @@ def parse_settings(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def resolve_settings(method: Method, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``method.defaults`` updated by ``overrides`` (coerced to the defaults' types).
+    """Every setting of ``method``: its defaults updated by ``overrides`` (text parsed, or
+    values, as each setting's type).
 
     Raises:
-        InputError: an unknown setting, a value of the wrong type, not finite, or outside its
-            range in ``method.bounds``.
+        InputError: a setting the method does not take (naming those it does), a value of the
+            wrong type, not finite, or outside its range.
     """
-    unknown = sorted(set(overrides) - set(method.defaults))
+    unknown = sorted(set(overrides) - set(method.settings))
     if unknown:
-        allowed = ", ".join(sorted(method.defaults)) or "none"
-        raise InputError(f"method {method.name!r} has no setting {unknown} (settings: {allowed})")
+        names = ", ".join(repr(k) for k in unknown)
+        takes = ", ".join(method.settings) or "none"
+        raise InputError(f"method {method.name!r} takes no setting {names} (its settings: {takes})")
     settings = dict(method.defaults)
     for key, value in overrides.items():
-        settings[key] = _coerce(key, value, method.defaults[key])
+        settings[key] = _coerce(key, value, method.settings[key])
     try:
         check_bounds(settings, method.bounds)
     except ValueError as exc:
@@ -284,6 +313,11 @@ def _tv(
     )
 
 
+def _setting(default: Any, bound: Bound | None = None, kind: type = float) -> Setting:
+    """A classical method's setting (``kind``: the type where the default is ``None``)."""
+    return Setting(default, kind if default is None else type(default), bound)
+
+
 register(Method("fbp", ("ct",), _pinv, {}, "filtered back-projection (filter from the geometry)"))
 register(Method("zero-filled", ("mri",), _pinv, {}, "zero-filled inverse FFT (SENSE-combined)"))
 register(
@@ -291,9 +325,8 @@ register(
         "cg",
         ("ct", "mri"),
         _cg,
-        {"iters": 20, "damping": 0.0},
+        {"iters": _setting(20, AT_LEAST_ONE), "damping": _setting(0.0, NON_NEGATIVE)},
         "least squares by conjugate gradients on the normal equations",
-        {"iters": AT_LEAST_ONE, "damping": NON_NEGATIVE},
     )
 )
 register(
@@ -301,9 +334,13 @@ register(
         "tv",
         ("ct", "mri"),
         _tv,
-        {"iters": 30, "cg_iters": 5, "lam": None, "rho": None},
+        {
+            "iters": _setting(30, AT_LEAST_ONE),
+            "cg_iters": _setting(5, AT_LEAST_ONE),
+            "lam": _setting(None, NON_NEGATIVE),
+            "rho": _setting(None, POSITIVE),
+        },
         "3D total variation by ADMM (lam, rho: auto-scaled unless given)",
-        {"iters": AT_LEAST_ONE, "cg_iters": AT_LEAST_ONE, "lam": NON_NEGATIVE, "rho": POSITIVE},
     )
 )
 
@@ -317,9 +354,7 @@ def diffusion_config(name: str, settings: Mapping[str, Any], seed: int = 0) -> R
     """
     from napari_ddip.recon import ReconConfig
 
-    s = dict(settings)
-    counts = {k: None if s[k] is None else int(s[k]) for k in ("adapt_steps", "slice_batch")}
-    engine_settings = {k: v for k, v in (s | counts).items() if k != "warm_start"}
+    engine_settings = {k: v for k, v in settings.items() if k != "warm_start"}
     return ReconConfig(method=name, seed=seed, **engine_settings)
 
 
@@ -344,7 +379,8 @@ def _diffusion_runner(name: str) -> Runner:
 
         try:
             cfg = diffusion_config(name, s, seed)
-            warm = load_warm_start(s["warm_start"], s["prior"]) if s["warm_start"] else None
+            path = s.get("warm_start")
+            warm = load_warm_start(path, s["prior"]) if path else None
             events = reconstruct(y, op, cfg, device=y.device, warm_start=warm)
             finished = run_to_end(events, on_event)
         except ValueError as exc:
@@ -356,20 +392,15 @@ def _diffusion_runner(name: str) -> Runner:
     return run
 
 
-def _diffusion_defaults() -> dict[str, Any]:
-    """Every :class:`~napari_ddip.recon.ReconConfig` setting but the method and the seed."""
-    from napari_ddip.recon.config import ReconConfig
-
-    defaults = ReconConfig().to_dict()
-    settings = {k: v for k, v in defaults.items() if k not in ("method", "seed")}
-    return settings | {"warm_start": ""}  # an adaptation file to start D3IP from
-
-
 def _register_diffusion_methods() -> None:
-    defaults = _diffusion_defaults()
-    for name, summary in DIFFUSION_METHODS.items():
-        runner = _diffusion_runner(name)
-        register(Method(name, ("ct", "mri"), runner, defaults, summary, SETTING_BOUNDS))
+    """One :class:`Method` per record of :data:`DIFFUSION_METHODS`, with the settings its
+    record implies (and ``warm_start`` where it can warm-start)."""
+    for spec in DIFFUSION_METHODS.values():
+        settings = method_settings(spec)
+        if spec.can_warm_start:
+            settings["warm_start"] = WARM_START
+        runner = _diffusion_runner(spec.name)
+        register(Method(spec.name, ("ct", "mri"), runner, settings, spec.summary, spec))
 
 
 _register_diffusion_methods()
