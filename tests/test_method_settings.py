@@ -14,7 +14,7 @@ from napari_ddip.cli import main
 from napari_ddip.io import InputError, Measurement, operator_from_measurement
 from napari_ddip.methods import (
     METHODS,
-    diffusion_config,
+    prepare,
     reconstruct_measurement,
     resolve_settings,
 )
@@ -78,7 +78,7 @@ def _refused(m: Measurement, method: str, settings: dict[str, object]) -> str:
     """The InputError message of reconstructing ``m``; asserts that no work was reported."""
     calls: list[object] = []
     with pytest.raises(InputError) as info:
-        reconstruct_measurement(m, method, settings, progress=lambda *step: calls.append(step))
+        reconstruct_measurement(m, method, settings, on_event=calls.append)
     assert calls == []
     return str(info.value)
 
@@ -116,10 +116,10 @@ def test_text_that_is_not_of_the_settings_type_is_refused(ct, method, key, value
     assert _refused(ct, method, {key: value}) == f"setting {key}={value!r}: {expected}"
 
 
-def test_an_automatic_count_is_parsed_as_a_whole_number() -> None:
-    settings = resolve_settings(METHODS["d3ip"], {"adapt_steps": "3", "lr": "auto"})
-    assert settings["adapt_steps"] == 3 and type(settings["adapt_steps"]) is int
-    assert settings["lr"] is None
+def test_an_automatic_count_is_parsed_as_a_whole_number(ct) -> None:
+    request = prepare(ct, "d3ip", {"adapt_steps": "3", "slice_batch": "2", "lr": "auto"})
+    assert request.settings["adapt_steps"] == 3 and type(request.settings["adapt_steps"]) is int
+    assert request.config.slice_batch == 2 and request.config.lr is None
 
 
 def test_every_numeric_setting_has_a_range() -> None:
@@ -169,13 +169,11 @@ def test_the_command_line_refuses_a_bad_setting_without_output(tmp_path, capsys)
     ],
 )
 def test_classical_boundary_values_run(ct, method, settings) -> None:
-    calls: list[tuple[int, int]] = []
-    volume, provenance = reconstruct_measurement(
-        ct, method, settings, progress=lambda *step: calls.append(step)
-    )
-    assert volume.shape == (4, 16, 16) and np.isfinite(volume).all()
-    assert calls and calls[-1][0] == calls[-1][1]
-    assert provenance["settings"]["iters"] == 1
+    calls = []
+    result = reconstruct_measurement(ct, method, settings, on_event=calls.append)
+    assert result.volume.shape == (4, 16, 16) and np.isfinite(result.volume).all()
+    assert calls and calls[-1].step == calls[-1].total
+    assert result.provenance["settings"]["iters"] == 1
 
 
 @pytest.mark.parametrize(
@@ -196,8 +194,7 @@ def test_classical_boundary_values_run(ct, method, settings) -> None:
     ],
 )
 def test_diffusion_boundary_values_run(ct, method, settings) -> None:
-    resolved = resolve_settings(METHODS[method], settings | {"preview_every": "0"})
-    cfg = diffusion_config(method, resolved)
+    cfg = prepare(ct, method, settings | {"preview_every": "0"}).config
     op = operator_from_measurement(ct, torch.device("cpu"))
     y = torch.from_numpy(ct.data)
     result = run_to_end(reconstruct(y, op, cfg, prior=tiny_prior()))

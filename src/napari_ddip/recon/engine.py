@@ -32,7 +32,6 @@ import numpy as np
 import torch
 from torch.nn.utils import parametrize
 
-from napari_ddip import __version__
 from napari_ddip.device import available_device
 from napari_ddip.physics.operator import LinearOperator
 from napari_ddip.precision import network_precision, tf32_switches
@@ -272,8 +271,6 @@ class _Run:
         if stats.count == 0:  # cancelled during the first sample: its current estimate
             stats.add(self.estimate.detach() * self.problem.scale)
         metadata: dict[str, Any] = {
-            "software": "napari-ddip",
-            "version": __version__,
             "method": cfg.method,
             "settings": cfg.to_dict(),
             "prior": self.prior_name,
