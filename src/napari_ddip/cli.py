@@ -282,18 +282,23 @@ def _fine_tuning_volumes(paths: Sequence[Path]) -> list[np.ndarray]:
 
 
 def _methods_epilog() -> str:
-    lines: list[str] = []
-    first_with: dict[str, str] = {}
+    """Each method with the settings it takes; those every diffusion method takes once."""
+    diffusion = [m for m in METHODS.values() if m.diffusion is not None]
+    common = [k for k in diffusion[0].defaults if all(k in m.defaults for m in diffusion)]
+    lines = []
     for m in METHODS.values():
-        settings = ", ".join(f"{k}={'auto' if v is None else v}" for k, v in m.defaults.items())
-        if settings in first_with:
-            settings = f"settings as {first_with[settings]}"
-        elif settings:
-            first_with[settings] = m.name
+        own = {k: v for k, v in m.defaults.items() if m.diffusion is None or k not in common}
+        settings = ", ".join(f"{k}={'auto' if v is None else v}" for k, v in own.items())
+        if m.diffusion is not None:
+            settings = "diffusion settings" + (f", {settings}" if settings else "")
         lines.append(
             f"  {m.name:<12} [{'/'.join(m.kinds)}] {m.summary}"
             + (f"; {settings}" if settings else "")
         )
+    shared = ", ".join(
+        f"{k}={'auto' if v is None else v}" for k, v in diffusion[0].defaults.items() if k in common
+    )
+    lines.append(f"  diffusion settings: {shared}")
     return METHOD_HELP.format(methods="\n".join(lines))
 
 
