@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from recon_table import measurement
 
 import napari_ddip.samples as samples
 from napari_ddip.methods import reconstruct_measurement
 from napari_ddip.metrics import score
+from recon_table import measurement
 
 #: Rows of the table: label → (method, settings); ``{prior}`` and NFE are added per run.
 CLASSICAL = {"FBP / zero-filled": ("fbp", {}), "ADMM-TV": ("tv", {})}

@@ -19,8 +19,9 @@ from napari_ddip.recon.config import ReconConfig
 from napari_ddip.solvers.cg import conjugate_gradient
 from napari_ddip.solvers.classical import admm_tv, image_scale, normal_norm
 
-#: The axes of the total variation in mbir's data consistency, by the ``tv_axes`` setting.
-TV_AXES = {"z": (0,), "xyz": (0, 1, 2)}
+#: The axes of the total variation of each ADMM data consistency: DiffusionMBIR's TV along z
+#: (across slices, what a 2D prior lacks) and 3D TV.
+TV_AXES = {"mbir": (0,), "tv": (0, 1, 2)}
 
 
 class Problem:
@@ -73,22 +74,23 @@ class Problem:
         return torch.view_as_complex(pairs)
 
     # -- data consistency -----------------------------------------------------------------
-    def proximal_weight(self, level: float) -> float | None:
-        """``γ`` of the proximal data consistency at a sampling step whose noise level is
-        ``level`` (``s_t = σ_t/√ᾱ_t``, prior units); None: the plain normal equations.
+    def proximal_weight(self, level: float, cap: float | None) -> float | None:
+        """``γ`` of the proximal data consistency ``argmin ‖x − x̂₀‖²/2 + γ‖Ax − y‖²/(2‖A‖²)``
+        at a sampling step of noise level ``level`` (``s_t = σ_t/√ᾱ_t``, prior units); None:
+        hard data consistency.
 
         With ``prior_error`` ζ > 0 it is the MAP weight for an estimate ``x̂₀`` whose error has
         standard deviation ``ζ·s_t`` and a measurement noise ``σ`` (``noise``):
         ``argmin ‖x − x̂₀‖²/(2ζ²s_t²) + ‖Ax − y‖²/(2σ²)``, i.e. ``γ = ‖A‖² ζ² s_t² / σ²``,
-        capped by ``gamma`` (as in DiffPIR, Zhu et al. 2023). Early steps fit the
-        measurement, the last ones no longer fit its noise. Without noise (σ = 0) or with
-        ζ = 0, ``gamma`` as given.
+        capped by ``cap`` (as DiffPIR weighs its data term, Zhu et al. 2023): early steps fit
+        the measurement, the last ones no longer fit its noise. Without noise (σ = 0) or with
+        ζ = 0: ``cap`` (the method's fixed weight).
         """
-        cfg = self.cfg
-        if not cfg.prior_error or self.noise <= 0:
-            return cfg.gamma
-        weight = self.norm * (cfg.prior_error * level / self.noise) ** 2
-        return weight if cfg.gamma is None else min(weight, cfg.gamma)
+        zeta = self.cfg.prior_error
+        if not zeta or self.noise <= 0:
+            return cap
+        weight = self.norm * (zeta * level / self.noise) ** 2
+        return weight if cap is None else min(weight, cap)
 
     def consistency(
         self,
@@ -103,18 +105,18 @@ class Problem:
 
         ``mode``: ``"cg"`` — ``cg_iters`` CG steps from ``x̂₀`` on the normal equations (``γ``
         None) or on ``(I + γAᴴA/‖A‖²) x = x̂₀ + γAᴴy/‖A‖²`` (``‖A‖² = 1`` for MRI);
-        ``"project"`` — DDNM's ``x̂₀ + A⁺(y − A x̂₀)`` with ``A⁺`` by CG; ``"mbir"`` —
-        ``admm_iters`` ADMM iterations of TV along ``tv_axes`` (``z``: contiguous slices;
-        ``xyz``: also within each slice), with the proximal term ``μ/2 ‖x − x̂₀‖²``
-        (``μ = mbir_anchor``, or ``1/γ`` when noise-aware); ``"none"``.
+        ``"project"`` — DDNM's ``x̂₀ + A⁺(y − A x̂₀)`` with ``A⁺`` by CG; ``"mbir"`` /
+        ``"tv"`` — ``admm_iters`` ADMM iterations of TV along z (contiguous slices) / over
+        all three axes, with the proximal term ``μ/2 ‖x − x̂₀‖²`` (``μ = mbir_anchor``, or
+        ``1/γ`` when noise-aware); ``"none"``.
         Differentiable.
         """
         cfg = self.cfg
         op, y = self.op.subset(slices), self.y[slices]
         if mode == "none" or (mode == "cg" and cfg.cg_iters == 0):
             return x0
-        weight = self.proximal_weight(level)
         if mode == "cg":
+            weight = self.proximal_weight(level, cfg.gamma)
             if weight is None:
                 return conjugate_gradient(op.normal, op.adjoint(y), x0=x0, n_iter=cfg.cg_iters)
             gamma = weight / self.norm
@@ -125,7 +127,9 @@ class Problem:
         if mode == "project":
             residual = op.adjoint(y - op.forward(x0))
             return x0 + conjugate_gradient(op.normal, residual, n_iter=cfg.ddnm_cg_iters)
-        if mode == "mbir":
+        if mode in TV_AXES:
+            fixed = 1 / cfg.mbir_anchor if cfg.mbir_anchor else None
+            weight = self.proximal_weight(level, fixed)
             return admm_tv(
                 op,
                 y,
@@ -133,10 +137,10 @@ class Problem:
                 rho=cfg.admm_rho,
                 n_iter=admm_iters,
                 n_cg=cfg.admm_cg,
-                axes=TV_AXES[cfg.tv_axes],
+                axes=TV_AXES[mode],
                 x0=x0,
                 norm=self.norm,
-                anchor=1 / weight if cfg.prior_error and self.noise > 0 else cfg.mbir_anchor,
+                anchor=0.0 if weight is None else 1 / weight,
             )
         raise ValueError(f"unknown data consistency {mode!r}")
 
