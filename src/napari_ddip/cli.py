@@ -44,6 +44,7 @@ from napari_ddip.methods import (
     run,
     write_adaptation,
 )
+from napari_ddip.settings_doc import settings_epilog
 from napari_ddip.simulate import simulate_ct, simulate_mri
 
 PROG = "napari-ddip"
@@ -310,7 +311,7 @@ def _add_reconstruct_parser(sub: argparse._SubParsersAction) -> None:
     rec = sub.add_parser(
         "reconstruct",
         help="measurement file -> volume (TIFF or NIfTI)",
-        epilog=_methods_epilog(),
+        epilog=_methods_epilog() + "\n\n" + settings_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rec.add_argument(

@@ -67,7 +67,12 @@ OnEvent = Callable[[Any], None]
 Runner = Callable[[LinearOperator, torch.Tensor, dict[str, Any], Progress], torch.Tensor]
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 #: The setting of an adaptation file to start from (methods that can warm-start).
-WARM_START = Setting("", str, group=SHARED_LORA)
+WARM_START = Setting(
+    "",
+    str,
+    group=SHARED_LORA,
+    help="an adaptation (.safetensors) saved by an earlier run to start from (empty: none)",
+)
 
 
 @dataclass(frozen=True)
@@ -488,9 +493,10 @@ def _tv(op: LinearOperator, y: torch.Tensor, s: dict[str, Any], progress: Progre
     )
 
 
-def _setting(default: Any, bound: Bound | None = None, kind: type = float) -> Setting:
-    """A classical method's setting (``kind``: the type where the default is ``None``)."""
-    return Setting(default, kind if default is None else type(default), bound)
+def _setting(default: Any, bound: Bound | None, help: str) -> Setting:
+    """A classical method's setting (of its default's type; ``float`` where that is
+    ``None``) with its one line of ``help``."""
+    return Setting(default, float if default is None else type(default), bound, help=help)
 
 
 register(Method("fbp", ("ct",), "filtered back-projection (filter from the geometry)", {}, _pinv))
@@ -500,7 +506,12 @@ register(
         "cg",
         ("ct", "mri"),
         "least squares by conjugate gradients on the normal equations",
-        {"iters": _setting(20, AT_LEAST_ONE), "damping": _setting(0.0, NON_NEGATIVE)},
+        {
+            "iters": _setting(20, AT_LEAST_ONE, "CG iterations"),
+            "damping": _setting(
+                0.0, NON_NEGATIVE, "Tikhonov weight δ: minimises ‖Ax − y‖² + δ‖x‖²"
+            ),
+        },
         _cg,
     )
 )
@@ -510,10 +521,16 @@ register(
         ("ct", "mri"),
         "3D total variation by ADMM (lam, rho: auto-scaled unless given)",
         {
-            "iters": _setting(30, AT_LEAST_ONE),
-            "cg_iters": _setting(5, AT_LEAST_ONE),
-            "lam": _setting(None, NON_NEGATIVE),
-            "rho": _setting(None, POSITIVE),
+            "iters": _setting(30, AT_LEAST_ONE, "ADMM iterations"),
+            "cg_iters": _setting(5, AT_LEAST_ONE, "CG steps per ADMM iteration"),
+            "lam": _setting(
+                None, NON_NEGATIVE, "TV weight λ (auto: 1e-4 × the 99th percentile of |pinv(y)|)"
+            ),
+            "rho": _setting(
+                None,
+                POSITIVE,
+                "ADMM penalty ρ, dimensionless: the data term is divided by ‖A‖² (auto: 1e-3)",
+            ),
         },
         _tv,
     )

@@ -87,19 +87,31 @@ class Setting:
         bound: the allowed range of a numeric setting (None for the others).
         group: which diffusion methods take it (see
             :attr:`~napari_ddip.recon.diffusion_methods.DiffusionMethod.groups`).
+        help: one line on what it does and what ``auto`` means: the one text of
+            ``reconstruct --help``, the Reconstruct widget's tooltip and docs/cli.md
+            (:mod:`napari_ddip.settings_doc`).
     """
 
     default: Any
     kind: type
     bound: Bound | None = None
     group: str = SAMPLING
+    help: str = ""
 
 
-def setting(default: Any, bound: Bound | None = None, group: str = SAMPLING, kind: type = float):
+def setting(
+    default: Any,
+    bound: Bound | None = None,
+    group: str = SAMPLING,
+    kind: type = float,
+    *,
+    help: str,
+):
     """A :class:`ReconConfig` field with its :class:`Setting` (``kind``: the type of a setting
-    whose default is ``None``; otherwise the default's type)."""
+    whose default is ``None``; otherwise the default's type; ``help``: its one line)."""
     typed = kind if default is None else type(default)
-    return field(default=default, metadata={"setting": Setting(default, typed, bound, group)})
+    record = Setting(default, typed, bound, group, help)
+    return field(default=default, metadata={"setting": record})
 
 
 @dataclass(frozen=True)
@@ -157,36 +169,172 @@ class ReconConfig:
     """
 
     method: str = "d3ip"
-    prior: str = setting("default")
-    nfe: int = setting(50, AT_LEAST_ONE)
-    eta: float = setting(0.85, FRACTION)
-    timestep_power: float = setting(5.0, Bound(1))
-    adapt_steps: int | None = setting(None, COUNT, ADAPTATION, int)
-    k_slices: int = setting(3, AT_LEAST_ONE, SHARED_LORA)
-    lr: float | None = setting(None, POSITIVE, ADAPTATION)
-    keep_optimizer: bool = setting(False, group=SHARED_LORA)
-    lora_rank: int = setting(4, AT_LEAST_ONE, ADAPTATION)
-    t_min: int = setting(20, COUNT, ADAPTATION)
-    t_max: int = setting(980, COUNT, ADAPTATION)
-    cg_iters: int = setting(5, COUNT, CG.mode)
-    gamma: float | None = setting(None, POSITIVE, CG.mode)
-    admm_iters: int = setting(5, AT_LEAST_ONE, MBIR.mode)
-    admm_cg: int = setting(5, AT_LEAST_ONE, MBIR.mode)
-    admm_lam: float | None = setting(None, NON_NEGATIVE, MBIR.mode)
-    admm_rho: float | None = setting(None, POSITIVE, MBIR.mode)
-    mbir_anchor: float | None = setting(None, NON_NEGATIVE, MBIR.mode)
-    noise_std: float | None = setting(None, NON_NEGATIVE, NOISE_AWARE)
-    prior_error: float = setting(0.0, NON_NEGATIVE, NOISE_AWARE)
-    meta_step_start: float = setting(1.0, FRACTION, REPTILE)
-    meta_step_end: float = setting(0.1, FRACTION, REPTILE)
-    dps_step: float = setting(1.0, NON_NEGATIVE, GUIDANCE)
-    ddnm_cg_iters: int = setting(20, AT_LEAST_ONE, PROJECT.mode)
-    init_pinv: bool = setting(True)
-    slerp: bool = setting(True)
-    slice_batch: int | None = setting(None, AT_LEAST_ONE, kind=int)
-    precision: str = setting("auto")
-    preview_every: int = setting(5, COUNT)
-    samples: int = setting(1, AT_LEAST_ONE)
+    prior: str = setting(
+        "default",
+        help=(
+            "a shipped prior by name (default: ellipse-patch-v) or a .safetensors file with "
+            "its .json beside it"
+        ),
+    )
+    nfe: int = setting(
+        50, AT_LEAST_ONE, help="sampling steps: network evaluations per slice (the D3IP paper: 50)"
+    )
+    eta: float = setting(
+        0.85,
+        FRACTION,
+        help=(
+            "stochasticity η of the sampler: the share of fresh noise at each step (0: "
+            "deterministic)"
+        ),
+    )
+    timestep_power: float = setting(
+        5.0,
+        Bound(1),
+        help=(
+            "spacing of the sampling steps, t ∝ (i/(nfe−1))^p: 1 is even (the paper), larger "
+            "spends more steps near t = 0, where detail is set"
+        ),
+    )
+    adapt_steps: int | None = setting(
+        None,
+        COUNT,
+        ADAPTATION,
+        int,
+        help=(
+            "L: LoRA optimiser steps per sampling step (auto: 10 CT, 5 MRI; 0 with a warm "
+            "start uses its states as they are)"
+        ),
+    )
+    k_slices: int = setting(
+        3,
+        AT_LEAST_ONE,
+        SHARED_LORA,
+        help="K: slices drawn for each adaptation step of the shared LoRA",
+    )
+    lr: float | None = setting(
+        None, POSITIVE, ADAPTATION, help="AdamW learning rate of the LoRA (auto: 1e-3 CT, 1e-4 MRI)"
+    )
+    keep_optimizer: bool = setting(
+        False,
+        group=SHARED_LORA,
+        help=(
+            "carry the shared LoRA's AdamW state from one sampling step to the next (off: a "
+            "fresh optimiser per step)"
+        ),
+    )
+    lora_rank: int = setting(4, AT_LEAST_ONE, ADAPTATION, help="rank of the LoRA adapters")
+    t_min: int = setting(20, COUNT, ADAPTATION, help="adapt only at timesteps t ≥ t_min (of 1000)")
+    t_max: int = setting(980, COUNT, ADAPTATION, help="adapt only at timesteps t ≤ t_max (of 1000)")
+    cg_iters: int = setting(
+        5,
+        COUNT,
+        CG.mode,
+        help="CG iterations of the data consistency (also inside the adaptation loss)",
+    )
+    gamma: float | None = setting(
+        None,
+        POSITIVE,
+        CG.mode,
+        help=(
+            "proximal weight γ of the CG data consistency, (I + γ·AᴴA/‖A‖²) (auto: none for "
+            "CT, 5 MRI)"
+        ),
+    )
+    admm_iters: int = setting(
+        5, AT_LEAST_ONE, MBIR.mode, help="ADMM iterations of the TV data consistency"
+    )
+    admm_cg: int = setting(5, AT_LEAST_ONE, MBIR.mode, help="CG steps per ADMM iteration")
+    admm_lam: float | None = setting(
+        None,
+        NON_NEGATIVE,
+        MBIR.mode,
+        help=(
+            "TV weight λ of the ADMM data consistency (auto: scaled to the intensities for "
+            "CT, 1e-3 MRI)"
+        ),
+    )
+    admm_rho: float | None = setting(
+        None, POSITIVE, MBIR.mode, help="ADMM penalty ρ, dimensionless (auto: 1e-3 CT, 1e-2 MRI)"
+    )
+    mbir_anchor: float | None = setting(
+        None,
+        NON_NEGATIVE,
+        MBIR.mode,
+        help=(
+            "weight μ of the pull μ/2·‖x − x̂₀‖² towards the network's estimate in the ADMM "
+            "data consistency (auto: 0 CT, 0.2 MRI; 0: hard data consistency)"
+        ),
+    )
+    noise_std: float | None = setting(
+        None,
+        NON_NEGATIVE,
+        NOISE_AWARE,
+        help=(
+            "standard deviation of the measurement noise in the measurement's units (auto: "
+            "estimated from the data); read when prior_error > 0"
+        ),
+    )
+    prior_error: float = setting(
+        0.0,
+        NON_NEGATIVE,
+        NOISE_AWARE,
+        help=(
+            "ζ: the modelled error of the network's estimate, ζ·s_t at noise level s_t, which "
+            "sets the data consistency's weight from noise_std (0: off)"
+        ),
+    )
+    meta_step_start: float = setting(
+        1.0,
+        FRACTION,
+        REPTILE,
+        help=(
+            "Reptile meta step ε at the first adapted timestep (decays linearly to meta_step_end)"
+        ),
+    )
+    meta_step_end: float = setting(
+        0.1, FRACTION, REPTILE, help="Reptile meta step ε at the last adapted timestep"
+    )
+    dps_step: float = setting(
+        1.0, NON_NEGATIVE, GUIDANCE, help="DPS step size ζ on the gradient of ‖y − A·x̂₀‖/‖A‖"
+    )
+    ddnm_cg_iters: int = setting(
+        20, AT_LEAST_ONE, PROJECT.mode, help="CG iterations of DDNM's pseudo-inverse"
+    )
+    init_pinv: bool = setting(
+        True,
+        help=(
+            "start from the pseudo-inverse with noise of the first step added, instead of "
+            "pure noise"
+        ),
+    )
+    slerp: bool = setting(
+        True, help="correlate the initial noise across slices (slerp between two draws)"
+    )
+    slice_batch: int | None = setting(
+        None,
+        AT_LEAST_ONE,
+        kind=int,
+        help=(
+            "slices per sampling batch (auto: 8 on the CPU, 64 on a GPU); lower it when a GPU "
+            "runs out of memory"
+        ),
+    )
+    precision: str = setting(
+        "auto",
+        help=(
+            "network arithmetic: auto (TF32 on a GPU, float32 on the CPU), fp32, tf32 (GPU) or bf16"
+        ),
+    )
+    preview_every: int = setting(
+        5, COUNT, help="a live preview every this many sampling steps (0: none)"
+    )
+    samples: int = setting(
+        1,
+        AT_LEAST_ONE,
+        help=(
+            "posterior samples: more than one gives their mean and the per-voxel standard deviation"
+        ),
+    )
     seed: int = 0
 
     def __post_init__(self) -> None:

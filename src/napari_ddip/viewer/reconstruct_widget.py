@@ -52,28 +52,9 @@ LABELS = {
     "k_slices": "K (slices/step)",
     "lr": "learning rate",
 }
-TOOLTIPS = {
-    "nfe": "sampling steps = network evaluations per slice (paper: 50)",
-    "adapt_steps": "optimiser steps per sampling step (auto: 10 CT, 5 MRI)",
-    "k_slices": "slices drawn per adaptation step (D3IP)",
-    "lr": "AdamW learning rate of the LoRA (auto: 1e-3 CT, 1e-4 MRI)",
-    "timestep_power": "spacing of the sampling steps, t ∝ (i/(NFE−1))^p: 1 even (the paper), "
-    "larger spends more steps near the end, where detail is set",
-    "slice_batch": "slices per sampling batch (auto: 8 on CPU, 64 on a GPU, where they go "
-    "through the network in one call); lower it when a GPU runs out of memory",
-    "keep_optimizer": "carry the AdamW state of D3IP's shared LoRA across sampling steps "
-    "(off: a fresh optimiser per step, as measured in BENCHMARKS)",
-    "precision": "network arithmetic: auto (TF32 on a GPU, float32 on the CPU), fp32, tf32 "
-    "(GPU) or bf16",
-    "preview_every": "update the live preview every this many sampling steps (0: never)",
-    "mbir_anchor": "D3IP mbir: weight of the pull towards the network's estimate in the ADMM "
-    "data consistency (auto: 0 CT, 0.2 MRI; 0 is hard data consistency)",
-    "admm_lam": "D3IP mbir: weight of the TV along z (auto: scaled to the data for CT, 1e-3 MRI)",
-    "admm_rho": "D3IP mbir: ADMM penalty (auto: 1e-3 CT, 1e-2 MRI)",
-    "warm_start": "an adaptation saved by an earlier run (e.g. of the same scanner) to start "
-    "the adaptation from (empty: none)",
-    "save_adaptation": "a .safetensors file to save this run's adapted LoRA to (empty: none)",
-}
+#: Tooltip of the field that is a command-line option, not a setting (the settings' tooltips
+#: are their help, :func:`napari_ddip.settings_doc.tooltips`).
+SAVE_ADAPTATION_TIP = "a .safetensors file to save this run's adapted LoRA to (empty: none)"
 DEFAULT_METHOD = "d3ip"
 
 
@@ -86,8 +67,9 @@ class ReconstructWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from napari_ddip.methods import METHODS
+        from napari_ddip.methods import METHODS, WARM_START
         from napari_ddip.recon.config import ENGINE_SETTINGS
+        from napari_ddip.settings_doc import tooltips
 
         self._viewer = viewer
         self._methods = METHODS
@@ -96,16 +78,20 @@ class ReconstructWidget(Container):
         self.summary = Label(value="")
         self.summary.native.setWordWrap(True)
         self.prior = PriorPicker(follow_new=True)
+        self.prior.choice.tooltip = ENGINE_SETTINGS["prior"].help
         engine = {k: s for k, s in ENGINE_SETTINGS.items() if k != "prior"}  # its own picker
         defaults = {key: s.default for key, s in engine.items()}
         optional = {key: s.kind for key, s in engine.items()}
         rest = [key for key in defaults if key not in BASIC]
-        self.basic = SettingsForm(defaults, BASIC, LABELS, optional, TOOLTIPS)
-        self.advanced = SettingsForm(defaults, rest, LABELS, optional, TOOLTIPS)
-        self.warm_start = _file_edit("warm start", "r", TOOLTIPS["warm_start"])
-        self.save_adaptation = _file_edit("save adaptation", "w", TOOLTIPS["save_adaptation"])
+        tips = tooltips(engine)
+        self.basic = SettingsForm(defaults, BASIC, LABELS, optional, tips)
+        self.advanced = SettingsForm(defaults, rest, LABELS, optional, tips)
+        self.warm_start = _file_edit("warm start", "r", WARM_START.help)
+        self.save_adaptation = _file_edit("save adaptation", "w", SAVE_ADAPTATION_TIP)
         self.classical = {
-            name: SettingsForm(m.defaults, list(m.defaults), prefix=f"{name}_")
+            name: SettingsForm(
+                m.defaults, list(m.defaults), tooltips=tooltips(m.settings), prefix=f"{name}_"
+            )
             for name, m in METHODS.items()
             if m.diffusion is None and m.defaults
         }
