@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The checks issues #3 and #4 still need a GPU for, prepared to run on a lent device machine
-# (bare image: python3 with torch, numpy, safetensors, scikit-image, tifffile, h5py, pytest;
+# The benchmarks that need a GPU, for a machine with a CUDA GPU
+# (a bare image is enough: python3 with torch, numpy, safetensors, scikit-image, tifffile, h5py, pytest;
 # no network, no sigpy or nilearn, so nothing here needs them).
 #
 #   bash benchmarks/gpu_checks.sh speed          # GPU tests, 256³ timing (estimated ~5 min)
@@ -8,11 +8,11 @@
 #   INIT=PRIOR.safetensors bash benchmarks/gpu_checks.sh train SECONDS  # ... continuing PRIOR
 #   PRECISION=bf16 bash benchmarks/gpu_checks.sh train SECONDS  # mixed precision (default auto: TF32)
 #
-# Results land in $OUT (the device tool's folder; ./gpu_out elsewhere). Phase "speed":
+# Results land in $OUT (default ./gpu_out). Phase "speed":
 # pytest_gpu.log, speed_cuda_*.json (D3IP NFE 50: the 256³ wall time with precision auto =
 # TF32, and fp32 / bf16 / larger slice batches at 64 slices, each with its PSNR). Phase
-# "train": the prior's .json/.md, loss.csv and its weights split into parts under 16 MB (the
-# tool's per-file limit); put them back together with `cat NAME.safetensors.part-* >
+# "train": the prior's .json/.md, loss.csv and its weights split into parts under 16 MB (for
+# transfers that limit the file size); put them back together with `cat NAME.safetensors.part-* >
 # NAME.safetensors`, then score it here on the CPU with benchmarks/prior_scores.py.
 #
 # Dry run on a CPU (small sizes, to check the script): DEVICE=cpu SIZE=32 SLICES=16 NFE=3
@@ -54,7 +54,7 @@ train)
     name=ellipse-patch-v-c$base
     common=(--prediction v --base-channels "$base" --batch-size 64 --lr 5e-4 --device "$device"
         --precision "${PRECISION:-auto}" --quiet)
-    # A prior trained so far on the CPU (its architecture wins over --base-channels).
+    # Continue a prior trained earlier, e.g. on the CPU (its architecture wins over --base-channels).
     [[ -n ${INIT:-} ]] && common+=(--init "$INIT")
     # Steps per second of this network on this device, from a short probe run.
     "$py" -m napari_ddip train-prior --out "$out/probe" --name probe --steps 60 --log-every 20 \

@@ -59,7 +59,7 @@ class NetworkTimer:
             self.host_seconds += stop - start
 
     def seconds(self) -> float:
-        """The total so far (on a GPU, after waiting for the recorded events)."""
+        """The total of the closed intervals (on a GPU, after waiting for the recorded events)."""
         if not self.cuda:
             return self.host_seconds
         torch.cuda.synchronize()
