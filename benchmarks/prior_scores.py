@@ -57,7 +57,7 @@ def image_statistics(images: torch.Tensor) -> dict[str, float]:
     foreground is flat. Thin: the share of foreground pixels in bright structures under 5 px
     wide (white top-hat with a disk of radius 2 above 0.02) — the phantoms' needles and small
     ellipses, but also the edges of a fine texture, so it does not tell needles from texture
-    (BENCHMARKS, "At the training scale"); compare images of one size, the priors' 256²."""
+    (BENCHMARKS, "Prior scores and samples"); compare images of one size, the priors' 256²."""
     gy = images[:, 1:, :-1] - images[:, :-1, :-1]
     gx = images[:, :-1, 1:] - images[:, :-1, :-1]
     foreground = images[:, :-1, :-1] > 0.05
@@ -178,7 +178,7 @@ def main() -> None:
         type=float,
         default=0.85,
         help="fresh noise of the samples' DDS updates (0.85 the engine's; 0 is DDIM, which "
-        "keeps more of the prior's variance: BENCHMARKS, \"What the sampler's update does\")",
+        'keeps more of the prior\'s variance: BENCHMARKS, "Prior scores and samples")',
     )
     parser.add_argument(
         "--update-card", action="store_true", help="write the scores into each prior's card"

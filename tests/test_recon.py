@@ -236,7 +236,7 @@ def test_sampler_with_the_exact_denoiser_draws_a_gaussian_prior() -> None:
     ᾱ₀v / (ᾱ₀v + σ₀²)`` because the last step hands back the posterior mean at t = 0.
     Deterministic updates (η 0, DDIM) converge to it as the steps get finer; at 50 steps the
     engine's spacing (power 5) keeps far more of it than even spacing, and the fresh noise of
-    the DDS update (η 0.85) gives some up (BENCHMARKS, "What the sampler's update does")."""
+    the DDS update (η 0.85) gives some up (BENCHMARKS, "Settings that change the result")."""
     prior = tiny_prior()
     schedule = prior.schedule
     mean, var = 0.5, 0.01

@@ -176,7 +176,8 @@ class UNet(nn.Module):
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
         if x.device.type == "cpu":
             # oneDNN's convolutions with few channels run 20 % faster on NHWC activations
-            # (forward; 10 % forward + backward), measured on AVX2 (BENCHMARKS, "Speed").
+            # (forward; 10 % forward + backward), measured on AVX2 (BENCHMARKS, "Channels-last
+            # activations").
             x = x.contiguous(memory_format=torch.channels_last)
         emb = self.time_mlp(timestep_embedding(t, self.config.base_channels))
         h = self.stem(x)

@@ -6,7 +6,7 @@ equations from ``x̂₀``) and 5 for MRI; for mbir's ADMM, CT has hard data cons
 ``λ`` scaled to the intensities (``ρ`` dimensionless) and MRI the proximal term
 ``0.2/2 ‖x − x̂₀‖²`` (DDS's ``γ`` 5) with a 10× stronger z-coupling, ``λ`` 1e-3 and ``ρ``
 1e-2 in the prior's units (hard data consistency on MRI is 4–9 dB worse with the default
-timestep spacing; BENCHMARKS "D3IP mbir on MRI").
+timestep spacing; BENCHMARKS "What did not help").
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ class ReconConfig:
         timestep_power: spacing of the ``nfe`` timesteps, ``t_i ∝ (i / (nfe − 1))^p``: 1 is
             the paper's even spacing, larger values spend more of the steps near ``t = 0``,
             where the last denoising steps set the detail; with the default 5 DDS gains
-            2.2–3.7 dB over 1 (BENCHMARKS "Timestep spacing").
+            2.2–3.7 dB over 1 (BENCHMARKS "Settings that change the result").
         adapt_steps: ``L`` optimiser steps per sampling step (None: 10 CT, 5 MRI; 0 with a
             warm start uses its states as they are).
         k_slices: ``K`` slices per adaptation step (D3IP).

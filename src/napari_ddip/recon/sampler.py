@@ -75,7 +75,7 @@ def dds_update(
     η is the share of fresh noise whatever the step's size, not DDIM's η: for η > 0 the chain
     draws less variance than its prior however fine the steps (about 73 % at η 0.85 for a
     Gaussian prior; η 0 is DDIM and converges), which pulls a reconstruction toward the
-    posterior mean — the better PSNR estimate (BENCHMARKS, "What the sampler's update does").
+    posterior mean — the better PSNR estimate (BENCHMARKS, "Settings that change the result").
     """
     z = gaussian(tuple(x0.shape), generator, x0)
     sigma = schedule.sigma(t_next, x0)
