@@ -33,7 +33,7 @@ from recon_table import measurement
 
 #: Rows of the table: label → (method, settings); ``{prior}`` and NFE are added per run.
 CLASSICAL = {"FBP / zero-filled": ("fbp", {}), "ADMM-TV": ("tv", {})}
-DIFFUSION = ("dds", "d3ip", "d3ip-mbir", "hybrid")
+DIFFUSION = ("dds", "dds-tv", "d3ip", "d3ip-mbir")
 PRIORS = {"ellipse": "default", "FFDNet": "ffdnet-color"}
 VOLUMES = ("mni152", "mni152-256", "dwi", "mni152-tune")
 
@@ -73,15 +73,15 @@ def run_cell(volume: str, modality: str, label: str, method: str, settings: dict
     if method == "fbp" and modality == "mri":
         method = "zero-filled"
     start = time.perf_counter()
-    recon, provenance = reconstruct_measurement(m, method, settings, device="cpu", seed=0)
+    result = reconstruct_measurement(m, method, settings, device="cpu", seed=0)
     seconds = time.perf_counter() - start
-    s = score(recon, ref)
+    s = score(result.volume, ref)
     return {
         "volume": volume,
         "modality": modality,
         "row": label,
         "method": method,
-        "settings": provenance["settings"],
+        "settings": result.provenance["settings"],
         "psnr": s.psnr,
         "ssim": s.ssim,
         "seconds": seconds,
@@ -120,9 +120,9 @@ def main() -> None:
         print_table(args.out, args.volumes, args.modalities, args.nfe)
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    for volume in args.volumes:
-        for modality in args.modalities:
-            for label, (method, settings) in rows(args.nfe).items():
+    for label, (method, settings) in rows(args.nfe).items():  # the cheap rows first
+        for volume in args.volumes:
+            for modality in args.modalities:
                 path = cell_path(args.out, volume, modality, label)
                 if path.is_file() or (args.rows and label not in args.rows):
                     continue

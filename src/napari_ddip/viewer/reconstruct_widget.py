@@ -74,7 +74,7 @@ TOOLTIPS = {
     "the adaptation from (empty: none)",
     "save_adaptation": "a .safetensors file to save this run's adapted LoRA to (empty: none)",
 }
-DEFAULT_METHOD = "d3ip"
+DEFAULT_METHOD = "dds-tv"
 
 
 class ReconstructWidget(Container):
