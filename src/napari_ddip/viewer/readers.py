@@ -1,10 +1,19 @@
-"""npe2 readers: measurement files (fastMRI-style HDF5 k-space among them), result /
-labels TIFFs and NIfTI volumes.
+"""npe2 reader: measurement files (fastMRI-style HDF5 k-space among them), result / labels
+TIFFs and NIfTI volumes.
 
-Each ``get_*_reader(path)`` looks at the file without reading its data and returns a reader
-function only for files it understands, else None (never raises for a foreign file). Reader
-functions return napari layer data (see :mod:`napari_ddip.viewer.layers`); a file that looked
-right but fails validation raises :class:`~napari_ddip.io.InputError` with the reason.
+:func:`get_reader` looks at a file without reading its data (its suffix, then its header:
+our JSON metadata, a measurement's arrays, a NIfTI header) and returns the reader function for
+what it holds. It returns None only for what is no file of these kinds at all (several paths,
+a folder, another suffix).
+
+napari asks this plugin for a reader only once it has picked the plugin for a file (the
+user's choice in its "which plugin" dialog, a saved preference, or
+``viewer.open(..., plugin="napari-ddip")``), and napari's own reader claims every one of
+these suffixes before it when nothing is picked. A None here would end as napari's "refused
+the file" error with a traceback, so a file with one of these suffixes that is not one of
+ours, or is broken, gets a reader that says why in one napari error notification and opens
+no layer (npe2's null-layer result ``[(None,)]``). So does a file that looked right but fails
+validation (the :class:`~napari_ddip.io.InputError` message).
 """
 
 from __future__ import annotations
@@ -12,15 +21,26 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from napari_ddip.io import is_measurement_file, load_measurement, read_labels, read_volume
+from napari.utils.notifications import show_error
+
+from napari_ddip.io import (
+    InputError,
+    is_measurement_file,
+    load_measurement,
+    read_labels,
+    read_volume,
+)
 from napari_ddip.io.labels import LABELS_KIND
-from napari_ddip.io.nifti import file_stem, is_nifti_file, read_nifti_info
-from napari_ddip.io.tiff import read_tiff_info
-from napari_ddip.io.volume import RESULT_SUFFIXES
+from napari_ddip.io.measurement import READABLE_SUFFIXES
+from napari_ddip.io.nifti import file_stem, is_nifti_file, is_nifti_name, read_nifti_info
+from napari_ddip.io.tiff import check_tiff, read_tiff_info
 from napari_ddip.viewer.layers import LayerData, labels_layer, measurement_layer, volume_layer
 
 PathOrPaths = str | Sequence[str]
 Reader = Callable[[PathOrPaths], list[LayerData]]
+#: npe2's answer of a reader that accepted a file and opens no layer from it.
+NO_LAYER: list[LayerData] = [(None,)]  # type: ignore[list-item]
+TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 def _single(path: PathOrPaths) -> Path | None:
@@ -30,40 +50,85 @@ def _single(path: PathOrPaths) -> Path | None:
     return Path(path[0]) if len(path) == 1 else None
 
 
-def get_measurement_reader(path: PathOrPaths) -> Reader | None:
-    """Reader for a CT sinogram or MRI k-space measurement file (``.npz``, CT ``.tif``,
-    fastMRI-style HDF5 k-space)."""
-    single = _single(path)
-    return _read_measurement if single and is_measurement_file(single) else None
+def _is_ours_by_name(path: Path) -> bool:
+    """Whether ``path`` has a suffix this plugin reads (a measurement, TIFF or NIfTI)."""
+    return is_nifti_name(path) or path.suffix.lower() in READABLE_SUFFIXES
 
 
-def get_volume_reader(path: PathOrPaths) -> Reader | None:
-    """Reader for a result volume or labels file written by napari-ddip (TIFF, NIfTI), or
-    any NIfTI volume."""
+def get_reader(path: PathOrPaths) -> Reader | None:
+    """Reader for a measurement (``.npz``, CT sinogram ``.tif``, fastMRI-style HDF5 k-space),
+    a result or labels file written by napari-ddip (TIFF, NIfTI) or any NIfTI volume; for
+    another file with one of these suffixes, a reader that says why it cannot be opened."""
     single = _single(path)
-    if single is not None and is_nifti_file(single):
+    if single is None or not single.is_file() or not _is_ours_by_name(single):
+        return None
+    if is_measurement_file(single):
+        return _read_measurement
+    if is_nifti_file(single):
         info = read_nifti_info(single) or {}
-        return _read_labels if info.get("kind") == LABELS_KIND else _read_volume
-    if single is None or single.suffix.lower() not in RESULT_SUFFIXES:
-        return None
-    info = read_tiff_info(single, require_key=True)
-    if info is None or "geometry" in info:  # not ours, or a sinogram (measurement reader)
-        return None
+    elif single.suffix.lower() in TIFF_SUFFIXES:
+        info = read_tiff_info(single, require_key=True)
+    else:
+        info = None
+    if info is None:
+        return _say_why_not
     return _read_labels if info.get("kind") == LABELS_KIND else _read_volume
 
 
-def _read_measurement(path: PathOrPaths) -> list[LayerData]:
+def why_not_readable(path: Path) -> str:
+    """One line saying why ``path`` (with one of our suffixes, refused by :func:`get_reader`)
+    opens with no layer of this plugin."""
+    try:
+        if is_nifti_name(path):
+            read_volume(path)  # fails on the header: a readable NIfTI would have been taken
+        elif path.suffix.lower() in TIFF_SUFFIXES:
+            check_tiff(path)
+            return (
+                f"{path}: a TIFF without napari-ddip metadata; this plugin opens the results, "
+                "labels and sinograms it writes (open other TIFFs with napari builtins)"
+            )
+        else:
+            load_measurement(path)
+    except InputError as exc:
+        return str(exc)
+    return f"{path}: not a file napari-ddip opens"
+
+
+def _say_why_not(path: PathOrPaths) -> list[LayerData]:
     single = _single(path)
-    return [measurement_layer(load_measurement(single), single.stem)]
+    show_error(why_not_readable(single))
+    return NO_LAYER
 
 
-def _read_volume(path: PathOrPaths) -> list[LayerData]:
-    single = _single(path)
-    volume = read_volume(single)
-    return [volume_layer(volume.data, volume.voxel_size, file_stem(single), volume.metadata)]
+def _said(read: Callable[[Path], list[LayerData]]) -> Reader:
+    """``read`` of the single path, with an :class:`InputError` shown as a notification."""
+
+    def reader(path: PathOrPaths) -> list[LayerData]:
+        try:
+            return read(_single(path))
+        except InputError as exc:
+            show_error(str(exc))
+            return NO_LAYER
+
+    reader.__doc__ = read.__doc__
+    return reader
 
 
-def _read_labels(path: PathOrPaths) -> list[LayerData]:
-    single = _single(path)
-    labels, voxel_size, provenance = read_labels(single)
-    return [labels_layer(labels, voxel_size, file_stem(single), provenance)]
+@_said
+def _read_measurement(path: Path) -> list[LayerData]:
+    """A sinogram or k-space layer holding the measurement."""
+    return [measurement_layer(load_measurement(path), path.stem)]
+
+
+@_said
+def _read_volume(path: Path) -> list[LayerData]:
+    """A volume layer with voxel size, depth and provenance."""
+    volume = read_volume(path)
+    return [volume_layer(volume.data, volume.voxel_size, file_stem(path), volume.metadata)]
+
+
+@_said
+def _read_labels(path: Path) -> list[LayerData]:
+    """A labels layer with voxel size, depth and provenance."""
+    labels, voxel_size, provenance = read_labels(path)
+    return [labels_layer(labels, voxel_size, file_stem(path), provenance)]
