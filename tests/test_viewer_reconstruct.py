@@ -3,6 +3,7 @@ with a tiny random-init prior (no mocked engine)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -113,6 +114,13 @@ def test_d3ip_result_layer_has_scale_and_provenance_and_reruns_in_place(
     assert layer.data.shape == (2, 32, 32) and widget.result.std is None
     assert "ct [d3ip] std" not in viewer.layers and len(viewer.layers) == 2
 
+    statuses = []  # the status line of a classical run after a D3IP one is its own
+    show_progress = widget.panel.show_progress
+    widget.panel.show_progress = lambda *args: (statuses.append(args[-1]), show_progress(*args))
+    widget.method.value = "tv"
+    _run_and_wait(qtbot, widget)
+    assert statuses and set(statuses) == {"tv on cpu"}, statuses
+
 
 def test_previews_leave_the_earlier_result_whole_until_the_run_ends(
     viewer_with_ct, qtbot, prior_path
@@ -149,11 +157,13 @@ def test_cancel_keeps_the_partial_result_and_reenables_run(
     qtbot.waitUntil(lambda: widget.panel.progress.value >= 1, timeout=TIMEOUT_MS)
     widget.panel.cancel_button.native.click()
     qtbot.waitUntil(lambda: widget.panel.run_button.enabled, timeout=TIMEOUT_MS)
-    layer = viewer.layers["ct [d3ip]"]
+    (layer,) = [layer for layer in viewer.layers if layer.name.startswith("ct [d3ip")]
+    step, total = re.fullmatch(r"ct \[d3ip, partial (\d+)/(\d+)\]", layer.name).groups()
     assert layer.data.shape == (4, 32, 32)
     assert layer.metadata[META_KEY]["provenance"]["partial"] is True
-    assert widget.result.partial and "partial" in _last_message()
-    assert widget.panel.progress.value < widget.panel.progress.max
+    assert widget.result.partial and f"'{layer.name}' holds the partial" in _last_message()
+    assert 1 <= int(step) < int(total) and widget.panel.progress.value == int(step)
+    assert widget.panel.progress.native.format() == f"cancelled at {step}/{total}"
     assert not widget.panel.cancel_button.enabled
 
 

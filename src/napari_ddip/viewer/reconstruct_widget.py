@@ -5,16 +5,17 @@ Classical methods (fbp / zero-filled, cg, tv) run through
 :func:`napari_ddip.recon.reconstruct`, whose events drive the progress bar (with the time
 left) and a live preview in a layer ``"<result> preview"``, so the result of an earlier run
 stays whole until this one finishes (a run that fails leaves it, and the labelled preview).
-Cancel keeps the partial result. The result layer ``"<measurement> [<method>]"`` (replaced on
-re-run, with its ``std`` layer when the run drew several posterior samples, removed when it
-did not) has the measurement's voxel size as scale and the run's provenance (method,
-settings, prior, seed, device, version, the measurement's own provenance) in its metadata,
-which the napari-ddip TIFF writer saves.
+Cancel keeps the partial result as ``"<measurement> [<method>, partial <step>/<total>]"``
+beside any complete one. The status line is made afresh for every run (method, device, loss).
+The result layer ``"<measurement> [<method>]"`` (replaced on re-run, with its ``std`` layer
+when the run drew several posterior samples, removed when it did not) has the measurement's
+voxel size as scale and the run's provenance (method, settings, prior, seed, device, version,
+the measurement's own provenance) in its metadata, which the napari-ddip TIFF writer saves.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -130,7 +131,6 @@ class ReconstructWidget(Container):
         self._collapsible = _collapsible("Advanced", self._advanced_fields)
         self.advanced_box.native.layout().addWidget(self._collapsible)
         self.result: ReconResult | None = None
-        self._device, self._loss = "", ""
         self.measurement.changed.connect(self.method.reset_choices)
         self.method.changed.connect(self._show_method_settings)
         self.panel.run_button.changed.connect(self.run)
@@ -175,8 +175,11 @@ class ReconstructWidget(Container):
         self.result = None
         name = f"{layer.name} [{job.method}]"
         place = _placement(layer, job)
-        on_event = partial(self._on_event, name, place)
-        on_result = partial(self._on_result, name, place)
+        # "auto (cpu)": the label says where auto goes, until the engine's Started event
+        device = self.device.current_choice if job.device == "auto" else job.device
+        run = _RunState(source=layer.name, method=job.method, device=device)
+        on_event = partial(self._on_event, name, place, run)
+        on_result = partial(self._on_result, name, place, run)
         busy = [self.measurement, self.method]
         return self.panel.start(partial(run_recon, job), on_event, on_result, busy)
 
@@ -210,30 +213,33 @@ class ReconstructWidget(Container):
             raise InputError(str(exc)) from None
         return ReconJob(config=config, **common)
 
-    def _on_event(self, name: str, place: dict[str, Any], event: Any) -> None:
+    def _on_event(self, name: str, place: dict[str, Any], run: _RunState, event: Any) -> None:
         from napari_ddip.recon import Adapted, Preview, Progress, Started
 
         if isinstance(event, Started):
-            self._device = event.device
-            self._loss = ""
-            self.panel.show_progress(0, event.total, None, f"{event.method} on {event.device}")
+            run.device, run.total = event.device, event.total
+            self.panel.show_progress(0, event.total, None, run.status(event.method))
         elif isinstance(event, Progress):
-            detail = f"{event.phase} on {self._device}{self._loss}"
-            self.panel.show_progress(event.step, event.total, event.eta, detail)
+            run.step, run.total = event.step, event.total
+            self.panel.show_progress(event.step, event.total, event.eta, run.status(event.phase))
         elif isinstance(event, Adapted):
-            self._loss = f" · loss {event.loss:.3g}"
+            run.loss = event.loss
         elif isinstance(event, Preview):
             provenance = {"status": f"preview at t = {event.t}", **place["provenance"]}
             self._show(f"{name} preview", place, event.volume, provenance)
 
-    def _on_result(self, name: str, place: dict[str, Any], result: ReconResult | None) -> None:
+    def _on_result(
+        self, name: str, place: dict[str, Any], run: _RunState, result: ReconResult | None
+    ) -> None:
         if result is None:
             self.panel.status.value = "cancelled"
-            show_info(f"cancelled: {self.method.value} keeps no partial result")
+            show_info(f"cancelled: {run.method} keeps no partial result")
             return
         self.result = result
-        self._show(name, place, result.volume, result.provenance)
         self._remove(f"{name} preview")
+        if result.partial:  # a name of its own: an earlier complete result stays as it was
+            name = f"{run.source} [{run.method}, partial {run.step}/{run.total}]"
+        self._show(name, place, result.volume, result.provenance)
         if result.std is not None:
             provenance = result.provenance | {"output": "posterior standard deviation"}
             self._show(f"{name} std", place, result.std, provenance, colormap="magma")
@@ -262,6 +268,23 @@ class ReconstructWidget(Container):
         """Remove the layer ``name`` if there is one."""
         if name in self._viewer.layers:
             self._viewer.layers.remove(name)
+
+
+@dataclass
+class _RunState:
+    """What one run has reported so far (the status line and a partial result's name)."""
+
+    source: str  # the measurement layer's name
+    method: str
+    device: str  # the chosen device until the engine says which it resolved
+    loss: float | None = None
+    step: int = 0
+    total: int = 0
+
+    def status(self, phase: str) -> str:
+        """``<phase> on <device>[ · loss <loss>]``."""
+        loss = "" if self.loss is None else f" · loss {self.loss:.3g}"
+        return f"{phase} on {self.device}{loss}"
 
 
 def _placement(layer: Image, job: ReconJob) -> dict[str, Any]:
