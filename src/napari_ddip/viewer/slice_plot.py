@@ -18,11 +18,12 @@ class SlicePlot(FigureCanvasQTAgg):
         self.setMinimumHeight(180)
         self.plot(np.array([]), float("nan"))
 
-    def plot(self, values: np.ndarray, mean: float) -> None:
-        """Show ``values`` ``(Z,)`` (NaN slices are gaps) and ``mean``."""
+    def plot(self, values: np.ndarray, mean: float, first: int = 0) -> None:
+        """Show ``values`` ``(Z,)`` of the slices ``first, first + 1, ...`` (NaN slices are
+        gaps) and ``mean``."""
         ax = self.axes
         ax.clear()
-        ax.plot(np.arange(values.size), values, marker=".", label="slice")
+        ax.plot(first + np.arange(values.size), values, marker=".", label="slice")
         if np.isfinite(mean):
             ax.axhline(mean, linestyle="--", color="grey", label=f"mean {mean:.2f}")
             ax.legend(loc="best", fontsize="small")
