@@ -130,6 +130,9 @@ def test_compare_opens_on_a_reconstruction_and_its_reference(
     assert widget.recon.choices == (viewer.layers["truth"],)
     recon = tiny_volume[1:3] + np.float32(0.01)
     provenance = {"method": "tv", "slices": [1, 3]}
+    preview = {"status": "preview at t = 2"} | provenance  # a live preview is never picked
+    viewer.add_image(recon, name="tv preview", metadata={META_KEY: {"provenance": preview}})
+    assert widget.recon.value is widget.reference.value is viewer.layers["truth"]
     viewer.add_image(recon, name="tv", metadata={META_KEY: {"provenance": provenance}})
     assert widget.recon.value is viewer.layers["tv"]
     assert widget.reference.value is viewer.layers["truth"]

@@ -31,6 +31,7 @@ from napari_ddip.metrics import Scores, SliceScores, slice_scores
 from napari_ddip.viewer.background import run_in_background
 from napari_ddip.viewer.layers import (
     META_KEY,
+    STD_OUTPUT,
     first_slice,
     our_metadata,
     show_layer,
@@ -95,14 +96,15 @@ class CompareWidget(Container):
         self._pick_distinct()
 
     def _pick_distinct(self) -> None:
-        """When both choices hold the same layer, pick the newest reconstruction (a layer
-        whose provenance names a method) and a reference beside it: a layer that is no
-        reconstruction or difference, with slices of the same size if there is one."""
+        """When both choices hold the same layer, pick the newest result (its provenance
+        names a method; else the newest layer) and a reference beside it: a layer that is no
+        result or difference, with slices of the same size if there is one. Live previews
+        and posterior standard deviations are left out."""
         if self.recon.value is not self.reference.value:
             return
-        layers = list(self.recon.choices)
+        layers = [layer for layer in self.recon.choices if _pairable(layer)]
         results = [layer for layer in layers if "method" in _provenance(layer)]
-        recon = results[-1] if results else self.recon.value
+        recon = (results or layers)[-1] if layers else None
         others = [layer for layer in layers if layer is not recon]
         if recon is None or not others:
             self.summary.value = PICK_TWO
@@ -187,6 +189,13 @@ class CompareWidget(Container):
 def _provenance(layer: Layer) -> dict[str, Any]:
     provenance = our_metadata(layer.metadata).get("provenance")
     return provenance if isinstance(provenance, dict) else {}
+
+
+def _pairable(layer: Layer) -> bool:
+    """Whether ``layer`` may be picked by default: no live preview (its provenance has a
+    ``status``) or posterior standard deviation."""
+    provenance = _provenance(layer)
+    return "status" not in provenance and provenance.get("output") != STD_OUTPUT
 
 
 def _kind(layer: Layer) -> str | None:

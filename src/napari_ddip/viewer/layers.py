@@ -34,6 +34,8 @@ META_KEY = "napari_ddip"
 LayerData = tuple[Any, dict[str, Any], str]
 #: Dynamic range of the k-space display: magnitudes below max·1e-6 show as the floor.
 KSPACE_FLOOR = 1e-6
+#: Provenance ``"output"`` of a layer of the per-voxel posterior standard deviation.
+STD_OUTPUT = "posterior standard deviation"
 
 
 def kspace_display(kspace: np.ndarray) -> np.ndarray:

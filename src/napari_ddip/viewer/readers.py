@@ -38,8 +38,6 @@ from napari_ddip.viewer.layers import LayerData, labels_layer, measurement_layer
 
 PathOrPaths = str | Sequence[str]
 Reader = Callable[[PathOrPaths], list[LayerData]]
-#: npe2's answer of a reader that accepted a file and opens no layer from it.
-NO_LAYER: list[LayerData] = [(None,)]  # type: ignore[list-item]
 TIFF_SUFFIXES = (".tif", ".tiff")
 
 
@@ -97,7 +95,12 @@ def why_not_readable(path: Path) -> str:
 def _say_why_not(path: PathOrPaths) -> list[LayerData]:
     single = _single(path)
     show_error(why_not_readable(single))
-    return NO_LAYER
+    return _no_layer()
+
+
+def _no_layer() -> list[LayerData]:
+    """npe2's answer of a reader that accepted a file and opens no layer from it."""
+    return [(None,)]  # type: ignore[list-item]
 
 
 def _said(read: Callable[[Path], list[LayerData]]) -> Reader:
@@ -108,7 +111,7 @@ def _said(read: Callable[[Path], list[LayerData]]) -> Reader:
             return read(_single(path))
         except InputError as exc:
             show_error(str(exc))
-            return NO_LAYER
+            return _no_layer()
 
     reader.__doc__ = read.__doc__
     return reader

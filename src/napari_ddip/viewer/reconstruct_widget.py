@@ -29,6 +29,7 @@ from napari_ddip.io import InputError
 from napari_ddip.viewer.devices import device_choices
 from napari_ddip.viewer.jobs import ReconJob, ReconResult, measurement_slab, run_recon, slice_range
 from napari_ddip.viewer.layers import (
+    STD_OUTPUT,
     measurement_from_layer,
     our_metadata,
     show_layer,
@@ -241,7 +242,7 @@ class ReconstructWidget(Container):
             name = f"{run.source} [{run.method}, partial {run.step}/{run.total}]"
         self._show(name, place, result.volume, result.provenance)
         if result.std is not None:
-            provenance = result.provenance | {"output": "posterior standard deviation"}
+            provenance = result.provenance | {"output": STD_OUTPUT}
             self._show(f"{name} std", place, result.std, provenance, colormap="magma")
         else:  # an earlier run's std would pass for this one's
             self._remove(f"{name} std")
