@@ -6,14 +6,14 @@ our JSON metadata, a measurement's arrays, a NIfTI header) and returns the reade
 what it holds. It returns None only for what is no file of these kinds at all (several paths,
 a folder, another suffix).
 
-napari asks this plugin for a reader only once it has picked the plugin for a file (the
-user's choice in its "which plugin" dialog, a saved preference, or
-``viewer.open(..., plugin="napari-ddip")``), and napari's own reader claims every one of
-these suffixes before it when nothing is picked. A None here would end as napari's "refused
-the file" error with a traceback, so a file with one of these suffixes that is not one of
-ours, or is broken, gets a reader that says why in one napari error notification and opens
-no layer (npe2's null-layer result ``[(None,)]``). So does a file that looked right but fails
-validation (the :class:`~napari_ddip.io.InputError` message).
+napari's own reader claims every one of these suffixes too, so napari asks this plugin for a
+reader only once it has been picked for the file: the user's choice in napari's "which
+plugin" dialog, a saved preference, or ``viewer.open(..., plugin="napari-ddip")``. A None
+then ends as napari's "refused the file" error with a traceback; so a file with one of these
+suffixes that is not one of ours, or is broken, gets a reader that says why in one napari
+error notification and opens no layer (npe2's null-layer result ``[(None,)]``). So does a
+file that looked right but fails validation (the :class:`~napari_ddip.io.InputError`
+message).
 """
 
 from __future__ import annotations
