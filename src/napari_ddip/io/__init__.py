@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from napari_ddip.io.errors import InputError, require_new_output
+from napari_ddip.io.errors import InputError, InputWarning, require_new_output
 from napari_ddip.io.labels import read_labels, write_labels
 from napari_ddip.io.measurement import (
     Measurement,
@@ -38,6 +38,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "InputError",
+    "InputWarning",
     "Measurement",
     "Volume",
     "check_measurement_path",

@@ -1,10 +1,12 @@
-"""npe2 reader: measurement files (fastMRI-style HDF5 k-space among them), result / labels
-TIFFs and NIfTI volumes.
+"""npe2 readers: measurement files (HDF5 fastMRI k-space, Data Exchange projections and ISMRMRD
+raw data among them), result / labels TIFFs and NIfTI volumes (:func:`get_reader`), and DICOM
+series (:func:`get_dicom_reader`).
 
 :func:`get_reader` looks at a file without reading its data (its suffix, then its header:
 our JSON metadata, a measurement's arrays, a NIfTI header) and returns the reader function for
 what it holds. It returns None only for what is no file of these kinds at all (several paths,
-a folder, another suffix).
+a folder, another suffix); :func:`get_dicom_reader` only for several paths that are not all
+DICOM files.
 
 napari's own reader claims every one of these suffixes too, so napari asks this plugin for a
 reader only once it has been picked for the file: the user's choice in napari's "which
@@ -30,6 +32,7 @@ from napari_ddip.io import (
     read_labels,
     read_volume,
 )
+from napari_ddip.io.dicom import DICOM_SUFFIXES, DicomSource, is_dicom_source, read_dicom_series
 from napari_ddip.io.labels import LABELS_KIND
 from napari_ddip.io.measurement import READABLE_SUFFIXES
 from napari_ddip.io.nifti import file_stem, is_nifti_file, is_nifti_name, read_nifti_info
@@ -73,6 +76,25 @@ def get_reader(path: PathOrPaths) -> Reader | None:
     return _read_labels if info.get("kind") == LABELS_KIND else _read_volume
 
 
+def get_dicom_reader(path: PathOrPaths) -> Reader | None:
+    """Reader for a DICOM series: a folder of slices, one slice file, or several (napari's
+    stacked open); for a folder or a ``.dcm``/``.dicom`` file that holds no DICOM image, a
+    reader that says why."""
+    source = _dicom_source(path)
+    if is_dicom_source(source):
+        return _read_dicom
+    if not isinstance(source, Path):
+        return None
+    named = source.is_file() and source.suffix.lower() in DICOM_SUFFIXES
+    return _say_why_not_dicom if source.is_dir() or named else None
+
+
+def _dicom_source(path: PathOrPaths) -> DicomSource:
+    """One path, or the list napari passed."""
+    single = _single(path)
+    return single if single is not None else [Path(p) for p in path]
+
+
 def why_not_readable(path: Path) -> str:
     """One line saying why ``path`` (with one of our suffixes, refused by :func:`get_reader`)
     opens with no layer of this plugin."""
@@ -93,8 +115,18 @@ def why_not_readable(path: Path) -> str:
 
 
 def _say_why_not(path: PathOrPaths) -> list[LayerData]:
-    single = _single(path)
-    show_error(why_not_readable(single))
+    show_error(why_not_readable(_single(path)))
+    return _no_layer()
+
+
+def _say_why_not_dicom(path: PathOrPaths) -> list[LayerData]:
+    source = _single(path)
+    try:
+        read_dicom_series(source)
+        message = f"{source}: no DICOM series napari-ddip opens"
+    except InputError as exc:
+        message = str(exc)
+    show_error(message)
     return _no_layer()
 
 
@@ -103,12 +135,12 @@ def _no_layer() -> list[LayerData]:
     return [(None,)]  # type: ignore[list-item]
 
 
-def _said(read: Callable[[Path], list[LayerData]]) -> Reader:
-    """``read`` of the single path, with an :class:`InputError` shown as a notification."""
+def _said(read: Reader) -> Reader:
+    """``read``, with an :class:`InputError` shown as a notification (and no layer)."""
 
     def reader(path: PathOrPaths) -> list[LayerData]:
         try:
-            return read(_single(path))
+            return read(path)
         except InputError as exc:
             show_error(str(exc))
             return _no_layer()
@@ -118,20 +150,33 @@ def _said(read: Callable[[Path], list[LayerData]]) -> Reader:
 
 
 @_said
-def _read_measurement(path: Path) -> list[LayerData]:
+def _read_measurement(path: PathOrPaths) -> list[LayerData]:
     """A sinogram or k-space layer holding the measurement."""
-    return [measurement_layer(load_measurement(path), path.stem)]
+    single = _single(path)
+    return [measurement_layer(load_measurement(single), single.stem)]
 
 
 @_said
-def _read_volume(path: Path) -> list[LayerData]:
+def _read_volume(path: PathOrPaths) -> list[LayerData]:
     """A volume layer with voxel size, depth and provenance."""
-    volume = read_volume(path)
-    return [volume_layer(volume.data, volume.voxel_size, file_stem(path), volume.metadata)]
+    single = _single(path)
+    volume = read_volume(single)
+    return [volume_layer(volume.data, volume.voxel_size, file_stem(single), volume.metadata)]
 
 
 @_said
-def _read_labels(path: Path) -> list[LayerData]:
+def _read_labels(path: PathOrPaths) -> list[LayerData]:
     """A labels layer with voxel size, depth and provenance."""
-    labels, voxel_size, provenance = read_labels(path)
-    return [labels_layer(labels, voxel_size, file_stem(path), provenance)]
+    single = _single(path)
+    labels, voxel_size, provenance = read_labels(single)
+    return [labels_layer(labels, voxel_size, file_stem(single), provenance)]
+
+
+@_said
+def _read_dicom(path: PathOrPaths) -> list[LayerData]:
+    """A volume layer of a DICOM series, named after its folder (or its one file)."""
+    source = _dicom_source(path)
+    volume = read_volume(source)
+    name = source.name if isinstance(source, Path) and source.is_dir() else None
+    name = name or (file_stem(source) if isinstance(source, Path) else source[0].parent.name)
+    return [volume_layer(volume.data, volume.voxel_size, name, volume.metadata)]
