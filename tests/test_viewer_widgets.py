@@ -143,3 +143,12 @@ def test_compare_opens_on_a_reconstruction_and_its_reference(
     assert "(reference slices 1–2 of 0–3)" in widget.summary.value
     widget.reference.value = viewer.layers["tv − truth"]  # another choice: numbers cleared
     assert widget.scores is None and widget.summary.value == ""
+
+    viewer.add_image(tiny_volume[1], name="2D truth")  # 2D images: one slice each
+    viewer.add_image(tiny_volume[1] + np.float32(0.01), name="2D", scale=(0.5, 0.5))
+    widget.recon.value, widget.reference.value = viewer.layers["2D"], viewer.layers["2D truth"]
+    _click_and_wait(qtbot, widget)
+    assert widget.scores == score(tiny_volume[1:2] + np.float32(0.01), tiny_volume[1:2])
+    difference = viewer.layers["2D − 2D truth"]
+    assert difference.data.shape == (1, 64, 64)
+    np.testing.assert_allclose(difference.scale, (1.0, 0.5, 0.5))

@@ -27,6 +27,7 @@ from napari.qt.threading import FunctionWorker
 from napari.utils.notifications import show_error
 
 from napari_ddip.io import InputError
+from napari_ddip.io.tiff import VoxelSize
 from napari_ddip.metrics import Scores, SliceScores, slice_scores
 from napari_ddip.viewer.background import run_in_background
 from napari_ddip.viewer.layers import (
@@ -128,9 +129,10 @@ class CompareWidget(Container):
         n = matched.recon.shape[0]
         start = first_slice(_provenance(recon_layer), n)
         slices = None if start is None else [start, start + n]
+        translate = tuple(float(t) for t in recon_layer.translate)
         placement = {
-            "scale": tuple(recon_layer.scale),
-            "translate": tuple(recon_layer.translate),
+            "scale": matched.voxel_size,
+            "translate": (0.0,) * (3 - len(translate)) + translate,  # a 2D layer: one slice
             "slices": slices,
         }
         work = partial(_compare, matched.recon, matched.reference)
@@ -207,11 +209,12 @@ def _sides(layer: Layer) -> tuple[int, ...]:
 
 
 class Matched(NamedTuple):
-    """A reconstruction ``(Z, Y, X)`` float32 and the reference slices it matches (same
-    shape): ``first`` is the index of the first of them among the reference's
-    ``n_reference`` slices."""
+    """A reconstruction ``(Z, Y, X)`` float32 with its voxel size ``(z, y, x)`` mm and the
+    reference slices it matches (same shape): ``first`` is the index of the first of them
+    among the reference's ``n_reference`` slices."""
 
     recon: np.ndarray
+    voxel_size: VoxelSize
     reference: np.ndarray
     first: int
     n_reference: int
@@ -230,7 +233,7 @@ def matched_volumes(recon_layer: Layer | None, reference_layer: Layer | None) ->
             f"'{recon_layer.name}' is compared with itself: pick a reconstruction and a "
             "different reference layer"
         )
-    recon, _ = volume_from_layer(recon_layer)
+    recon, voxel_size = volume_from_layer(recon_layer)
     reference, _ = volume_from_layer(reference_layer)
     names = f"'{recon_layer.name}'", f"'{reference_layer.name}'"
     if recon.shape[1:] != reference.shape[1:]:
@@ -245,7 +248,7 @@ def matched_volumes(recon_layer: Layer | None, reference_layer: Layer | None) ->
         )
     n, n_ref = recon.shape[0], reference.shape[0]
     if n == n_ref:
-        return Matched(recon, reference, 0, n_ref)
+        return Matched(recon, voxel_size, reference, 0, n_ref)
     start = first_slice(_provenance(recon_layer), n)
     if start is None:
         raise InputError(
@@ -260,7 +263,7 @@ def matched_volumes(recon_layer: Layer | None, reference_layer: Layer | None) ->
             f"{reference_start}:{reference_start + n_ref}: pick the reference volume it "
             "should match"
         )
-    return Matched(recon, reference[first : first + n], first, n_ref)
+    return Matched(recon, voxel_size, reference[first : first + n], first, n_ref)
 
 
 def _size(volume: np.ndarray) -> str:
