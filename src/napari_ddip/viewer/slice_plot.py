@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 class SlicePlot(FigureCanvasQTAgg):
@@ -28,5 +29,6 @@ class SlicePlot(FigureCanvasQTAgg):
             ax.axhline(mean, linestyle="--", color="grey", label=f"mean {mean:.2f}")
             ax.legend(loc="best", fontsize="small")
         ax.set_xlabel("slice (z)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # slice numbers, not 1.2
         ax.set_ylabel(self._ylabel)
         self.draw_idle()
