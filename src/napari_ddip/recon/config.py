@@ -131,9 +131,10 @@ class ReconConfig:
         gamma: proximal weight of the data consistency ``(I + γAᴴA/‖A‖²)`` (None: CT none,
             MRI 5).
         admm_iters, admm_cg: ADMM iterations and CG steps per ADMM iteration (mbir).
-        admm_lam, admm_rho: TV weight and ADMM penalty (None: ``λ`` from the noise level and
-            the intensities and ``ρ`` dimensionless, as ADMM-TV's own defaults, see
-            ``admm_tv``; mbir on MRI 1e-3 and 1e-2).
+        admm_lam, admm_rho: TV weight and ADMM penalty (None: CT ``λ`` from the noise level
+            and ``ρ`` dimensionless, as ADMM-TV's own defaults, see ``admm_tv``; MRI 1e-3 and
+            1e-2 in the prior's units, DiffusionMBIR's stronger TV, also the better one for the
+            3D TV of ``dds-tv`` on the held-out slab).
         mbir_anchor: weight ``μ`` of a proximal term ``μ/2 ‖x − x̂₀‖²`` in mbir's ADMM, next to
             the normalised data term and the z-TV (None: CT 0, MRI 0.2; 0: none, the data
             consistency is hard as in DiffusionMBIR; 0.2 matches the CG data consistency with
@@ -214,14 +215,12 @@ class ReconConfig:
         def pick(value: Any, ct: Any, mri_value: Any) -> Any:
             return value if value is not None else (mri_value if mri else ct)
 
-        z_tv = self.spec.consistency.mode == "mbir"  # DiffusionMBIR's 10× stronger MRI TV
-
         values = dict(
             adapt_steps=pick(self.adapt_steps, 10, 5),
             lr=pick(self.lr, 1e-4, 1e-4),
             gamma=pick(self.gamma, None, 5.0),
-            admm_lam=pick(self.admm_lam, None, 1e-3 if z_tv else None),
-            admm_rho=pick(self.admm_rho, None, 1e-2 if z_tv else None),
+            admm_lam=pick(self.admm_lam, None, 1e-3),
+            admm_rho=pick(self.admm_rho, None, 1e-2),
             mbir_anchor=pick(self.mbir_anchor, 0.0, 0.2),
             prior_error=pick(self.prior_error, 2.0, 0.0),
             slice_batch=self.slice_batch or (64 if device_type == "cuda" else 8),
