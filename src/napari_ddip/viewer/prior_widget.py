@@ -27,7 +27,6 @@ from napari_ddip.viewer.jobs import (
     FinetuneJob,
     FinetuneResult,
     TrainProgress,
-    finetune_defaults,
     pick_slices,
     run_finetune,
 )
@@ -53,8 +52,10 @@ class PriorWidget(Container):
     :class:`~napari_ddip.viewer.jobs.FinetuneResult`."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        from napari_ddip.prior.train import train_options  # torch: when the dock opens
+
         self._viewer = viewer
-        defaults = vars(finetune_defaults())
+        options = train_options(finetune=True)
         self.images = Select(label="image layers", choices=self._volume_layers)
         self.n_images = SpinBox(
             label="slices",
@@ -64,7 +65,12 @@ class PriorWidget(Container):
             tooltip="fine-tune on this many slices, spread evenly over the chosen layers",
         )
         self.base = PriorPicker(label="base prior")
-        self.training = SettingsForm(defaults, OPTIONS, LABELS)
+        self.training = SettingsForm(
+            {o.name: o.default for o in options},
+            OPTIONS,
+            LABELS,
+            tooltips={o.name: o.help for o in options},
+        )
         self.folder = FileEdit(label="output folder", mode="d", value=DEFAULT_FOLDER)
         self.prior_name = LineEdit(
             label="name",
