@@ -249,7 +249,7 @@ def _pinv(
     progress: Progress,
     extras: dict[str, Any],
 ) -> torch.Tensor:
-    return _once(lambda: classical.fbp(op, y), progress)
+    return _once(lambda: op.pinv(y), progress)
 
 
 @torch.no_grad()

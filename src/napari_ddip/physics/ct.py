@@ -136,7 +136,7 @@ class ParallelBeamCT(LinearOperator):
         angles_deg: explicit view angles in degrees (any set: sparse, limited, irregular).
         n_det: detector bins ``D``; default ``ceil(√2·N)`` so every ray through the image is seen.
         det_spacing: detector bin width in pixels.
-        fbp_filter: ``"ramp"`` (Ram-Lak) or ``"hann"`` (Ram-Lak × Hann window) for :meth:`pinv`.
+        fbp_filter: ``"ramp"`` (Ram-Lak) or ``"hann"`` (Ram-Lak × Hann window) for :meth:`fbp`.
         angular_range: with ``angles_deg`` unset, views are ``linspace(0, angular_range, V,
             endpoint=False)``; the default 180 is a full parallel-beam scan, less is limited angle.
         device: where the system matrices live; inputs must be on the same device.
@@ -210,6 +210,10 @@ class ParallelBeamCT(LinearOperator):
         return torch.fft.irfft(spectrum, n=size, dim=-1)[..., : self.n_det]
 
     def pinv(self, y: torch.Tensor) -> torch.Tensor:
+        """The fast pseudo-inverse: :meth:`fbp`."""
+        return self.fbp(y)
+
+    def fbp(self, y: torch.Tensor) -> torch.Tensor:
         """Filtered back-projection of ``(Z, V, D)``; returns ``(Z, N, N)`` in image intensities.
 
         ``f = (π / V) · Aᵀ (h ∗ y)``: the Joseph back-projection of a ray sums, per view, to

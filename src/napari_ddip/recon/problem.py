@@ -16,7 +16,7 @@ import torch
 from napari_ddip.physics.operator import LinearOperator
 from napari_ddip.recon.config import ReconConfig
 from napari_ddip.solvers.cg import conjugate_gradient
-from napari_ddip.solvers.classical import admm_tv, image_scale, normal_norm
+from napari_ddip.solvers.classical import admm_tv, image_scale
 
 
 class Problem:
@@ -40,7 +40,7 @@ class Problem:
             self.y = y / self.scale
             self.pinv = pinv / self.scale
             # ‖A‖² (the same for every slice up to the mask): scales γ and the mbir data term.
-            self.norm = normal_norm(op.subset(slice(0, 1)), self.pinv[:1])
+            self.norm = op.subset(slice(0, 1)).norm(self.pinv[:1])
 
     # -- representation -------------------------------------------------------------------
     def rows(self, slices: slice | Sequence[int] | torch.Tensor) -> slice | torch.Tensor:
