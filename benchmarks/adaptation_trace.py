@@ -18,9 +18,9 @@ import argparse
 import json
 from pathlib import Path
 
-from napari_ddip.io import operator_from_measurement
 from napari_ddip.methods import diffusion_config, get_method, parse_settings, resolve_settings
 from napari_ddip.metrics import score
+from napari_ddip.operators import operator_from_measurement
 from napari_ddip.recon import Adapted, Finished, reconstruct
 from recon_table import measurement, reference_volume
 

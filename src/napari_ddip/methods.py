@@ -34,7 +34,8 @@ from tqdm import tqdm
 
 from napari_ddip import __version__
 from napari_ddip.device import available_device
-from napari_ddip.io import InputError, Measurement, operator_from_measurement
+from napari_ddip.io import InputError, Measurement
+from napari_ddip.operators import operator_from_measurement
 from napari_ddip.physics.operator import LinearOperator
 from napari_ddip.recon.config import (
     AT_LEAST_ONE,

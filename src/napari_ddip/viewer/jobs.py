@@ -168,7 +168,7 @@ def _run_classical(
 def _run_diffusion(
     job: ReconJob, config: ReconConfig, device: Any, emit: Emit, cancel: threading.Event
 ) -> ReconResult:
-    from napari_ddip.io import operator_from_measurement
+    from napari_ddip.operators import operator_from_measurement
     from napari_ddip.recon import Finished, reconstruct
 
     m = job.measurement
