@@ -1,6 +1,6 @@
 """Measurement files: a CT sinogram or MRI k-space together with its geometry.
 
-In memory a :class:`Measurement` holds (shapes per DESIGN §3):
+In memory a :class:`Measurement` holds (shapes per docs/architecture.md §2):
 
 - CT: ``data`` float32 ``(Z, V, D)`` line integrals; ``geometry`` is
   :meth:`CTGeometry.to_dict <napari_ddip.physics.ct_geometry.CTGeometry.to_dict>`

@@ -4,7 +4,7 @@ Training draws ellipse phantoms on the fly into a pool that is partly refreshed 
 (phantom drawing costs ~13 ms per 256² image on one core, so the pool keeps training from
 being data-bound); fine-tuning keeps a fixed set of user images and flips and rotates them.
 Every batch is cut into random patches of a size drawn from the patch-size mixture of the
-patch-based prior (docs/architecture.md, "Prior").
+patch-based prior (docs/architecture.md §4).
 """
 
 from __future__ import annotations
