@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from napari_ddip.physics.ct_geometry import CTGeometry
+from napari_ddip.physics.ct_geometry import FULL_SCAN_DEG, CTGeometry
 from napari_ddip.physics.operator import LinearOperator
 
 if TYPE_CHECKING:
@@ -155,9 +155,9 @@ class ParallelBeamCT(LinearOperator):
         n_views: int = 180,
         angles_deg: Sequence[float] | None = None,
         n_det: int | None = None,
-        det_spacing: float = 1.0,
-        fbp_filter: str = "ramp",
-        angular_range: float = 180.0,
+        det_spacing: float = CTGeometry.det_spacing,
+        fbp_filter: str = CTGeometry.fbp_filter,
+        angular_range: float = FULL_SCAN_DEG,
         device: torch.device | str = "cpu",
     ) -> None:
         if angles_deg is None:

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 FBP_FILTERS = ("ramp", "hann")
+#: Degrees a full parallel-beam scan covers (a half-turn); fewer is a limited-angle scan.
+FULL_SCAN_DEG = 180.0
 #: The keys a stored geometry must have, with what they mean (for messages).
 REQUIRED = {
     "image_size": "the reconstructed image side N in pixels",
@@ -78,8 +80,8 @@ class CTGeometry:
             image_size=geometry["image_size"],
             angles_deg=geometry["angles_deg"],
             n_det=geometry.get("n_det"),
-            det_spacing=geometry.get("det_spacing", 1.0),
-            fbp_filter=geometry.get("fbp_filter", "ramp"),
+            det_spacing=geometry.get("det_spacing", cls.det_spacing),
+            fbp_filter=geometry.get("fbp_filter", cls.fbp_filter),
         )
 
     def to_dict(self) -> dict[str, Any]:
