@@ -18,10 +18,9 @@ import argparse
 import json
 from pathlib import Path
 
-from napari_ddip.methods import diffusion_config, get_method, parse_settings, resolve_settings
+from napari_ddip.methods import parse_settings, reconstruct_measurement
 from napari_ddip.metrics import score
-from napari_ddip.operators import operator_from_measurement
-from napari_ddip.recon import Adapted, Finished, reconstruct
+from napari_ddip.recon import Adapted
 from recon_table import measurement, reference_volume
 
 
@@ -41,19 +40,17 @@ def main() -> None:
     overrides = parse_settings(args.set)
     volume = reference_volume("mni152", args.size, args.slices)
     m = measurement(volume, args.modality, 8.0, args.seed)
-    op = operator_from_measurement(m)
-    settings = resolve_settings(get_method(args.method, m.kind), {"preview_every": 0} | overrides)
-    cfg = diffusion_config(args.method, settings, args.seed)
-    steps, result = [], None
+    steps = []
     print("| t | first | last | drop |\n|---|---|---|---|")
-    for event in reconstruct(m.data, op, cfg, device="cpu"):
+
+    def on_event(event: object) -> None:
         if isinstance(event, Adapted) and event.losses:
             first, last = event.losses[0], event.losses[-1]
             steps.append({"t": event.t, "losses": list(event.losses)})
             print(f"| {event.t} | {first:.3e} | {last:.3e} | {1 - last / first:.1%} |", flush=True)
-        elif isinstance(event, Finished):
-            result = event
-    assert result is not None
+
+    settings = {"preview_every": 0} | overrides
+    result = reconstruct_measurement(m, args.method, settings, seed=args.seed, on_event=on_event)
     s = score(result.volume, volume)
     print(f"PSNR {s.psnr:.2f} dB, SSIM {s.ssim:.3f}")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ def child(args: argparse.Namespace) -> None:
         prior_model.call_batch = lambda inputs: inputs.shape[0]
     m = measurement(reference_volume("mni152", args.size, args.slices), args.modality, 8.0, 0)
     start = time.perf_counter()
-    volume, _ = reconstruct_measurement(m, args.method, {"nfe": args.nfe}, seed=0)
+    volume = reconstruct_measurement(m, args.method, {"nfe": args.nfe}, seed=0).volume
     seconds = time.perf_counter() - start
     np.save(args.volume_out, volume)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux

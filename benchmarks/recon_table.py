@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_ddip.methods import parse_settings, reconstruct_measurement
+from napari_ddip.methods import METHODS, parse_settings, reconstruct_measurement
 from napari_ddip.metrics import score
 from napari_ddip.samples import dwi_b0_volume, mni_brain_volume
 from napari_ddip.simulate import simulate_ct, simulate_mri
@@ -79,13 +79,18 @@ def main() -> None:
     rows = []
     print(f"{args.modality} {volume.shape} on {args.device}; diffusion settings {overrides}")
     print("| method | PSNR (dB) | SSIM | seconds |\n|---|---|---|---|", flush=True)
+    unused = set(overrides) - {key for name in args.methods for key in METHODS[name].defaults}
+    if unused:
+        raise SystemExit(f"no method of {args.methods} takes the setting(s) {sorted(unused)}")
     for method in args.methods:
-        classical = method in ("fbp", "zero-filled", "cg", "tv")
-        settings = {} if classical else overrides
         if method == "fbp" and args.modality == "mri":
             method = "zero-filled"
+        takes = METHODS[method].defaults  # each method gets the settings it takes
+        settings = {key: value for key, value in overrides.items() if key in takes}
         start = time.perf_counter()
-        recon, _ = reconstruct_measurement(m, method, settings, device=args.device, seed=args.seed)
+        recon = reconstruct_measurement(
+            m, method, settings, device=args.device, seed=args.seed
+        ).volume
         seconds = time.perf_counter() - start
         s = score(recon, volume)
         rows.append({"method": method, "psnr": s.psnr, "ssim": s.ssim, "seconds": seconds})

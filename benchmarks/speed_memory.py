@@ -77,7 +77,8 @@ def run_one(
 ) -> dict:
     """One timed reconstruction in this process; returns its measurements. ``overrides``:
     diffusion settings as ``--set`` gives them (e.g. ``precision``, ``slice_batch``)."""
-    from napari_ddip.methods import diffusion_config, get_method, resolve_settings
+    from napari_ddip.io import Measurement
+    from napari_ddip.methods import prepare
     from napari_ddip.metrics import score
     from napari_ddip.physics.ct import ParallelBeamCT
     from napari_ddip.prior.phantoms import ellipsoid_volume
@@ -108,7 +109,8 @@ def run_one(
     op = ParallelBeamCT(size, n_views=60)
     y = op.forward(volume)
     given = {"nfe": str(nfe), "preview_every": "0", **overrides}
-    cfg = diffusion_config(method, resolve_settings(get_method(method, "ct"), given))
+    m = Measurement("ct", y.numpy(), op.geometry())
+    cfg = prepare(m, method, given).config  # the network timer needs the engine's own events
     start = time.perf_counter()
     result = run_to_end(reconstruct(y, op, cfg, prior=loaded, device=dev))
     if dev.type == "cuda":

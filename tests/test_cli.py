@@ -189,7 +189,7 @@ BAD = [
     (["reconstruct", "{ct}", "{rout}", "--method", "fbp", "--device", "cuda:7"], "--device"),
     (["reconstruct", "{ct}", "{rout}", "--method", "fbp", "--device", "gpu"], "--device"),
     (["reconstruct", "{badfilter}", "{rout}", "--method", "fbp"], "fbp_filter"),
-    (["reconstruct", "{image}", "{rout}", "--method", "cg"], "not an HDF5 k-space file"),
+    (["reconstruct", "{image}", "{rout}", "--method", "cg"], "not a measurement HDF5 file"),
     (["reconstruct", "{zerok}", "{rout}", "--method", "cg"], "zero everywhere"),
     (["reconstruct", "{ct}", "{tmp}/r.npy", "--method", "fbp"], "must be one of .tif"),
     (["reconstruct", "{nogeom}", "{nogeom}", "--method", "fbp", "--overwrite"], "input file"),
@@ -393,3 +393,43 @@ def test_diffusion_reconstruction_with_samples_and_reusable_adaptation(
     (tmp_path / "g_std.tif").write_bytes(b"")
     assert main([*bad, "--set", "samples=2"]) == 2
     assert "g_std.tif" in capsys.readouterr().err and not (tmp_path / "g.tif").exists()
+
+
+def test_a_setting_the_method_does_not_take_is_refused_naming_those_it_takes(
+    tmp_path, capsys, volume_file
+) -> None:
+    sino, out = tmp_path / "sino.npz", tmp_path / "r.tif"
+    assert main(["simulate", "ct", str(volume_file), str(sino), "--views", "16"]) == 0
+    capsys.readouterr()
+    for method, setting in [("dds", "lora_rank"), ("d3ip", "dps_step"), ("ddip", "k_slices")]:
+        args = ["reconstruct", str(sino), str(out), "--method", method, "--set", f"{setting}=16"]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert f"method {method!r} takes no setting {setting!r} (its settings: " in err
+        assert "nfe" in err and setting not in err.split("its settings:")[1]
+    args = ["reconstruct", str(sino), str(out), "--method", "dds", "--warm-start", str(sino)]
+    assert main(args) == 2
+    assert "dds cannot start from a saved adaptation" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_setting_passes_its_range_check_once_on_the_way_to_the_sampler(
+    tmp_path, capsys, volume_file, monkeypatch
+) -> None:
+    from napari_ddip.prior.weights import save_prior
+    from napari_ddip.recon.config import Bound
+    from tiny import tiny_prior
+
+    prior = save_prior(tiny_prior(), tmp_path / "p")
+    sino = tmp_path / "sino.npz"
+    assert main(["simulate", "ct", str(volume_file), str(sino), "--views", "16"]) == 0
+    checked: list[str] = []
+    check = Bound.check
+    monkeypatch.setattr(
+        Bound, "check", lambda self, name, v: (checked.append(name), check(self, name, v))
+    )
+    settings = ["--set", f"prior={prior}", "--set", "nfe=2", "--set", "adapt_steps=1"]
+    args = ["reconstruct", str(sino), str(tmp_path / "r.tif"), "--method", "d3ip", *settings]
+    assert main([*args, "--quiet"]) == 0
+    assert checked.count("nfe") == 1 and checked.count("adapt_steps") == 1
+    assert read_volume(tmp_path / "r.tif").metadata["settings"]["adapt_steps"] == 1

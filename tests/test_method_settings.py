@@ -14,7 +14,7 @@ from napari_ddip.cli import main
 from napari_ddip.io import InputError, Measurement
 from napari_ddip.methods import (
     METHODS,
-    diffusion_config,
+    prepare,
     reconstruct_measurement,
     resolve_settings,
 )
@@ -57,7 +57,6 @@ OUT_OF_RANGE = [
     ("d3ip", "lr", "0", "be positive"),
     ("d3ip", "k_slices", "0", "at least 1"),
     ("d3ip", "adapt_steps", "-1", "not be negative"),
-    ("d3ip", "adapt_steps", "2.5", "whole number"),
     ("d3ip", "slice_batch", "0", "at least 1"),
     ("d3ip-meta", "meta_step_start", "1.5", r"in \[0, 1\]"),
     ("d3ip-meta", "meta_step_end", "-0.1", r"in \[0, 1\]"),
@@ -65,7 +64,7 @@ OUT_OF_RANGE = [
     ("ddnm", "ddnm_cg_iters", "0", "at least 1"),
     ("dds", "eta", "1.5", r"in \[0, 1\]"),
     ("dds", "timestep_power", "0.5", "at least 1"),
-    ("dds", "t_max", "-1", "not be negative"),
+    ("d3ip", "t_max", "-1", "not be negative"),
     ("dds", "samples", "0", "at least 1"),
 ]
 
@@ -78,9 +77,9 @@ def ct() -> Measurement:
 
 def _refused(m: Measurement, method: str, settings: dict[str, object]) -> str:
     """The InputError message of reconstructing ``m``; asserts that no work was reported."""
-    calls: list[tuple[int, int]] = []
+    calls: list[object] = []
     with pytest.raises(InputError) as info:
-        reconstruct_measurement(m, method, settings, progress=lambda *step: calls.append(step))
+        reconstruct_measurement(m, method, settings, on_event=calls.append)
     assert calls == []
     return str(info.value)
 
@@ -102,6 +101,26 @@ def test_values_out_of_range_are_refused_before_any_work(ct, method, key, value,
     message = _refused(ct, method, {key: value})
     assert message.startswith(f"setting {key} must ")
     assert re.search(allowed, message), message
+
+
+@pytest.mark.parametrize(
+    ("method", "key", "value", "expected"),
+    [
+        ("d3ip", "adapt_steps", "2.5", "expected auto or a whole number"),
+        ("dds", "slice_batch", "many", "expected auto or a whole number"),
+        ("cg", "iters", "1e3", "expected int"),
+        ("d3ip", "keep_optimizer", "maybe", "expected bool"),
+        ("tv", "lam", "small", "expected auto or a number"),
+    ],
+)
+def test_text_that_is_not_of_the_settings_type_is_refused(ct, method, key, value, expected):
+    assert _refused(ct, method, {key: value}) == f"setting {key}={value!r}: {expected}"
+
+
+def test_an_automatic_count_is_parsed_as_a_whole_number(ct) -> None:
+    request = prepare(ct, "d3ip", {"adapt_steps": "3", "slice_batch": "2", "lr": "auto"})
+    assert request.settings["adapt_steps"] == 3 and type(request.settings["adapt_steps"]) is int
+    assert request.config.slice_batch == 2 and request.config.lr is None
 
 
 def test_every_numeric_setting_has_a_range() -> None:
@@ -151,13 +170,11 @@ def test_the_command_line_refuses_a_bad_setting_without_output(tmp_path, capsys)
     ],
 )
 def test_classical_boundary_values_run(ct, method, settings) -> None:
-    calls: list[tuple[int, int]] = []
-    volume, provenance = reconstruct_measurement(
-        ct, method, settings, progress=lambda *step: calls.append(step)
-    )
-    assert volume.shape == (4, 16, 16) and np.isfinite(volume).all()
-    assert calls and calls[-1][0] == calls[-1][1]
-    assert provenance["settings"]["iters"] == 1
+    calls = []
+    result = reconstruct_measurement(ct, method, settings, on_event=calls.append)
+    assert result.volume.shape == (4, 16, 16) and np.isfinite(result.volume).all()
+    assert calls and calls[-1].step == calls[-1].total
+    assert result.provenance["settings"]["iters"] == 1
 
 
 @pytest.mark.parametrize(
@@ -178,8 +195,7 @@ def test_classical_boundary_values_run(ct, method, settings) -> None:
     ],
 )
 def test_diffusion_boundary_values_run(ct, method, settings) -> None:
-    resolved = resolve_settings(METHODS[method], settings | {"preview_every": "0"})
-    cfg = diffusion_config(method, resolved)
+    cfg = prepare(ct, method, settings | {"preview_every": "0"}).config
     op = operator_from_measurement(ct, torch.device("cpu"))
     y = torch.from_numpy(ct.data)
     result = run_to_end(reconstruct(y, op, cfg, prior=tiny_prior()))
@@ -192,3 +208,27 @@ def test_warm_start_refusal_names_the_method(ct) -> None:
     cfg = ReconConfig(method="dds", nfe=1, preview_every=0)
     with pytest.raises(ValueError, match="not to dds"):
         next(iter(reconstruct(y, op, cfg, prior=tiny_prior(), warm_start={0: {}})))
+
+
+def test_every_engine_setting_belongs_to_a_method_and_each_method_takes_only_its_own() -> None:
+    from dataclasses import fields
+
+    from napari_ddip.recon.config import ENGINE_SETTINGS
+    from napari_ddip.recon.diffusion_methods import DIFFUSION_METHODS
+
+    engine_fields = {f.name for f in fields(ReconConfig)} - {"method", "seed"}
+    assert set(ENGINE_SETTINGS) == engine_fields  # each field made with setting(...)
+    taken = {key for name in DIFFUSION_METHODS for key in METHODS[name].settings}
+    assert taken == engine_fields | {"warm_start"}
+    assert "lora_rank" not in METHODS["dds"].settings and "cg_iters" in METHODS["dds"].settings
+    assert (
+        "k_slices" not in METHODS["ddip"].settings and "gamma" not in METHODS["d3ip-mbir"].settings
+    )
+    assert [name for name, m in METHODS.items() if m.can_warm_start] == [
+        "d3ip",
+        "d3ip-mbir",
+        "d3ip-tv",
+        "d3ip-meta",
+    ]
+    assert "prior_error" in METHODS["dds-tv"].settings
+    assert METHODS["dds-tv"].diffusion.consistency.mode == "tv"

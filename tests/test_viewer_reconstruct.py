@@ -3,6 +3,7 @@ with a tiny random-init prior (no mocked engine)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -12,10 +13,11 @@ import numpy as np
 import pytest
 from napari.utils.notifications import notification_manager
 
-from napari_ddip.io import read_volume
+from napari_ddip.cli import main
+from napari_ddip.io import load_measurement, read_volume, save_measurement
+from napari_ddip.methods import prepare
 from napari_ddip.prior.phantoms import ellipsoid_volume
 from napari_ddip.prior.weights import save_prior
-from napari_ddip.recon import ReconConfig
 from napari_ddip.simulate import simulate_ct, simulate_mri
 from napari_ddip.viewer.jobs import ReconJob, run_recon
 from napari_ddip.viewer.layers import META_KEY, measurement_layer
@@ -185,8 +187,8 @@ def test_closing_the_dock_or_viewer_cancels_the_run(
 
 def test_mri_diffusion_result_is_recorded_as_magnitude(prior_path) -> None:
     m = simulate_mri(ellipsoid_volume((4, 32, 32), seed=1)[1:3], accel=2.0)
-    config = ReconConfig(method="dds", prior=prior_path, nfe=2, slice_batch=2)
-    job = ReconJob(m, "dds", config, device="cpu", z_range=(0, 2), source="k-space")
+    request = prepare(m, "dds", {"prior": prior_path, "nfe": 2, "slice_batch": 2}, "cpu")
+    job = ReconJob(request, z_range=(0, 2), source="k-space")
     result = run_recon(job, lambda event: None, threading.Event())
     assert result.volume.dtype == np.float32 and result.volume.shape == (2, 32, 32)
     assert result.provenance["output"] == "magnitude"  # as the CLI records it
@@ -226,6 +228,58 @@ def test_refusals_are_notifications_and_fbp_runs(
     assert layer.data.shape == (4, 32, 32)
     np.testing.assert_allclose(layer.scale, VOXEL)
     assert layer.metadata[META_KEY]["provenance"]["method"] == "fbp"
+
+
+def test_the_form_follows_the_method_record_and_a_saved_adaptation_warm_starts(
+    viewer_with_ct, qtbot, prior_path, tmp_path
+) -> None:
+    widget = _reconstruct_widget(viewer_with_ct, prior_path)
+    assert widget.warm_start.enabled and widget.save_adaptation.enabled
+    assert not widget.advanced["lora_rank"].native.isHidden()
+    widget.method.value = "dds"  # takes no LoRA setting and has no adaptation to save
+    assert not widget.warm_start.enabled and not widget.save_adaptation.enabled
+    assert widget.advanced["lora_rank"].native.isHidden()
+    assert not widget.advanced["cg_iters"].native.isHidden()
+    widget.method.value = "ddip"  # one LoRA per slice: nothing shared to save
+    assert not widget.save_adaptation.enabled and not widget.basic["nfe"].native.isHidden()
+    widget.method.value = "d3ip"
+    widget.save_adaptation.value = tmp_path / "lora.txt"
+    assert widget.run() is None and ".safetensors" in _last_message()
+    saved = tmp_path / "lora.safetensors"
+    widget.save_adaptation.value = saved
+    _run_and_wait(qtbot, widget)
+    assert saved.is_file() and widget.panel.status.value.startswith("done")
+    widget.save_adaptation.line_edit.value = ""  # emptied: nothing saved
+    widget.warm_start.value = saved
+    widget.basic["adapt_steps"].value = "0"  # the saved states as they are
+    _run_and_wait(qtbot, widget)
+    provenance = widget.result.provenance
+    assert provenance["warm_start"] is True and provenance["settings"]["warm_start"] == str(saved)
+
+
+def test_the_widget_and_the_command_line_record_the_same_provenance(
+    make_napari_viewer, qtbot, prior_path, tmp_path
+) -> None:
+    m = simulate_ct(ellipsoid_volume((4, 32, 32), seed=1), n_views=16, voxel_size=VOXEL)
+    save_measurement(tmp_path / "ct.npz", m)
+    settings = TINY | {"prior": prior_path, "slice_batch": 2, "preview_every": 1}
+    given = [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
+    out = tmp_path / "r.tif"
+    args = ["reconstruct", str(tmp_path / "ct.npz"), str(out), "--method", "d3ip", "--quiet"]
+    assert main([*args, *given]) == 0
+    viewer = make_napari_viewer()
+    data, kwargs, _ = measurement_layer(load_measurement(tmp_path / "ct.npz"), "ct")
+    viewer.add_image(data, **kwargs)
+    widget = _reconstruct_widget(viewer, prior_path)
+    _run_and_wait(qtbot, widget)
+    from_cli = read_volume(out)
+    np.testing.assert_array_equal(widget.result.volume, from_cli.data)
+    time = {"created", "seconds"}
+    cli = {k: v for k, v in from_cli.metadata.items() if k not in time | {"measurement_file"}}
+    gui = json.loads(json.dumps(widget.result.provenance))  # as a file keeps it
+    gui = {k: v for k, v in gui.items() if k not in time | {"source_layer", "slices"}}
+    assert cli == gui
+    assert gui["settings"]["adapt_steps"] == 2 and "dps_step" not in gui["settings"]
 
 
 def _finetune_widget(viewer, prior_path, steps: int):

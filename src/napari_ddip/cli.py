@@ -12,15 +12,18 @@ import json
 import os
 import shlex
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from napari_ddip import __version__
 from napari_ddip.io import (
     InputError,
+    InputWarning,
     check_measurement_path,
     check_result_path,
     load_measurement,
@@ -32,11 +35,14 @@ from napari_ddip.io import (
 )
 from napari_ddip.methods import (
     METHODS,
-    get_method,
+    Method,
+    Reconstruction,
+    methods_that,
     parse_settings,
+    prepare,
     progress_bar,
-    reconstruct_measurement,
-    resolve_settings,
+    run,
+    write_adaptation,
 )
 from napari_ddip.simulate import simulate_ct, simulate_mri
 
@@ -96,6 +102,8 @@ def _given(options: dict[str, object]) -> dict[str, object]:
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
+    from napari_ddip.prior.weights import PriorLoadError
+
     world = int(os.environ.get("WORLD_SIZE", "1") or "1")
     if world > 1 and not args.distributed:  # each would reconstruct everything and write OUT
         raise InputError(
@@ -104,32 +112,14 @@ def _reconstruct(args: argparse.Namespace) -> int:
         )
     out = check_result_path(args.out, args.overwrite)
     _not_the_input(out, args.measurement)
-    if args.save_adaptation is not None:
-        require_new_output(args.save_adaptation, args.overwrite)
-        if args.save_adaptation.suffix != ".safetensors":
-            raise InputError(f"--save-adaptation {args.save_adaptation}: use a .safetensors name")
-    m = load_measurement(args.measurement)
-    method = get_method(args.method, m.kind)
-    overrides = parse_settings(args.set)
-    extra_options = {"samples": args.samples != 1, "warm_start": args.warm_start is not None}
-    for option, given in extra_options.items():
-        if given and option not in method.defaults:
-            raise InputError(f"--{option.replace('_', '-')}: not an option of {args.method}")
-        if given:
-            overrides[option] = str(getattr(args, option))
-    if args.save_adaptation is not None:
-        from napari_ddip.recon.engine import SHARED_LORA
-
-        if args.method not in SHARED_LORA:
-            raise InputError(
-                f"--save-adaptation: {args.method} adapts no shared LoRA to save (methods that "
-                f"do: {', '.join(SHARED_LORA)})"
-            )
-    settings = resolve_settings(method, overrides)
+    method = METHODS[args.method]  # one of the parser's choices
+    overrides = _method_options(args, method)
+    m = load_measurement(args.measurement, rows=args.rows, centre=args.center)
+    request = prepare(m, args.method, overrides, args.device, args.seed)
     std_path = tagged_path(out, "_std")
-    if settings.get("samples", 1) > 1:
+    if request.settings.get("samples", 1) > 1:
         check_result_path(std_path, args.overwrite)
-    device, rank = args.device, 0
+    rank = 0
     if args.distributed:
         from napari_ddip.recon.distributed import init_from_environment
 
@@ -137,40 +127,67 @@ def _reconstruct(args: argparse.Namespace) -> int:
             group, dev = init_from_environment(args.device)
         except ValueError as exc:
             raise InputError(str(exc)) from None
-        device, rank = str(dev), group.rank
-    extras: dict[str, object] = {}
-    with progress_bar(args.method, quiet=args.quiet or rank > 0) as progress:
-        volume, provenance = reconstruct_measurement(
-            m, args.method, settings, device, args.seed, progress, extras
-        )
+        request, rank = replace(request, device=dev), group.rank
+    try:
+        with progress_bar(args.method, quiet=args.quiet or rank > 0) as on_event:
+            result = run(request, on_event=on_event)
+    except PriorLoadError as exc:
+        raise InputError(str(exc)) from None
     if args.distributed:
         from napari_ddip.recon.distributed import leave_process_group
 
         leave_process_group()
-    if rank > 0:  # every rank holds the volume; rank 0 writes it
-        return 0
-    provenance["measurement_file"] = str(args.measurement)
-    write_result(out, volume, m.voxel_size, provenance, overwrite=args.overwrite)
-    print(f"wrote {args.method} reconstruction {volume.shape} to {out}")
-    if extras.get("std") is not None:
+    if rank == 0:  # every rank holds the volume; rank 0 writes it
+        _write_reconstruction(args, out, std_path, m.voxel_size, result)
+    return 0
+
+
+def _method_options(args: argparse.Namespace, method: Method) -> dict[str, str]:
+    """The ``--set`` settings with ``--samples`` and ``--warm-start``; refuses an option the
+    method does not take (before any work)."""
+    overrides = parse_settings(args.set)
+    extra_options = {"samples": args.samples != 1, "warm_start": args.warm_start is not None}
+    if extra_options["warm_start"] and not method.can_warm_start:
+        raise InputError(
+            f"--warm-start: {method.name} cannot start from a saved adaptation (methods that "
+            f"can: {', '.join(methods_that('can_warm_start'))})"
+        )
+    for option, given in extra_options.items():
+        if given and option not in method.defaults:
+            raise InputError(f"--{option.replace('_', '-')}: not an option of {method.name}")
+        if given:
+            overrides[option] = str(getattr(args, option))
+    if args.save_adaptation is not None:
+        require_new_output(args.save_adaptation, args.overwrite)
+        if args.save_adaptation.suffix != ".safetensors":
+            raise InputError(f"--save-adaptation {args.save_adaptation}: use a .safetensors name")
+        if not method.can_save_adaptation:
+            raise InputError(
+                f"--save-adaptation: {method.name} adapts no shared LoRA to save (methods that "
+                f"do: {', '.join(methods_that('can_save_adaptation'))})"
+            )
+    return overrides
+
+
+def _write_reconstruction(
+    args: argparse.Namespace,
+    out: Path,
+    std_path: Path,
+    voxel_size: tuple[float, float, float],
+    result: Reconstruction,
+) -> None:
+    """Write the volume, its std (several samples) and the adaptation (``--save-adaptation``)."""
+    provenance = result.provenance | {"measurement_file": str(args.measurement)}
+    write_result(out, result.volume, voxel_size, provenance, overwrite=args.overwrite)
+    print(f"wrote {args.method} reconstruction {result.volume.shape} to {out}")
+    if result.std is not None:
         std_info = provenance | {"output": "posterior standard deviation"}
-        write_result(std_path, extras["std"], m.voxel_size, std_info, overwrite=args.overwrite)
-        samples = settings["samples"]
+        write_result(std_path, result.std, voxel_size, std_info, overwrite=args.overwrite)
+        samples = provenance["settings"]["samples"]
         print(f"wrote the per-voxel standard deviation of {samples} samples to {std_path}")
     if args.save_adaptation is not None:
-        from napari_ddip.recon.adaptation import prior_sha256, save_adaptation
-
-        if not extras.get("adaptation"):
-            raise InputError(f"{args.method} adapted nothing (no adaptation step ran): no file")
-        info = {
-            "prior": settings["prior"],
-            "prior_sha256": prior_sha256(settings["prior"]),
-            "method": args.method,
-            "settings": settings,
-        }
-        save_adaptation(args.save_adaptation, extras["adaptation"], info)
+        write_adaptation(args.save_adaptation, result)
         print(f"wrote the adaptation to {args.save_adaptation}")
-    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -329,18 +346,23 @@ def config_from_args(args: argparse.Namespace, finetune: bool = False) -> TrainC
 
 
 def _methods_epilog() -> str:
-    lines: list[str] = []
-    first_with: dict[str, str] = {}
+    """Each method with the settings it takes; those every diffusion method takes once."""
+    diffusion = [m for m in METHODS.values() if m.diffusion is not None]
+    common = [k for k in diffusion[0].defaults if all(k in m.defaults for m in diffusion)]
+    lines = []
     for m in METHODS.values():
-        settings = ", ".join(f"{k}={'auto' if v is None else v}" for k, v in m.defaults.items())
-        if settings in first_with:
-            settings = f"settings as {first_with[settings]}"
-        elif settings:
-            first_with[settings] = m.name
+        own = {k: v for k, v in m.defaults.items() if m.diffusion is None or k not in common}
+        settings = ", ".join(f"{k}={'auto' if v is None else v}" for k, v in own.items())
+        if m.diffusion is not None:
+            settings = "diffusion settings" + (f", {settings}" if settings else "")
         lines.append(
             f"  {m.name:<12} [{'/'.join(m.kinds)}] {m.summary}"
             + (f"; {settings}" if settings else "")
         )
+    shared = ", ".join(
+        f"{k}={'auto' if v is None else v}" for k, v in diffusion[0].defaults.items() if k in common
+    )
+    lines.append(f"  diffusion settings: {shared}")
     return METHOD_HELP.format(methods="\n".join(lines))
 
 
@@ -354,19 +376,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_simulate(sub)
-    _add_reconstruct(sub)
-    _add_evaluate(sub)
-    _add_demo(sub)
-    _add_training(sub)
+    _add_simulate_parser(sub)
+    _add_reconstruct_parser(sub)
+    _add_evaluate_parser(sub)
+    _add_demo_parser(sub)
+    _add_training_parsers(sub)
     return parser
 
 
-def _add_simulate(sub: argparse._SubParsersAction) -> None:
+def _add_simulate_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``simulate`` command."""
     sim = sub.add_parser("simulate", help="volume file -> simulated measurement file")
     sim.add_argument("modality", choices=("ct", "mri"))
     sim.add_argument(
-        "volume", type=Path, help="volume (.tif/.tiff/.npy/.npz/.nii/.nii.gz), (Z, Y, X)"
+        "volume",
+        type=Path,
+        help="volume (.tif/.tiff/.npy/.npz/.nii/.nii.gz, DICOM folder or file), (Z, Y, X)",
     )
     sim.add_argument("out", type=Path, help="measurement file (.npz; CT also .tif/.tiff)")
     sim.add_argument(
@@ -392,7 +417,8 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     sim.set_defaults(func=_simulate)
 
 
-def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
+def _add_reconstruct_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``reconstruct`` command (methods and settings from :data:`METHODS`)."""
     rec = sub.add_parser(
         "reconstruct",
         help="measurement file -> volume (TIFF or NIfTI)",
@@ -400,7 +426,10 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rec.add_argument(
-        "measurement", type=Path, help="measurement file (.npz, CT .tif/.tiff, k-space .h5)"
+        "measurement",
+        type=Path,
+        help="measurement file (.npz, CT .tif/.tiff; .h5: fastMRI k-space, Data Exchange "
+        "projections, ISMRMRD raw data)",
     )
     rec.add_argument("out", type=Path, help="result volume (.tif/.tiff or .nii/.nii.gz, float32)")
     rec.add_argument("--method", required=True, choices=list(METHODS), help="reconstruction method")
@@ -430,20 +459,36 @@ def _add_reconstruct(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="under torchrun: split the slices over the processes (rank 0 writes)",
     )
+    rec.add_argument(
+        "--rows", metavar="START:STOP", help="Data Exchange: read only these detector rows (slices)"
+    )
+    rec.add_argument(
+        "--center",
+        type=float,
+        metavar="COLUMN",
+        help="Data Exchange: rotation centre in detector columns (default: estimated)",
+    )
     rec.add_argument("--quiet", action="store_true", help="no progress bar")
     rec.add_argument("--overwrite", action="store_true", help="replace an existing output")
     rec.set_defaults(func=_reconstruct)
 
 
-def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``evaluate`` command."""
     ev = sub.add_parser("evaluate", help="PSNR/SSIM of a volume against a reference")
     ev.add_argument("recon", type=Path, help="reconstructed volume")
-    ev.add_argument("--reference", type=Path, required=True, help="reference volume, same shape")
+    ev.add_argument(
+        "--reference",
+        type=Path,
+        required=True,
+        help="reference volume, same shape (also a DICOM folder)",
+    )
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=_evaluate)
 
 
-def _add_demo(sub: argparse._SubParsersAction) -> None:
+def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``demo`` command."""
     demo = sub.add_parser("demo", help="the main job on built-in sample data")
     demo.add_argument("--out", type=Path, default=Path("napari-ddip-demo"), help="output folder")
     demo.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -451,7 +496,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     demo.set_defaults(func=_demo)
 
 
-def _add_training(sub: argparse._SubParsersAction) -> None:
+def _add_training_parsers(sub: argparse._SubParsersAction) -> None:
+    """The ``train-prior`` and ``finetune-prior`` commands (options from
+    :func:`add_train_arguments`)."""
     train = sub.add_parser("train-prior", help="train a diffusion prior on ellipse phantoms")
     add_train_arguments(train)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -466,6 +513,19 @@ def _add_training(sub: argparse._SubParsersAction) -> None:
     tune.set_defaults(func=lambda args: _train(args, finetune=True))
 
 
+def _one_line_warnings(default: Callable[..., None]) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints an :class:`InputWarning` as one ``napari-ddip:
+    warning: ...`` line and leaves other warnings to ``default``."""
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, InputWarning):
+            print(f"{PROG}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, *args, **kwargs)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 for bad input, 1 when the file system
     refuses a read or write)."""
@@ -477,7 +537,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            return args.func(args)
     except InputError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

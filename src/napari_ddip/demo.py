@@ -64,11 +64,12 @@ def run_demo(
     results: dict[str, tuple[np.ndarray, Scores]] = {}
     for method in methods:
         start = time.perf_counter()
-        with progress_bar(method, quiet=quiet) as progress:
-            volume, provenance = reconstruct_measurement(
-                m, method, DEMO_SETTINGS.get(method), device=device, seed=seed, progress=progress
+        with progress_bar(method, quiet=quiet) as on_event:
+            result = reconstruct_measurement(
+                m, method, DEMO_SETTINGS.get(method), device=device, seed=seed, on_event=on_event
             )
         seconds = time.perf_counter() - start
+        volume, provenance = result.volume, result.provenance
         write_result(out / f"recon_{method}.tif", volume, m.voxel_size, provenance, overwrite)
         scores = score(volume, phantom)
         results[method] = (volume, scores)

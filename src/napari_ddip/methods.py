@@ -1,19 +1,23 @@
-"""Reconstruction methods by name: the one registry behind ``--method`` and the widgets.
+"""Reconstruction methods by name, and the one route from a measurement to a volume.
 
-A :class:`Method` has a name, the measurement kinds it applies to, typed default settings and
-a runner ``run(op, y, settings, seed, progress, extras) -> x``: ``op`` the forward operator,
-``y`` the measurement tensor, ``settings`` the defaults updated by the user's values,
-``progress(step, total)`` to call as work is done, ``extras`` a dict the runner may fill with
-further outputs (``"std"``, ``"adaptation"``); ``x`` is the image ``(Z, Y, X)`` (complex for
-MRI). The runner decides whether autograd is on (the classical ones run under ``no_grad``).
-Each numeric setting has a :class:`~napari_ddip.recon.config.Bound`, checked with the user's
-values before any work is done (the diffusion methods share
-:data:`~napari_ddip.recon.config.SETTING_BOUNDS` with :class:`~napari_ddip.recon.ReconConfig`).
+:data:`METHODS` is the registry behind ``--method``, the Reconstruct widget, the demo and the
+benchmarks. A :class:`Method` records the measurement kinds it applies to and the settings it
+takes (:class:`~napari_ddip.recon.config.Setting`: default, type, range); a classical method
+has a runner, a diffusion method its :class:`~napari_ddip.recon.DiffusionMethod` record, from
+which its settings follow (and whether it can save or warm-start an adaptation).
 
-To add a method (e.g. the diffusion methods of :mod:`napari_ddip.recon`), call
-:func:`register` in this module with a runner that imports its engine lazily, so that
-``napari-ddip --help`` stays fast. The CLI takes its ``--method`` choices and its
-``--set key=value`` options from here.
+Every face reconstructs through :func:`prepare` (the one check of the method, the settings and
+the device, before any work) and :func:`run` (the engine or the classical runner, events to
+the caller, provenance); :func:`reconstruct_measurement` is the two in one call::
+
+    result = reconstruct_measurement(m, "tv", {"iters": 30})
+    result.volume, result.provenance
+
+A new classical method is one :func:`register` call here with a runner
+``run(op, y, settings, progress) -> x`` (``op`` the forward operator, ``y`` the measurement
+tensor, ``settings`` the checked values, ``progress(step, total)`` to call as work is done;
+``x`` the image ``(Z, Y, X)``, complex for MRI); a new diffusion method is one record in
+:mod:`napari_ddip.recon.diffusion_methods`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,23 +44,31 @@ from napari_ddip.operators import operator_from_measurement
 from napari_ddip.physics.operator import LinearOperator
 from napari_ddip.recon.config import (
     AT_LEAST_ONE,
-    DIFFUSION_METHODS,
     NON_NEGATIVE,
     POSITIVE,
-    SETTING_BOUNDS,
     Bound,
+    Setting,
     check_bounds,
+    method_settings,
+)
+from napari_ddip.recon.diffusion_methods import (
+    DIFFUSION_METHODS,
+    SHARED_LORA,
+    DiffusionMethod,
 )
 from napari_ddip.solvers import classical
 
 if TYPE_CHECKING:
-    from napari_ddip.recon import ReconConfig
+    from napari_ddip.recon import Finished, ReconConfig
+    from napari_ddip.recon.adaptation import Adaptation
+    from napari_ddip.recon.engine import Cancel
 
 Progress = Callable[[int, int], None]
-Runner = Callable[
-    [LinearOperator, torch.Tensor, dict[str, Any], int, Progress, dict[str, Any]], torch.Tensor
-]
+OnEvent = Callable[[Any], None]
+Runner = Callable[[LinearOperator, torch.Tensor, dict[str, Any], Progress], torch.Tensor]
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+#: The setting of an adaptation file to start from (methods that can warm-start).
+WARM_START = Setting("", str, group=SHARED_LORA)
 
 
 @dataclass(frozen=True)
@@ -65,20 +78,36 @@ class Method:
     Attributes:
         name: what the user types (``--method NAME``).
         kinds: measurement kinds it reconstructs (``"ct"``, ``"mri"``).
-        run: the runner (see the module docstring).
-        defaults: every setting with its default; the default's type (bool, int, float, str)
-            is the setting's type, and a ``None`` default means "automatic, or a float".
-        summary: one line for ``--help``.
-        bounds: the allowed range of each numeric setting (every one whose default is an int,
-            a float or ``None``).
+        summary: one line for ``--help`` and the widget.
+        settings: every setting it takes.
+        runner: a classical method's runner (see the module docstring).
+        diffusion: a diffusion method's record (the engine runs it).
     """
 
     name: str
     kinds: tuple[str, ...]
-    run: Runner
-    defaults: Mapping[str, Any] = field(default_factory=dict)
     summary: str = ""
-    bounds: Mapping[str, Bound] = field(default_factory=dict)
+    settings: Mapping[str, Setting] = field(default_factory=dict)
+    runner: Runner | None = None
+    diffusion: DiffusionMethod | None = None
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Every setting with its default."""
+        return {key: s.default for key, s in self.settings.items()}
+
+    @property
+    def bounds(self) -> dict[str, Bound]:
+        """The allowed range of each numeric setting."""
+        return {key: s.bound for key, s in self.settings.items() if s.bound is not None}
+
+    @property
+    def can_save_adaptation(self) -> bool:
+        return self.diffusion is not None and self.diffusion.can_save_adaptation
+
+    @property
+    def can_warm_start(self) -> bool:
+        return self.diffusion is not None and self.diffusion.can_warm_start
 
 
 METHODS: dict[str, Method] = {}
@@ -92,33 +121,13 @@ def register(method: Method) -> Method:
     return method
 
 
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    """``value`` (a string from the command line, or already typed) as ``default``'s type; a
-    number must be finite (no nan or inf)."""
-    typed = _parse(key, value, default) if isinstance(value, str) else value
-    if isinstance(typed, numbers.Real) and not math.isfinite(typed):
-        raise InputError(f"setting {key}={value!r}: expected a finite number")
-    return typed
+def methods_that(ability: str) -> list[str]:
+    """Names of the methods whose :class:`Method` property ``ability`` is true (e.g.
+    ``"can_warm_start"``)."""
+    return [name for name, m in METHODS.items() if getattr(m, ability)]
 
 
-def _parse(key: str, value: str, default: Any) -> Any:
-    """The command-line string ``value`` as ``default``'s type (``None``: auto or a float)."""
-    text = value.strip().lower()
-    try:
-        if isinstance(default, bool):
-            if text not in TRUE + FALSE:
-                raise ValueError(value)
-            return text in TRUE
-        if isinstance(default, int):
-            return int(value)
-        if default is None:
-            return None if text in ("auto", "none") else float(value)
-        if isinstance(default, float):
-            return float(value)
-    except ValueError:
-        kind = "auto or a number" if default is None else type(default).__name__
-        raise InputError(f"setting {key}={value!r}: expected {kind}") from None
-    return value
+# -- settings -----------------------------------------------------------------------------
 
 
 def parse_settings(pairs: Sequence[str]) -> dict[str, str]:
@@ -134,24 +143,54 @@ def parse_settings(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def resolve_settings(method: Method, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``method.defaults`` updated by ``overrides`` (coerced to the defaults' types).
+    """Every setting of ``method``: its defaults updated by ``overrides`` (text parsed, or
+    values, as each setting's type). Ranges are checked by :func:`prepare`.
 
     Raises:
-        InputError: an unknown setting, a value of the wrong type, not finite, or outside its
-            range in ``method.bounds``.
+        InputError: a setting the method does not take (naming those it does), a value of the
+            wrong type or not finite.
     """
-    unknown = sorted(set(overrides) - set(method.defaults))
+    settings = method.settings
+    unknown = sorted(set(overrides) - set(settings))
     if unknown:
-        allowed = ", ".join(sorted(method.defaults)) or "none"
-        raise InputError(f"method {method.name!r} has no setting {unknown} (settings: {allowed})")
-    settings = dict(method.defaults)
+        names = ", ".join(repr(k) for k in unknown)
+        takes = ", ".join(settings) or "none"
+        raise InputError(f"method {method.name!r} takes no setting {names} (its settings: {takes})")
+    values = dict(method.defaults)
     for key, value in overrides.items():
-        settings[key] = _coerce(key, value, method.defaults[key])
+        values[key] = _coerce(key, value, settings[key])
+    return values
+
+
+def _coerce(key: str, value: Any, setting: Setting) -> Any:
+    """``value`` (text from the command line, or already typed) as ``setting``'s type; a
+    number must be finite (no nan or inf)."""
+    typed = _parse(key, value, setting) if isinstance(value, str) else value
+    if isinstance(typed, numbers.Real) and not math.isfinite(typed):
+        raise InputError(f"setting {key}={value!r}: expected a finite number")
+    return typed
+
+
+def _parse(key: str, value: str, setting: Setting) -> Any:
+    """The text ``value`` as ``setting``'s type (``auto``/``none``: None where that is the
+    default)."""
+    text, kind = value.strip().lower(), setting.kind
     try:
-        check_bounds(settings, method.bounds)
-    except ValueError as exc:
-        raise InputError(f"setting {exc}") from None
-    return settings
+        if setting.default is None and text in ("auto", "none"):
+            return None
+        if kind is bool:
+            if text not in TRUE + FALSE:
+                raise ValueError(value)
+            return text in TRUE
+        if kind in (int, float):
+            return kind(value)
+    except ValueError:
+        if setting.default is None:
+            expected = "auto or a whole number" if kind is int else "auto or a number"
+        else:
+            expected = kind.__name__
+        raise InputError(f"setting {key}={value!r}: expected {expected}") from None
+    return value
 
 
 def get_method(name: str, kind: str) -> Method:
@@ -165,7 +204,7 @@ def get_method(name: str, kind: str) -> Method:
     return method
 
 
-def check_device(name: str) -> torch.device:
+def check_device(name: str | torch.device) -> torch.device:
     """The torch device called ``name``, which must exist on this machine (InputError)."""
     try:
         return available_device(name)
@@ -173,65 +212,251 @@ def check_device(name: str) -> torch.device:
         raise InputError(str(exc)) from None
 
 
+# -- the route ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    """A reconstruction checked by :func:`prepare`, ready for :func:`run`.
+
+    Attributes:
+        measurement: what to reconstruct.
+        method: the method's record.
+        settings: every setting it takes, typed and in range.
+        device: an existing torch device.
+        seed: seed of every random draw.
+        config: the engine's settings (diffusion methods; None for classical ones).
+    """
+
+    measurement: Measurement
+    method: Method
+    settings: dict[str, Any]
+    device: torch.device
+    seed: int
+    config: ReconConfig | None
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """What :func:`run` returns.
+
+    Attributes:
+        volume: ``(Z, Y, X)`` float32 (the magnitude for MRI; with several posterior samples
+            their mean).
+        provenance: JSON-ready record of the run (:func:`make_provenance`).
+        std: per-voxel standard deviation of the posterior samples (``samples > 1``).
+        adaptation: shared-LoRA states by timestep, for :func:`write_adaptation`.
+        partial: cancelled part way (diffusion methods keep their current estimate).
+    """
+
+    volume: np.ndarray
+    provenance: dict[str, Any]
+    std: np.ndarray | None = None
+    adaptation: Adaptation | None = None
+    partial: bool = False
+
+
+def prepare(
+    m: Measurement,
+    method: str,
+    settings: Mapping[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> Request:
+    """Check everything about a reconstruction before any work: the method applies to ``m``,
+    each setting is one it takes, of its type and in its range (checked once, here), and
+    ``device`` exists.
+
+    Raises:
+        InputError: what to change.
+    """
+    chosen = get_method(method, m.kind)
+    values = resolve_settings(chosen, settings or {})
+    try:
+        if chosen.diffusion is None:
+            check_bounds(values, chosen.bounds)
+            config = None
+        else:
+            from napari_ddip.recon import ReconConfig
+
+            engine = {k: v for k, v in values.items() if k != "warm_start"}
+            config = ReconConfig(method=chosen.name, seed=seed, **engine)
+    except ValueError as exc:
+        raise InputError(f"setting {exc}") from None
+    return Request(m, chosen, values, check_device(device), seed, config)
+
+
+def run(request: Request, cancel: Cancel = None, on_event: OnEvent | None = None) -> Reconstruction:
+    """Reconstruct ``request``, passing events to ``on_event``: the engine's
+    (:class:`~napari_ddip.recon.Started`, ``Progress``, ``Adapted``, ``Preview``) for a
+    diffusion method, :class:`~napari_ddip.recon.Progress` for a classical one.
+
+    ``cancel`` (a ``threading.Event`` or a callable) stops the run soon after it is set: a
+    diffusion method returns its partial result, a classical one raises
+    :class:`~napari_ddip.recon.Cancelled`.
+
+    Raises:
+        InputError: the measurement or a file it needs is refused.
+        napari_ddip.prior.weights.PriorLoadError: the prior does not load.
+    """
+    from napari_ddip.prior.weights import PriorLoadError
+
+    emit = on_event or (lambda event: None)
+    op = operator_from_measurement(request.measurement, request.device)
+    torch.manual_seed(request.seed)
+    start = time.perf_counter()
+    try:
+        if request.config is None:
+            x = _run_classical(request, op, cancel, emit)
+            volume = (x.abs() if x.is_complex() else x).float().cpu().numpy()
+            complex_output, done = x.is_complex(), None
+        else:
+            done = _run_diffusion(request, op, request.config, cancel, emit)
+            volume, complex_output = done.volume, done.complex_volume is not None
+    except (InputError, PriorLoadError):
+        raise
+    except ValueError as exc:  # the engine's word for input it refuses
+        raise InputError(str(exc)) from None
+    seconds = round(time.perf_counter() - start, 3)
+    output = "magnitude" if complex_output else "real"
+    if done is None:
+        return Reconstruction(volume, make_provenance(request, output, seconds))
+    provenance = make_provenance(request, output, seconds, done.metadata)
+    return Reconstruction(volume, provenance, done.std, done.adaptation, done.partial)
+
+
 def reconstruct_measurement(
     m: Measurement,
     method: str,
     settings: Mapping[str, Any] | None = None,
-    device: str = "cpu",
+    *,
+    device: str | torch.device = "cpu",
     seed: int = 0,
-    progress: Progress | None = None,
-    extras: dict[str, Any] | None = None,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Reconstruct ``m`` with the named method; ``extras`` receives further outputs of the
-    method (diffusion: ``"std"`` with several posterior samples, ``"adaptation"`` for D3IP).
+    cancel: Cancel = None,
+    on_event: OnEvent | None = None,
+) -> Reconstruction:
+    """Reconstruct ``m`` with the named method: :func:`prepare` then :func:`run`."""
+    return run(prepare(m, method, settings, device, seed), cancel, on_event)
 
-    Returns:
-        ``(volume, provenance)``: float32 ``(Z, Y, X)`` (the magnitude for MRI), and a
-        JSON-ready dict with the method, the full settings, seed, device, version, time and the
-        measurement's own provenance.
-    """
-    chosen = get_method(method, m.kind)
-    full = resolve_settings(chosen, settings or {})
-    device = check_device(device)
-    op = operator_from_measurement(m, device)
-    y = torch.from_numpy(m.data).to(device)
-    torch.manual_seed(seed)
-    start = time.perf_counter()
-    outputs = {} if extras is None else extras
-    x = chosen.run(op, y, full, seed, progress or (lambda step, total: None), outputs)
-    volume = (x.abs() if x.is_complex() else x).float().cpu().numpy()
-    provenance = {
+
+def _run_classical(
+    request: Request, op: LinearOperator, cancel: Cancel, emit: OnEvent
+) -> torch.Tensor:
+    from napari_ddip.recon import Cancelled
+    from napari_ddip.recon import Progress as ProgressEvent
+    from napari_ddip.recon.engine import is_cancelled
+
+    assert request.method.runner is not None
+    start, name = time.perf_counter(), request.method.name
+
+    def progress(step: int, total: int) -> None:
+        if is_cancelled(cancel):
+            raise Cancelled
+        elapsed = time.perf_counter() - start
+        eta = elapsed / step * (total - step) if step > 0 else None
+        emit(ProgressEvent(step, total, elapsed, eta, name))
+
+    y = torch.from_numpy(request.measurement.data).to(request.device)
+    return request.method.runner(op, y, request.settings, progress)
+
+
+def _run_diffusion(
+    request: Request, op: LinearOperator, config: ReconConfig, cancel: Cancel, emit: OnEvent
+) -> Finished:
+    from napari_ddip.recon import Finished, reconstruct
+    from napari_ddip.recon.adaptation import load_warm_start
+
+    s = request.settings
+    warm = load_warm_start(s["warm_start"], s["prior"]) if s.get("warm_start") else None
+    m = request.measurement
+    events = reconstruct(m.data, op, config, device=request.device, cancel=cancel, warm_start=warm)
+    for event in events:
+        if isinstance(event, Finished):
+            return event
+        emit(event)
+    raise RuntimeError("the engine ended without a Finished event")
+
+
+#: Keys of the engine's run facts that :func:`make_provenance` records itself.
+_OWN_KEYS = ("method", "settings", "seed", "device", "seconds")
+
+
+def make_provenance(
+    request: Request, output: str, seconds: float, run_facts: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The JSON-ready provenance of a run of ``request``: software, version, method, its
+    settings (a diffusion method's automatic ones as the engine resolved them), seed, device,
+    seconds, time, ``output`` (``real`` or ``magnitude``), the measurement's own provenance,
+    and the engine's facts about the run (prior, scale, samples, ``partial``, …)."""
+    facts = dict(run_facts or {})
+    resolved = facts.get("settings", {})
+    settings = {key: resolved.get(key, value) for key, value in request.settings.items()}
+    return {
         "software": "napari-ddip",
         "version": __version__,
-        "method": method,
-        "settings": full,
-        "seed": seed,
-        "device": str(device),
-        "seconds": round(time.perf_counter() - start, 3),
+        "method": request.method.name,
+        "settings": settings,
+        "seed": request.seed,
+        "device": str(request.device),
+        "seconds": seconds,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "output": "magnitude" if x.is_complex() else "real",
-        "measurement": m.provenance,
+        "output": output,
+        "measurement": request.measurement.provenance,
+    } | {key: value for key, value in facts.items() if key not in _OWN_KEYS}
+
+
+def write_adaptation(path: str | Path, result: Reconstruction) -> Path:
+    """Save the adaptation of ``result`` (a method that can save one) to ``path``
+    (``.safetensors``), with the prior it was made on and the run's settings.
+
+    Raises:
+        InputError: no adaptation step ran.
+    """
+    from napari_ddip.recon.adaptation import prior_sha256, save_adaptation
+
+    provenance = result.provenance
+    if not result.adaptation:
+        method = provenance["method"]
+        raise InputError(f"{method} adapted nothing (no adaptation step ran): no file")
+    prior = provenance["settings"]["prior"]
+    info = {
+        "prior": prior,
+        "prior_sha256": prior_sha256(prior),
+        "method": provenance["method"],
+        "settings": provenance["settings"],
     }
-    return volume, provenance
+    try:
+        return save_adaptation(path, result.adaptation, info)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 @contextmanager
-def progress_bar(desc: str, quiet: bool = False) -> Iterator[Progress]:
-    """A tqdm bar on stderr as a :data:`Progress` callback; it appears at the first step, so
-    an error raised before any work is done prints alone (``quiet``: no bar)."""
+def progress_bar(desc: str, quiet: bool = False) -> Iterator[OnEvent]:
+    """A tqdm bar on stderr driven by the :class:`~napari_ddip.recon.Progress` events of
+    :func:`run`; it appears at the first step, so an error raised before any work is done
+    prints alone (``quiet``: no bar)."""
     bars: list[tqdm] = []
 
-    def progress(step: int, total: int) -> None:
+    def on_event(event: Any) -> None:
+        from napari_ddip.recon import Progress as ProgressEvent
+
+        if not isinstance(event, ProgressEvent):
+            return
         if not bars:
-            bars.append(tqdm(desc=desc, total=total, unit="step", file=sys.stderr, disable=quiet))
-        bars[0].total = total
-        bars[0].update(step - bars[0].n)
+            bar = tqdm(desc=desc, total=event.total, unit="step", file=sys.stderr, disable=quiet)
+            bars.append(bar)
+        bars[0].total = event.total
+        bars[0].update(event.step - bars[0].n)
 
     try:
-        yield progress
+        yield on_event
     finally:
         for bar in bars:
             bar.close()
+
+
+# -- the methods --------------------------------------------------------------------------
 
 
 def _once(compute: Callable[[], torch.Tensor], progress: Progress) -> torch.Tensor:
@@ -242,26 +467,12 @@ def _once(compute: Callable[[], torch.Tensor], progress: Progress) -> torch.Tens
 
 
 @torch.no_grad()
-def _pinv(
-    op: LinearOperator,
-    y: torch.Tensor,
-    s: dict[str, Any],
-    seed: int,
-    progress: Progress,
-    extras: dict[str, Any],
-) -> torch.Tensor:
+def _pinv(op: LinearOperator, y: torch.Tensor, s: dict[str, Any], progress: Progress):
     return _once(lambda: op.pinv(y), progress)
 
 
 @torch.no_grad()
-def _cg(
-    op: LinearOperator,
-    y: torch.Tensor,
-    s: dict[str, Any],
-    seed: int,
-    progress: Progress,
-    extras: dict[str, Any],
-) -> torch.Tensor:
+def _cg(op: LinearOperator, y: torch.Tensor, s: dict[str, Any], progress: Progress):
     return _once(
         lambda: classical.cg_least_squares(op, y, n_iter=s["iters"], damping=s["damping"]),
         progress,
@@ -269,14 +480,7 @@ def _cg(
 
 
 @torch.no_grad()
-def _tv(
-    op: LinearOperator,
-    y: torch.Tensor,
-    s: dict[str, Any],
-    seed: int,
-    progress: Progress,
-    extras: dict[str, Any],
-) -> torch.Tensor:
+def _tv(op: LinearOperator, y: torch.Tensor, s: dict[str, Any], progress: Progress):
     def callback(iteration: int, total: int, _: torch.Tensor) -> None:
         progress(iteration, total)
 
@@ -285,92 +489,46 @@ def _tv(
     )
 
 
-register(Method("fbp", ("ct",), _pinv, {}, "filtered back-projection (filter from the geometry)"))
-register(Method("zero-filled", ("mri",), _pinv, {}, "zero-filled inverse FFT (SENSE-combined)"))
+def _setting(default: Any, bound: Bound | None = None, kind: type = float) -> Setting:
+    """A classical method's setting (``kind``: the type where the default is ``None``)."""
+    return Setting(default, kind if default is None else type(default), bound)
+
+
+register(Method("fbp", ("ct",), "filtered back-projection (filter from the geometry)", {}, _pinv))
+register(Method("zero-filled", ("mri",), "zero-filled inverse FFT (SENSE-combined)", {}, _pinv))
 register(
     Method(
         "cg",
         ("ct", "mri"),
-        _cg,
-        {"iters": 20, "damping": 0.0},
         "least squares by conjugate gradients on the normal equations",
-        {"iters": AT_LEAST_ONE, "damping": NON_NEGATIVE},
+        {"iters": _setting(20, AT_LEAST_ONE), "damping": _setting(0.0, NON_NEGATIVE)},
+        _cg,
     )
 )
 register(
     Method(
         "tv",
         ("ct", "mri"),
-        _tv,
-        {"iters": 30, "cg_iters": 5, "lam": None, "rho": None},
         "3D total variation by ADMM (lam, rho: auto-scaled unless given)",
-        {"iters": AT_LEAST_ONE, "cg_iters": AT_LEAST_ONE, "lam": NON_NEGATIVE, "rho": POSITIVE},
+        {
+            "iters": _setting(30, AT_LEAST_ONE),
+            "cg_iters": _setting(5, AT_LEAST_ONE),
+            "lam": _setting(None, NON_NEGATIVE),
+            "rho": _setting(None, POSITIVE),
+        },
+        _tv,
     )
 )
 
 
-def diffusion_config(name: str, settings: Mapping[str, Any], seed: int = 0) -> ReconConfig:
-    """The engine's :class:`~napari_ddip.recon.ReconConfig` for the diffusion method ``name``
-    from its resolved settings (:func:`resolve_settings`; ``warm_start`` is not part of it).
-
-    Raises:
-        ValueError: a setting the engine refuses.
-    """
-    from napari_ddip.recon import ReconConfig
-
-    s = dict(settings)
-    counts = {k: None if s[k] is None else int(s[k]) for k in ("adapt_steps", "slice_batch")}
-    engine_settings = {k: v for k, v in (s | counts).items() if k != "warm_start"}
-    return ReconConfig(method=name, seed=seed, **engine_settings)
-
-
-def _diffusion_runner(name: str) -> Runner:
-    """Runner of the diffusion method ``name`` (the engine is imported when it runs)."""
-
-    def run(
-        op: LinearOperator,
-        y: torch.Tensor,
-        s: dict[str, Any],
-        seed: int,
-        progress: Progress,
-        extras: dict[str, Any],
-    ) -> torch.Tensor:
-        from napari_ddip.recon import Progress as ProgressEvent
-        from napari_ddip.recon import reconstruct, run_to_end
-        from napari_ddip.recon.adaptation import load_warm_start
-
-        def on_event(event: object) -> None:
-            if isinstance(event, ProgressEvent):
-                progress(event.step, event.total)
-
-        try:
-            cfg = diffusion_config(name, s, seed)
-            warm = load_warm_start(s["warm_start"], s["prior"]) if s["warm_start"] else None
-            events = reconstruct(y, op, cfg, device=y.device, warm_start=warm)
-            finished = run_to_end(events, on_event)
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
-        extras.update(std=finished.std, adaptation=finished.adaptation)
-        volume = finished.volume if finished.complex_volume is None else finished.complex_volume
-        return torch.from_numpy(volume)
-
-    return run
-
-
-def _diffusion_defaults() -> dict[str, Any]:
-    """Every :class:`~napari_ddip.recon.ReconConfig` setting but the method and the seed."""
-    from napari_ddip.recon.config import ReconConfig
-
-    defaults = ReconConfig().to_dict()
-    settings = {k: v for k, v in defaults.items() if k not in ("method", "seed")}
-    return settings | {"warm_start": ""}  # an adaptation file to start D3IP from
-
-
 def _register_diffusion_methods() -> None:
-    defaults = _diffusion_defaults()
-    for name, summary in DIFFUSION_METHODS.items():
-        runner = _diffusion_runner(name)
-        register(Method(name, ("ct", "mri"), runner, defaults, summary, SETTING_BOUNDS))
+    """One :class:`Method` per record of :data:`DIFFUSION_METHODS`, with the settings its
+    record implies (and ``warm_start`` where it can warm-start)."""
+    for spec in DIFFUSION_METHODS.values():
+        settings = method_settings(spec)
+        if spec.can_warm_start:
+            settings["warm_start"] = WARM_START
+        register(Method(spec.name, ("ct", "mri"), spec.summary, settings, diffusion=spec))
 
 
 _register_diffusion_methods()

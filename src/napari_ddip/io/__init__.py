@@ -7,7 +7,7 @@ outside the file layer (:func:`napari_ddip.operators.operator_from_measurement`)
 
 from __future__ import annotations
 
-from napari_ddip.io.errors import InputError, require_new_output
+from napari_ddip.io.errors import InputError, InputWarning, require_new_output
 from napari_ddip.io.labels import read_labels, write_labels
 from napari_ddip.io.measurement import (
     Measurement,
@@ -26,6 +26,7 @@ from napari_ddip.io.volume import (
 
 __all__ = [
     "InputError",
+    "InputWarning",
     "Measurement",
     "Volume",
     "check_measurement_path",

@@ -67,3 +67,8 @@ def require_nonempty(array: np.ndarray, what: str, axes: Sequence[str]) -> None:
     for length, name in zip(array.shape, axes, strict=True):
         if length == 0:
             raise InputError(f"{what} has shape {array.shape}: it has no {name}")
+
+
+class InputWarning(UserWarning):
+    """Something in a file the reader worked around (and says how): the CLI prints it as one
+    ``napari-ddip: warning: ...`` line, napari as a notification."""

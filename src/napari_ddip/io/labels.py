@@ -3,7 +3,8 @@
 A labels volume is ``(Z, Y, X)`` (a 2D image is one slice) of non-negative integers, stored as
 uint8 when every label fits, else uint16 (ImageJ has no wider unsigned type). Our metadata
 block is ``{"kind": "labels", "provenance": {...}}`` so the napari reader gives back a labels
-layer, not an image.
+layer, not an image. Labels are also read (not written) from a DICOM series whose values, after
+its rescale, are whole numbers in 0…65535.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_ddip.io.dicom import DicomSource, is_dicom_source, read_dicom_series, source_name
 from napari_ddip.io.errors import InputError, require_file, require_ndim
 from napari_ddip.io.nifti import is_nifti_name, read_nifti, write_nifti
 from napari_ddip.io.tiff import VoxelSize, read_tiff, write_tiff
@@ -55,13 +57,17 @@ def write_labels(
     return path
 
 
-def read_labels(path: str | Path) -> tuple[np.ndarray, VoxelSize, dict[str, Any]]:
-    """Read a labels TIFF or NIfTI file written by :func:`write_labels`.
+def read_labels(path: DicomSource) -> tuple[np.ndarray, VoxelSize, dict[str, Any]]:
+    """Read a labels TIFF or NIfTI file written by :func:`write_labels`, or a DICOM series
+    (folder, list of files) of whole numbers in 0…65535.
 
     Returns:
         ``(labels, voxel_size, provenance)``: unsigned integers ``(Z, Y, X)``, ``(z, y, x)`` in
-        mm (1 mm when the file does not say) and the stored provenance.
+        mm (1 mm when the file does not say) and the stored provenance (for DICOM, the
+        series' metadata).
     """
+    if not isinstance(path, (str, Path)) or is_dicom_source(path):
+        return _dicom_labels(path)
     path = require_file(path)
     data, voxel_size, info = (
         read_nifti(path, dtype=None) if is_nifti_name(path) else read_tiff(path)
@@ -76,3 +82,16 @@ def read_labels(path: str | Path) -> tuple[np.ndarray, VoxelSize, dict[str, Any]
         voxel_size or (1.0, 1.0, 1.0),
         info.get("provenance", {}),
     )
+
+
+def _dicom_labels(source: DicomSource) -> tuple[np.ndarray, VoxelSize, dict[str, Any]]:
+    """A DICOM series as uint8/uint16 labels; refused unless every value is a label."""
+    values, voxel_size, metadata = read_dicom_series(source)
+    whole = np.all(values == np.round(values))
+    if not whole or values.min() < 0 or values.max() > np.iinfo(np.uint16).max:
+        raise InputError(
+            f"{source_name(source)}: not labels: its values ({values.min():g}…{values.max():g}"
+            f"{'' if whole else ', not whole numbers'}) must be whole numbers in 0..65535"
+        )
+    dtype = np.uint8 if values.max() <= np.iinfo(np.uint8).max else np.uint16
+    return values.astype(dtype), voxel_size, metadata

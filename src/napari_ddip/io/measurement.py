@@ -16,8 +16,9 @@ On disk (``.npz``, no pickles): arrays ``data``, ``mask``, ``maps`` (when presen
 strings ``kind`` (``"ct"``/``"mri"``), ``geometry`` (JSON) and ``metadata`` (JSON with
 ``voxel_size`` ``[z, y, x]`` in mm and ``provenance``). A CT sinogram may also be a TIFF stack
 ``(Z, V, D)`` whose metadata (see :mod:`napari_ddip.io.tiff`) holds
-``{"kind": "ct", "geometry": {...}}``. MRI k-space is also read (not written) from
-fastMRI-style HDF5 files (:mod:`napari_ddip.io.hdf5`).
+``{"kind": "ct", "geometry": {...}}``. Read (not written) from HDF5 files, told apart by
+their content: fastMRI-style k-space (:mod:`napari_ddip.io.hdf5`), Data Exchange tomography
+projections (:mod:`napari_ddip.io.dxchange`) and ISMRMRD raw data (:mod:`napari_ddip.io.mrd`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_ddip.io.dxchange import RowRange, dxchange_fields, is_dxchange_h5
 from napari_ddip.io.errors import (
     InputError,
     require_file,
@@ -40,6 +42,7 @@ from napari_ddip.io.errors import (
     require_suffix,
 )
 from napari_ddip.io.hdf5 import HDF5_SUFFIXES, KSPACE_AXES, is_kspace_h5, kspace_h5_fields
+from napari_ddip.io.mrd import is_mrd_h5, mrd_fields
 from napari_ddip.io.npz import read_npz
 from napari_ddip.io.tiff import VoxelSize, read_tiff, read_tiff_info, write_tiff
 from napari_ddip.physics.ct_geometry import REQUIRED as CT_REQUIRED
@@ -240,14 +243,15 @@ def _metadata(m: Measurement) -> dict[str, Any]:
 def is_measurement_file(path: str | Path) -> bool:
     """Whether ``path`` looks like a measurement file, judged without reading its data: a
     ``.npz`` with ``kind``, ``data`` and ``geometry`` arrays, a TIFF with our metadata
-    holding a ``geometry``, or an HDF5 file with a complex ``kspace`` dataset. Never raises (a
-    foreign or broken file is simply not one)."""
+    holding a ``geometry``, or an HDF5 file with a complex ``kspace`` dataset, Data Exchange
+    projections or ISMRMRD raw data. Never raises (a foreign or broken file is simply not
+    one)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in READABLE_SUFFIXES or not path.is_file():
         return False
     if suffix in HDF5_SUFFIXES:
-        return is_kspace_h5(path)
+        return is_kspace_h5(path) or is_dxchange_h5(path) or is_mrd_h5(path)
     if suffix != ".npz":
         return "geometry" in (read_tiff_info(path) or {})
     try:
@@ -257,21 +261,47 @@ def is_measurement_file(path: str | Path) -> bool:
         return False
 
 
-def load_measurement(path: str | Path) -> Measurement:
-    """Read and validate a measurement file (``.npz``, a CT sinogram ``.tif``/``.tiff``, or
-    fastMRI-style HDF5 k-space ``.h5``/``.hdf5``)."""
+def load_measurement(
+    path: str | Path, rows: str | RowRange | None = None, centre: float | None = None
+) -> Measurement:
+    """Read and validate a measurement file (``.npz``, a CT sinogram ``.tif``/``.tiff``, or an
+    HDF5 ``.h5``/``.hdf5`` file: fastMRI k-space, Data Exchange projections or ISMRMRD raw
+    data).
+
+    ``rows`` (``"100:108"`` or ``(100, 108)``: the detector rows, half-open) and ``centre``
+    (the rotation centre, a detector column; estimated when None) apply to Data Exchange
+    projections only.
+    """
     path = require_file(path)
     suffix = require_suffix(path, READABLE_SUFFIXES, "a measurement file")
+    projections = suffix in HDF5_SUFFIXES and is_dxchange_h5(path)
+    if (rows is not None or centre is not None) and not projections:
+        raise InputError(
+            f"{path}: a row range and a rotation centre apply only to Data Exchange projections"
+        )
     if suffix == ".npz":
         fields = _npz_fields(path)
+    elif projections:
+        fields = dxchange_fields(path, rows, centre)
     elif suffix in HDF5_SUFFIXES:
-        fields = kspace_h5_fields(path)
+        fields = mrd_fields(path) if is_mrd_h5(path) else _kspace_h5(path)
     else:
         fields = _tiff_fields(path)
     try:
         return Measurement(**fields)
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None
+
+
+def _kspace_h5(path: Path) -> dict[str, Any]:
+    """Fields of a fastMRI-style file; an HDF5 file of no known layout is refused by name."""
+    if not is_kspace_h5(path):
+        raise InputError(
+            f"{path}: not a measurement HDF5 file: expected fastMRI k-space (a complex dataset "
+            "'kspace' (slices, [coils,] ky, kx)), Data Exchange projections (/exchange/data) "
+            "or ISMRMRD raw data (/dataset/xml and /dataset/data)"
+        )
+    return kspace_h5_fields(path)
 
 
 def _npz_fields(path: Path) -> dict[str, Any]:

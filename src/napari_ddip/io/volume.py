@@ -1,4 +1,5 @@
-"""Image volumes: read TIFF / NumPy / NIfTI inputs, write float32 results with provenance.
+"""Image volumes: read TIFF / NumPy / NIfTI / DICOM inputs, write float32 results with
+provenance.
 
 A volume is ``(Z, Y, X)`` float32 (a 2D image is read as one slice) with a voxel size
 ``(z, y, x)`` in mm. Results are written as ImageJ TIFF (see :mod:`napari_ddip.io.tiff`) or
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_ddip.io.dicom import DicomSource, is_dicom_source, read_dicom_series, source_name
 from napari_ddip.io.errors import (
     InputError,
     require_file,
@@ -50,14 +52,18 @@ class Volume:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def read_volume(path: str | Path) -> Volume:
-    """Read a real volume from ``.tif``/``.tiff``, ``.npy``, ``.npz`` or ``.nii``/``.nii.gz``.
+def read_volume(path: DicomSource) -> Volume:
+    """Read a real volume from ``.tif``/``.tiff``, ``.npy``, ``.npz``, ``.nii``/``.nii.gz`` or
+    a DICOM series (a folder, a list of files or one file; :mod:`napari_ddip.io.dicom`).
 
     A ``.npz`` must hold one array or an array named ``volume``; a NIfTI image is reoriented
     to ``(Z, Y, X)`` as :mod:`napari_ddip.io.nifti` says. Raises :class:`InputError`
     for a missing or unreadable file, complex or non-numeric data, NaN/Inf, or a shape that
     is not ``(Y, X)`` / ``(Z, Y, X)`` or has an empty axis (e.g. no slices).
     """
+    if not isinstance(path, (str, Path)) or Path(path).is_dir() or _is_dicom_file(Path(path)):
+        data, voxel_size, metadata = read_dicom_series(path)
+        return Volume(as_real_volume(data, source_name(path)), voxel_size, metadata)
     path = require_file(path)
     suffix = file_suffix(path, VOLUME_SUFFIXES, "a volume file")
     voxel_size: VoxelSize | None = None
@@ -74,6 +80,15 @@ def read_volume(path: str | Path) -> Volume:
         data=as_real_volume(data, f"{path}"),
         voxel_size=voxel_size or (1.0, 1.0, 1.0),
         metadata=metadata or {},
+    )
+
+
+def _is_dicom_file(path: Path) -> bool:
+    """A DICOM file given by itself: a name other than our volume suffixes, with DICOM's marker."""
+    return (
+        not is_nifti_name(path)
+        and path.suffix.lower() not in VOLUME_SUFFIXES
+        and (is_dicom_source(path))
     )
 
 

@@ -61,3 +61,43 @@ def add_poisson_noise(
     counts = torch.poisson(rate, generator=_generator(seed)).clamp_min(1.0)
     noisy = -torch.log(counts / photons) / attenuation_scale
     return noisy.to(device=sinogram.device, dtype=sinogram.dtype)
+
+
+#: The lower quartile of ``|n|`` for ``n ~ N(0, 1)``, and the median of the modulus of a circular
+#: complex Gaussian with ``E|n|² = 1`` (Rayleigh: ``√(ln 2)``).
+_QUARTILE_REAL = 0.31863936396437514
+_MEDIAN_COMPLEX = 0.8325546111576977
+
+
+def estimate_noise_std(y: torch.Tensor) -> float:
+    """The standard deviation ``σ`` of white Gaussian noise in a measurement, from its finest
+    scale, where the noise outweighs the signal (robust quantiles, as Donoho & Johnstone's
+    median absolute deviation).
+
+    Real data (a sinogram ``(Z, V, D)``): the third difference along the last axis, whose
+    noise has standard deviation ``√20·σ`` while a smooth projection's own third difference
+    is small; its lower quartile, the least touched by the signal's edges, gives
+    ``σ̂ = q₂₅|Δ³y| / (0.3186·√20)``.
+    Complex data (k-space ``(Z, [C,] ky, kx)``, centred, unsampled entries exactly 0): the
+    measured entries in the outer 10 % of the radius, where little signal is left;
+    ``σ̂ = median|y| / √(ln 2)`` (``E|n|² = σ²``, as :func:`add_complex_gaussian_noise`).
+    Returns 0 when the data hold no such entries. What the signal itself varies at that
+    scale counts as noise: on simulated sinograms of pixel images at 1 % noise the estimate
+    is 1.3–1.7× the noise added.
+    """
+    y = y.detach()
+    if not y.is_complex():
+        if y.shape[-1] < 4:
+            return 0.0
+        third = torch.diff(y.float(), n=3, dim=-1).abs().flatten()
+        sample = third[:: max(1, third.numel() // 2**22)]  # quantile's size limit
+        return float(torch.quantile(sample, 0.25)) / (_QUARTILE_REAL * 20**0.5)
+    ky, kx = y.shape[-2:]
+    fy = torch.linspace(-1, 1, ky, device=y.device).reshape(-1, 1)
+    fx = torch.linspace(-1, 1, kx, device=y.device).reshape(1, -1)
+    outer = (fy**2 + fx**2).sqrt() >= 0.9
+    values = y[..., outer].abs()
+    values = values[values > 0]
+    if values.numel() == 0:
+        return 0.0
+    return float(values.float().median()) / _MEDIAN_COMPLEX

@@ -13,7 +13,11 @@ from pathlib import Path
 
 import torch
 
+from napari_ddip.prior.denoiser import DENOISER_NETWORKS, DenoiserPrior, DenoiserPriorConfig
 from napari_ddip.prior.model import DiffusionPrior, PriorConfig
+
+#: What :func:`load_prior` returns: a diffusion prior, or a denoiser used as one.
+Prior = DiffusionPrior | DenoiserPrior
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_PRIOR = "ellipse-patch-v"
@@ -65,7 +69,7 @@ def resolve_prior_path(name_or_path: str | Path) -> Path:
 
 
 def save_prior(
-    prior: DiffusionPrior, path: str | Path, info: dict | None = None, card: str | None = None
+    prior: Prior, path: str | Path, info: dict | None = None, card: str | None = None
 ) -> Path:
     """Write ``path`` (``.safetensors``) with its ``.json`` config and optional ``.md`` card.
 
@@ -97,9 +101,15 @@ def read_prior_meta(name_or_path: str | Path) -> dict:
         raise PriorLoadError(f"{meta_path} is not valid JSON ({exc})") from None
 
 
-def load_prior(
-    name_or_path: str | Path = "default", device: torch.device | str = "cpu"
-) -> DiffusionPrior:
+def _empty_prior(config: dict) -> Prior:
+    """The untrained prior that the JSON ``config`` describes: a denoiser prior if it names
+    a denoiser ``network``, else a diffusion prior."""
+    if config.get("network") in DENOISER_NETWORKS:
+        return DenoiserPrior(DenoiserPriorConfig.from_dict(config))
+    return DiffusionPrior(PriorConfig.from_dict(config))
+
+
+def load_prior(name_or_path: str | Path = "default", device: torch.device | str = "cpu") -> Prior:
     """Load a prior (shipped name or path), check its integrity, put it in eval mode."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -113,14 +123,13 @@ def load_prior(
             "the file is corrupted or was replaced; re-copy or retrain it"
         )
     try:
-        config = PriorConfig.from_dict(meta["config"])
-    except (KeyError, TypeError) as exc:
+        prior = _empty_prior(meta["config"])
+    except (KeyError, TypeError, ValueError) as exc:
         raise PriorLoadError(f"{path.with_suffix('.json')} has an invalid config ({exc})") from None
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise PriorLoadError(f"{path} is not a readable safetensors file ({exc})") from None
-    prior = DiffusionPrior(config)
     try:
         prior.net.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:

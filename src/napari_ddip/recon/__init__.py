@@ -9,7 +9,8 @@ Example::
 """
 
 from napari_ddip.device import resolve_device
-from napari_ddip.recon.config import DIFFUSION_METHODS, ReconConfig
+from napari_ddip.recon.config import ReconConfig
+from napari_ddip.recon.diffusion_methods import DIFFUSION_METHODS, DiffusionMethod
 from napari_ddip.recon.engine import Cancelled, reconstruct, run_to_end
 from napari_ddip.recon.events import Adapted, Event, Finished, Preview, Progress, Started
 
@@ -17,6 +18,7 @@ __all__ = [
     "DIFFUSION_METHODS",
     "Adapted",
     "Cancelled",
+    "DiffusionMethod",
     "Event",
     "Finished",
     "Preview",

@@ -12,24 +12,26 @@ timestep spacing; BENCHMARKS "D3IP mbir on MRI").
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from napari_ddip.precision import check_precision, resolve_precision
-
-#: Methods of the diffusion engine and what each adapts.
-DIFFUSION_METHODS = {
-    "dds": "DDS: prior + CG data consistency, no adaptation",
-    "dps": "DPS: gradient of the measurement loss through the network",
-    "ddnm": "DDNM: null-space projection by CG, no adaptation",
-    "ddip": "DDIP: its own LoRA per slice (SCD generalised)",
-    "d3ip": "D3IP base: one LoRA for the volume, K random slices per step",
-    "d3ip-mbir": "D3IP mbir: ADMM-TV along z in data consistency, K contiguous slices",
-    "d3ip-meta": "D3IP meta: Reptile meta-LoRA, then per-slice fine-tuning",
-}
-ADAPTIVE = ("ddip", "d3ip", "d3ip-mbir", "d3ip-meta")
+from napari_ddip.recon.diffusion_methods import (
+    ADAPTATION,
+    CG,
+    GUIDANCE,
+    MBIR,
+    NOISE_AWARE,
+    PROJECT,
+    REPTILE,
+    SAMPLING,
+    SHARED_LORA,
+    DiffusionMethod,
+    diffusion_method,
+)
 
 
 @dataclass(frozen=True)
@@ -75,32 +77,30 @@ def check_bounds(values: Mapping[str, Any], bounds: Mapping[str, Bound]) -> None
             bound.check(name, values[name])
 
 
-#: The range of every numeric setting of :class:`ReconConfig` (``None``: automatic, allowed).
-SETTING_BOUNDS: dict[str, Bound] = {
-    "nfe": AT_LEAST_ONE,
-    "eta": FRACTION,
-    "timestep_power": Bound(1),
-    "adapt_steps": COUNT,
-    "k_slices": AT_LEAST_ONE,
-    "lr": POSITIVE,
-    "lora_rank": AT_LEAST_ONE,
-    "t_min": COUNT,
-    "t_max": COUNT,
-    "cg_iters": COUNT,
-    "gamma": POSITIVE,
-    "admm_iters": AT_LEAST_ONE,
-    "admm_cg": AT_LEAST_ONE,
-    "admm_lam": NON_NEGATIVE,
-    "admm_rho": POSITIVE,
-    "mbir_anchor": NON_NEGATIVE,
-    "meta_step_start": FRACTION,
-    "meta_step_end": FRACTION,
-    "dps_step": NON_NEGATIVE,
-    "ddnm_cg_iters": AT_LEAST_ONE,
-    "slice_batch": AT_LEAST_ONE,
-    "preview_every": COUNT,
-    "samples": AT_LEAST_ONE,
-}
+@dataclass(frozen=True)
+class Setting:
+    """A setting a method takes: its default, type, allowed range and group.
+
+    Attributes:
+        default: the value when the user gives none (``None``: automatic).
+        kind: its type, ``bool``, ``int``, ``float`` or ``str`` (a value given as text is
+            parsed as this; ``None`` stays allowed where it is the default).
+        bound: the allowed range of a numeric setting (None for the others).
+        group: which diffusion methods take it (see
+            :attr:`~napari_ddip.recon.diffusion_methods.DiffusionMethod.groups`).
+    """
+
+    default: Any
+    kind: type
+    bound: Bound | None = None
+    group: str = SAMPLING
+
+
+def setting(default: Any, bound: Bound | None = None, group: str = SAMPLING, kind: type = float):
+    """A :class:`ReconConfig` field with its :class:`Setting` (``kind``: the type of a setting
+    whose default is ``None``; otherwise the default's type)."""
+    typed = kind if default is None else type(default)
+    return field(default=default, metadata={"setting": Setting(default, typed, bound, group)})
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class ReconConfig:
     """Every setting of the diffusion engine (the defaults of Chung & Ye 2024).
 
     Attributes:
-        method: one of :data:`DIFFUSION_METHODS`.
+        method: a name in :data:`~napari_ddip.recon.diffusion_methods.DIFFUSION_METHODS`.
         prior: shipped prior name, ``"default"``, or a ``.safetensors`` path.
         nfe: sampling steps (network evaluations per slice).
         eta: DDS stochasticity ``η``.
@@ -135,6 +135,11 @@ class ReconConfig:
             the normalised data term and the z-TV (None: CT 0, MRI 0.2; 0: none, the data
             consistency is hard as in DiffusionMBIR; 0.2 matches the CG data consistency with
             ``γ`` 5).
+        noise_std: standard deviation of the measurement noise in the measurement's units
+            (None: estimated from the data, ``physics.noise.estimate_noise_std``).
+        prior_error: ``ζ``, the noise-aware data consistency's model of the prior estimate's
+            error, ``ζ·s_t`` at a step of noise level ``s_t``; it sets the proximal weight
+            from ``noise_std`` (``Problem.proximal_weight``); 0: off.
         meta_step_start, meta_step_end: Reptile step ``ε``, decaying linearly over the horizon.
         dps_step: DPS step ``ζ`` on ``∇‖y − A x̂₀‖ / ‖A‖``.
         ddnm_cg_iters: CG iterations of DDNM's pseudo-inverse.
@@ -154,49 +159,49 @@ class ReconConfig:
     """
 
     method: str = "d3ip"
-    prior: str = "default"
-    nfe: int = 50
-    eta: float = 0.85
-    timestep_power: float = 5.0
-    adapt_steps: int | None = None
-    k_slices: int = 3
-    lr: float | None = None
-    keep_optimizer: bool = False
-    lora_rank: int = 4
-    t_min: int = 20
-    t_max: int = 980
-    cg_iters: int = 5
-    gamma: float | None = None
-    admm_iters: int = 5
-    admm_cg: int = 5
-    admm_lam: float | None = None
-    admm_rho: float | None = None
-    mbir_anchor: float | None = None
-    meta_step_start: float = 1.0
-    meta_step_end: float = 0.1
-    dps_step: float = 1.0
-    ddnm_cg_iters: int = 20
-    init_pinv: bool = True
-    slerp: bool = True
-    slice_batch: int | None = None
-    precision: str = "auto"
-    preview_every: int = 5
-    samples: int = 1
+    prior: str = setting("default")
+    nfe: int = setting(50, AT_LEAST_ONE)
+    eta: float = setting(0.85, FRACTION)
+    timestep_power: float = setting(5.0, Bound(1))
+    adapt_steps: int | None = setting(None, COUNT, ADAPTATION, int)
+    k_slices: int = setting(3, AT_LEAST_ONE, SHARED_LORA)
+    lr: float | None = setting(None, POSITIVE, ADAPTATION)
+    keep_optimizer: bool = setting(False, group=SHARED_LORA)
+    lora_rank: int = setting(4, AT_LEAST_ONE, ADAPTATION)
+    t_min: int = setting(20, COUNT, ADAPTATION)
+    t_max: int = setting(980, COUNT, ADAPTATION)
+    cg_iters: int = setting(5, COUNT, CG.mode)
+    gamma: float | None = setting(None, POSITIVE, CG.mode)
+    admm_iters: int = setting(5, AT_LEAST_ONE, MBIR.mode)
+    admm_cg: int = setting(5, AT_LEAST_ONE, MBIR.mode)
+    admm_lam: float | None = setting(None, NON_NEGATIVE, MBIR.mode)
+    admm_rho: float | None = setting(None, POSITIVE, MBIR.mode)
+    mbir_anchor: float | None = setting(None, NON_NEGATIVE, MBIR.mode)
+    noise_std: float | None = setting(None, NON_NEGATIVE, NOISE_AWARE)
+    prior_error: float = setting(0.0, NON_NEGATIVE, NOISE_AWARE)
+    meta_step_start: float = setting(1.0, FRACTION, REPTILE)
+    meta_step_end: float = setting(0.1, FRACTION, REPTILE)
+    dps_step: float = setting(1.0, NON_NEGATIVE, GUIDANCE)
+    ddnm_cg_iters: int = setting(20, AT_LEAST_ONE, PROJECT.mode)
+    init_pinv: bool = setting(True)
+    slerp: bool = setting(True)
+    slice_batch: int | None = setting(None, AT_LEAST_ONE, kind=int)
+    precision: str = setting("auto")
+    preview_every: int = setting(5, COUNT)
+    samples: int = setting(1, AT_LEAST_ONE)
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.method not in DIFFUSION_METHODS:
-            known = ", ".join(DIFFUSION_METHODS)
-            raise ValueError(f"unknown diffusion method {self.method!r} (methods: {known})")
+        diffusion_method(self.method)
         check_bounds(vars(self), SETTING_BOUNDS)
         check_precision(self.precision)
         if self.t_min > self.t_max:
             raise ValueError(f"need t_min <= t_max, got {self.t_min}, {self.t_max}")
 
     @property
-    def adapts(self) -> bool:
-        """Whether the method adapts the prior."""
-        return self.method in ADAPTIVE
+    def spec(self) -> DiffusionMethod:
+        """The record of :attr:`method`."""
+        return diffusion_method(self.method)
 
     def resolved(self, kind: str, device_type: str) -> ReconConfig:
         """A copy with every ``None`` replaced by the default for ``kind`` (``ct``/``mri``)."""
@@ -205,8 +210,7 @@ class ReconConfig:
         def pick(value: Any, ct: Any, mri_value: Any) -> Any:
             return value if value is not None else (mri_value if mri else ct)
 
-        return replace(
-            self,
+        values = dict(
             adapt_steps=pick(self.adapt_steps, 10, 5),
             lr=pick(self.lr, 1e-3, 1e-4),
             gamma=pick(self.gamma, None, 5.0),
@@ -216,6 +220,11 @@ class ReconConfig:
             slice_batch=self.slice_batch or (64 if device_type == "cuda" else 8),
             precision=resolve_precision(self.precision, device_type),
         )
+        # Checked when this config was made, and the automatic values are in range: the copy
+        # is not checked again (a setting passes its bounds check once).
+        resolved = copy.copy(self)
+        resolved.__dict__.update(values)
+        return resolved
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -223,3 +232,18 @@ class ReconConfig:
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
+
+
+#: Every setting of :class:`ReconConfig` (all fields but the method and the seed).
+ENGINE_SETTINGS: dict[str, Setting] = {
+    f.name: f.metadata["setting"] for f in fields(ReconConfig) if "setting" in f.metadata
+}
+#: The range of every numeric setting of :class:`ReconConfig` (``None``: automatic, allowed).
+SETTING_BOUNDS: dict[str, Bound] = {
+    name: s.bound for name, s in ENGINE_SETTINGS.items() if s.bound is not None
+}
+
+
+def method_settings(method: DiffusionMethod) -> dict[str, Setting]:
+    """The settings ``method`` takes: those of its groups, in :class:`ReconConfig`'s order."""
+    return {name: s for name, s in ENGINE_SETTINGS.items() if s.group in method.groups}

@@ -33,14 +33,13 @@ import numpy as np
 import torch
 from torch.nn.utils import parametrize
 
-from napari_ddip import __version__
 from napari_ddip.device import available_device
 from napari_ddip.physics.operator import LinearOperator
 from napari_ddip.precision import network_precision, tf32_switches
-from napari_ddip.prior.model import DiffusionPrior
-from napari_ddip.prior.weights import load_prior
+from napari_ddip.prior.weights import Prior, load_prior
 from napari_ddip.recon.adaptation import Adaptation, nearest_state
 from napari_ddip.recon.config import ReconConfig
+from napari_ddip.recon.diffusion_methods import DIFFUSION_METHODS
 from napari_ddip.recon.distributed import current_group
 from napari_ddip.recon.events import Adapted, Event, Finished, Preview, Progress, Started
 from napari_ddip.recon.lora import LoRA, LoRAState, interpolate_states
@@ -56,8 +55,6 @@ def derive_seed(seed: int, *keys: object) -> int:
     return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
-CONSISTENCY = {"dds": "cg", "ddnm": "project", "dps": "none", "d3ip-mbir": "mbir"}
-SHARED_LORA = ("d3ip", "d3ip-mbir", "d3ip-meta")
 EpsResult = tuple[torch.Tensor, torch.Tensor | None]
 
 
@@ -65,12 +62,19 @@ class Cancelled(Exception):
     """Raised inside a run when its cancel flag is set (turned into a partial result)."""
 
 
+def is_cancelled(cancel: Cancel) -> bool:
+    """Whether ``cancel`` (a ``threading.Event``, a callable or None) is set."""
+    if cancel is None:
+        return False
+    return cancel.is_set() if isinstance(cancel, threading.Event) else bool(cancel())
+
+
 def reconstruct(
     measurement: torch.Tensor | np.ndarray,
     operator: LinearOperator,
     config: ReconConfig | None = None,
     *,
-    prior: DiffusionPrior | str | Path | None = None,
+    prior: Prior | str | Path | None = None,
     device: str | torch.device = "auto",
     slices: Sequence[int] | slice | None = None,
     cancel: Cancel = None,
@@ -175,7 +179,7 @@ class _Run:
         y: torch.Tensor,
         op: LinearOperator,
         cfg: ReconConfig,
-        prior: DiffusionPrior | str | Path | None,
+        prior: Prior | str | Path | None,
         dev: torch.device,
         cancel: Cancel,
         warm_start: Adaptation | None,
@@ -183,15 +187,16 @@ class _Run:
         self.group = current_group()
         self.kind = "mri" if op.is_complex else "ct"
         self.cfg = cfg.resolved(self.kind, dev.type)
+        self.spec = cfg.spec
         self.dev, self.cancel = dev, cancel
-        base = prior if isinstance(prior, DiffusionPrior) else load_prior(prior or cfg.prior)
-        named = prior is None or not isinstance(prior, DiffusionPrior)
+        base = prior if isinstance(prior, torch.nn.Module) else load_prior(prior or cfg.prior)
+        named = prior is None or not isinstance(prior, torch.nn.Module)
         self.prior_name = str(prior or cfg.prior) if named else "in-memory prior"
         self.prior = copy.deepcopy(base).to(dev).eval()
         self.schedule = self.prior.schedule
         self.problem = Problem(op, y, self.cfg)
         self.n = self.problem.n_slices
-        self.lora = LoRA(self.prior.net, self.cfg.lora_rank) if self.cfg.adapts else None
+        self.lora = LoRA(self.prior.net, self.cfg.lora_rank) if self.spec.adapts else None
         self.timesteps = self.schedule.sampling_timesteps(self.cfg.nfe, self.cfg.timestep_power)
         self.warm = self._check_warm_start(warm_start)
         self.record: Adaptation = {}
@@ -207,6 +212,10 @@ class _Run:
         """A CPU generator for the draw named by ``keys`` within this sample and pass."""
         return torch.Generator().manual_seed(derive_seed(self.cfg.seed, *self.keys, *keys))
 
+    def _level(self, t: int) -> float:
+        """``s_t = σ_t / √ᾱ_t``: the noise level of ``x_t / √ᾱ_t`` in image units."""
+        return float(self.schedule.sigma(t) / self.schedule.ab(t).sqrt())
+
     def _in_horizon(self, t: int) -> bool:
         return self.cfg.t_min <= t <= self.cfg.t_max
 
@@ -217,31 +226,28 @@ class _Run:
     def _units(self, replay: bool) -> int:
         """This rank's work units of one posterior sample (``replay``: reusing the first
         sample's LoRA)."""
-        cfg = self.cfg
         adapted = sum(self._in_horizon(t) for t in self.timesteps)
         shared = len(self.timesteps) * len(self.my_batches)
         mine = len(self.my_slices)
-        per_slice = len(self.timesteps) * mine + adapted * mine * cfg.adapt_steps
-        d3ip = shared + (0 if replay else adapted * cfg.adapt_steps)
+        per_slice = len(self.timesteps) * mine + adapted * mine * self.cfg.adapt_steps
+        d3ip = shared + (0 if replay else adapted * self.cfg.adapt_steps)
         return {
-            "ddip": per_slice,
-            "d3ip-meta": per_slice + (0 if replay else d3ip),
-            "d3ip": d3ip,
-            "d3ip-mbir": d3ip,
-        }.get(cfg.method, shared)
+            "none": shared,
+            "shared": d3ip,
+            "per-slice": per_slice,
+            "reptile": per_slice + (0 if replay else d3ip),
+        }[self.spec.adaptation]
 
     def _check_cancel(self) -> None:
-        c = self.cancel
-        if c is not None and (c.is_set() if isinstance(c, threading.Event) else c()):
+        if is_cancelled(self.cancel):
             raise Cancelled
 
     def _check_warm_start(self, warm: Adaptation | None) -> Adaptation | None:
         if warm is None:
             return None
-        if self.cfg.method not in SHARED_LORA:
-            raise ValueError(
-                f"warm start applies to {', '.join(SHARED_LORA)}, not to {self.cfg.method}"
-            )
+        if not self.spec.can_warm_start:
+            able = [m.name for m in DIFFUSION_METHODS.values() if m.can_warm_start]
+            raise ValueError(f"warm start applies to {', '.join(able)}, not to {self.cfg.method}")
         if not warm:
             raise ValueError("the warm-start adaptation holds no states")
         assert self.lora is not None
@@ -262,15 +268,13 @@ class _Run:
         try:
             for sample in range(cfg.samples):
                 self.keys = (sample, 0)
-                yield from self._one_sample(replay=sample > 0 and cfg.method in SHARED_LORA)
+                yield from self._one_sample(replay=sample > 0 and self.spec.shared_lora)
                 stats.add(self.estimate.detach() * self.problem.scale)
         except Cancelled:
             partial = True
         if stats.count == 0:  # cancelled during the first sample: its current estimate
             stats.add(self.estimate.detach() * self.problem.scale)
         metadata: dict[str, Any] = {
-            "software": "napari-ddip",
-            "version": __version__,
             "method": cfg.method,
             "settings": cfg.to_dict(),
             "prior": self.prior_name,
@@ -297,32 +301,36 @@ class _Run:
 
     def _one_sample(self, replay: bool) -> Iterator[Event]:
         """One posterior sample; ``replay`` reuses the shared LoRA states of the first."""
-        method = self.cfg.method
         if self.lora is not None:
             self.lora.reset(self._gen("lora"))
             self.shared_optimizer = None
-        if method == "d3ip-meta":
-            x_init = self._initial()
-            if not replay:
-                self.clock.phase = "meta-learning"
-                yield from self._sample(x_init, self._eps_reptile)
-            self.keys = (self.keys[0], 1)
-            self.clock.phase = "fine-tuning"
-            yield from self._sample(x_init, self._eps_per_slice(self._meta_state))
-        elif method == "ddip":
+        adaptation = self.spec.adaptation
+        if adaptation == "reptile":
+            yield from self._sample_meta(replay)
+        elif adaptation == "per-slice":
             assert self.lora is not None
             states = []
             for i in range(self.n):
                 self.lora.reset(self._gen("lora", i))
                 states.append(self.lora.state())
             yield from self._sample(self._initial(), self._eps_per_slice(states, keep=True))
-        elif method in ("d3ip", "d3ip-mbir"):
+        elif adaptation == "shared":
             step = self._eps_replay if replay else self._eps_d3ip
             yield from self._sample(self._initial(), step)
-        elif method == "dps":
-            yield from self._sample(self._initial(), self._eps_dps)
         else:
-            yield from self._sample(self._initial(), self._eps_shared)
+            step = self._eps_dps if self.spec.guidance else self._eps_shared
+            yield from self._sample(self._initial(), step)
+
+    def _sample_meta(self, replay: bool) -> Iterator[Event]:
+        """D3IP meta: pass 1 learns the meta-LoRA ``φ_t`` (skipped on ``replay``), pass 2
+        fine-tunes each slice from it."""
+        x_init = self._initial()
+        if not replay:
+            self.clock.phase = "meta-learning"
+            yield from self._sample(x_init, self._eps_reptile)
+        self.keys = (self.keys[0], 1)
+        self.clock.phase = "fine-tuning"
+        yield from self._sample(x_init, self._eps_per_slice(self._meta_state))
 
     def _initial(self) -> torch.Tensor:
         p = self.problem
@@ -341,17 +349,19 @@ class _Run:
     ) -> Iterator[Event]:
         """One pass of the sampler from ``x = x_T``; leaves ``x̃₀`` in ``self.estimate``."""
         cfg, p, ts = self.cfg, self.problem, self.timesteps
-        mode = CONSISTENCY.get(cfg.method, "cg")
+        consistency = self.spec.consistency
+        mode = consistency.mode
         for j, t in enumerate(ts):
             eps, guidance = yield from step_eps(x, t, j)
+            level = self._level(t)
             with torch.no_grad():
                 x0 = p.from_prior(self.schedule.tweedie(x, eps, t))
-                if mode == "mbir":  # z-TV couples all slices: every rank solves the volume
-                    x0 = p.consistency(x0, slice(None), mode, cfg.admm_iters)
+                if consistency.couples_slices:  # e.g. z-TV: every rank solves the volume
+                    x0 = p.consistency(x0, slice(None), mode, cfg.admm_iters, level)
                 else:
                     consistent = torch.zeros_like(x0)
                     for b in self.my_batches:
-                        consistent[b] = p.consistency(x0[b], b, mode, 1)
+                        consistent[b] = p.consistency(x0[b], b, mode, 1, level)
                     x0 = self.group.sum_(consistent)
                 self.estimate = x0
                 if j + 1 < len(ts):
@@ -473,9 +483,10 @@ class _Run:
 
     # -- adaptation -----------------------------------------------------------------------
     def _choose_slices(self, rng: np.random.Generator) -> slice | torch.Tensor:
-        """``K`` slices: contiguous for mbir (z-TV needs neighbours), else random."""
+        """``K`` slices: contiguous where the consistency couples slices (z-TV needs
+        neighbours), else random."""
         k = min(self.cfg.k_slices, self.n)
-        if self.cfg.method == "d3ip-mbir":
+        if self.spec.consistency.couples_slices:
             start = int(rng.integers(0, self.n - k + 1))
             return slice(start, start + k)
         return torch.as_tensor(np.sort(rng.choice(self.n, size=k, replace=False)))
@@ -572,11 +583,9 @@ class _Run:
         )
         rows = p.rows(torch.as_tensor(mine))
         x0 = p.from_prior(self.schedule.tweedie(x[rows], eps, t))
-        if isinstance(chosen, slice):
-            mode, index = ("mbir" if self.cfg.method == "d3ip-mbir" else "cg"), chosen
-        else:
-            mode, index = "cg", torch.as_tensor(mine)
-        return p.relative_loss(p.consistency(x0, index, mode, 1), index, denominator)
+        index = chosen if isinstance(chosen, slice) else torch.as_tensor(mine)
+        x_dc = p.consistency(x0, index, self.spec.consistency.mode, 1, self._level(t))
+        return p.relative_loss(x_dc, index, denominator)
 
 
 class _Moments:

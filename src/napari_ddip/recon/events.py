@@ -60,7 +60,10 @@ class Preview:
 
 @dataclass(frozen=True)
 class Finished:
-    """The reconstruction (partial when cancelled) and its metadata (JSON-ready).
+    """The reconstruction (partial when cancelled) and what the engine knows of the run
+    (JSON-ready ``metadata``: method, resolved settings, prior, device, seed, scale, samples,
+    ``partial``, …; :func:`napari_ddip.methods.make_provenance` makes a result's provenance
+    from it).
 
     With several posterior samples, ``volume`` is their mean and ``std`` the per-voxel
     standard deviation (of the magnitude for MRI). ``adaptation`` holds the shared LoRA states

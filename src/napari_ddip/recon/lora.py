@@ -36,7 +36,11 @@ class LowRankDelta(nn.Module):
 
 
 def _adapted_layers(net: nn.Module) -> dict[str, nn.Conv2d | nn.Linear]:
-    """Conv and linear layers inside residual and attention blocks, by qualified name."""
+    """The layers LoRA adapts, by qualified name: those a network names itself
+    (``net.lora_layers()``, e.g. a plain CNN's inner convolutions), else the conv and linear
+    layers inside the UNet's residual and attention blocks."""
+    if hasattr(net, "lora_layers"):
+        return net.lora_layers()
     layers = {}
     for block_name, block in net.named_modules():
         if isinstance(block, ResBlock | AttentionBlock):

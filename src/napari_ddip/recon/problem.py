@@ -13,10 +13,15 @@ from collections.abc import Sequence
 
 import torch
 
+from napari_ddip.physics.noise import estimate_noise_std
 from napari_ddip.physics.operator import LinearOperator
 from napari_ddip.recon.config import ReconConfig
 from napari_ddip.solvers.cg import conjugate_gradient
 from napari_ddip.solvers.classical import admm_tv, image_scale
+
+#: The axes of the total variation of each ADMM data consistency: DiffusionMBIR's TV along z
+#: (across slices, what a 2D prior lacks) and 3D TV.
+TV_AXES = {"mbir": (0,), "tv": (0, 1, 2)}
 
 
 class Problem:
@@ -41,6 +46,9 @@ class Problem:
             self.pinv = pinv / self.scale
             # ‖A‖² (the same for every slice up to the mask): scales γ and the mbir data term.
             self.norm = op.subset(slice(0, 1)).norm(self.pinv[:1])
+            given = cfg.noise_std
+            #: The measurement noise's standard deviation in the prior's units.
+            self.noise = (estimate_noise_std(y) if given is None else given) / self.scale
 
     # -- representation -------------------------------------------------------------------
     def rows(self, slices: slice | Sequence[int] | torch.Tensor) -> slice | torch.Tensor:
@@ -66,16 +74,41 @@ class Problem:
         return torch.view_as_complex(pairs)
 
     # -- data consistency -----------------------------------------------------------------
+    def proximal_weight(self, level: float, cap: float | None) -> float | None:
+        """``γ`` of the proximal data consistency ``argmin ‖x − x̂₀‖²/2 + γ‖Ax − y‖²/(2‖A‖²)``
+        at a sampling step of noise level ``level`` (``s_t = σ_t/√ᾱ_t``, prior units); None:
+        hard data consistency.
+
+        With ``prior_error`` ζ > 0 it is the MAP weight for an estimate ``x̂₀`` whose error has
+        standard deviation ``ζ·s_t`` and a measurement noise ``σ`` (``noise``):
+        ``argmin ‖x − x̂₀‖²/(2ζ²s_t²) + ‖Ax − y‖²/(2σ²)``, i.e. ``γ = ‖A‖² ζ² s_t² / σ²``,
+        capped by ``cap`` (as DiffPIR weighs its data term, Zhu et al. 2023): early steps fit
+        the measurement, the last ones no longer fit its noise. Without noise (σ = 0) or with
+        ζ = 0: ``cap`` (the method's fixed weight).
+        """
+        zeta = self.cfg.prior_error
+        if not zeta or self.noise <= 0:
+            return cap
+        weight = self.norm * (zeta * level / self.noise) ** 2
+        return weight if cap is None else min(weight, cap)
+
     def consistency(
-        self, x0: torch.Tensor, slices: slice | torch.Tensor, mode: str, admm_iters: int
+        self,
+        x0: torch.Tensor,
+        slices: slice | torch.Tensor,
+        mode: str,
+        admm_iters: int,
+        level: float = 0.0,
     ) -> torch.Tensor:
-        """``x̃₀`` from images ``x0 (n, Y, X)`` of slices ``slices``.
+        """``x̃₀`` from images ``x0 (n, Y, X)`` of slices ``slices`` at a sampling step of
+        noise level ``level`` (``s_t``, for :meth:`proximal_weight`).
 
         ``mode``: ``"cg"`` — ``cg_iters`` CG steps from ``x̂₀`` on the normal equations (``γ``
         None) or on ``(I + γAᴴA/‖A‖²) x = x̂₀ + γAᴴy/‖A‖²`` (``‖A‖² = 1`` for MRI);
-        ``"project"`` — DDNM's ``x̂₀ + A⁺(y − A x̂₀)`` with ``A⁺`` by CG; ``"mbir"`` —
-        ``admm_iters`` ADMM iterations of TV along z (contiguous slices), with the proximal
-        term ``mbir_anchor/2 ‖x − x̂₀‖²``; ``"none"``.
+        ``"project"`` — DDNM's ``x̂₀ + A⁺(y − A x̂₀)`` with ``A⁺`` by CG; ``"mbir"`` /
+        ``"tv"`` — ``admm_iters`` ADMM iterations of TV along z (contiguous slices) / over
+        all three axes, with the proximal term ``μ/2 ‖x − x̂₀‖²`` (``μ = mbir_anchor``, or
+        ``1/γ`` when noise-aware); ``"none"``.
         Differentiable.
         """
         cfg = self.cfg
@@ -83,9 +116,10 @@ class Problem:
         if mode == "none" or (mode == "cg" and cfg.cg_iters == 0):
             return x0
         if mode == "cg":
-            if cfg.gamma is None:
+            weight = self.proximal_weight(level, cfg.gamma)
+            if weight is None:
                 return conjugate_gradient(op.normal, op.adjoint(y), x0=x0, n_iter=cfg.cg_iters)
-            gamma = cfg.gamma / self.norm
+            gamma = weight / self.norm
             rhs = x0 + gamma * op.adjoint(y)
             return conjugate_gradient(
                 lambda v: v + gamma * op.normal(v), rhs, x0=x0, n_iter=cfg.cg_iters
@@ -93,7 +127,9 @@ class Problem:
         if mode == "project":
             residual = op.adjoint(y - op.forward(x0))
             return x0 + conjugate_gradient(op.normal, residual, n_iter=cfg.ddnm_cg_iters)
-        if mode == "mbir":
+        if mode in TV_AXES:
+            fixed = 1 / cfg.mbir_anchor if cfg.mbir_anchor else None
+            weight = self.proximal_weight(level, fixed)
             return admm_tv(
                 op,
                 y,
@@ -101,10 +137,10 @@ class Problem:
                 rho=cfg.admm_rho,
                 n_iter=admm_iters,
                 n_cg=cfg.admm_cg,
-                axes=(0,),
+                axes=TV_AXES[mode],
                 x0=x0,
                 norm=self.norm,
-                anchor=cfg.mbir_anchor,
+                anchor=0.0 if weight is None else 1 / weight,
             )
         raise ValueError(f"unknown data consistency {mode!r}")
 

@@ -11,8 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +20,7 @@ import numpy as np
 from napari_ddip.io import InputError, Measurement
 
 if TYPE_CHECKING:
-    from napari_ddip.recon import ReconConfig
+    from napari_ddip.methods import Reconstruction, Request
 
 Emit = Callable[[Any], None]
 
@@ -89,100 +88,36 @@ class ReconJob:
     """One reconstruction.
 
     Attributes:
-        measurement: what to reconstruct (already cut to the chosen slices).
-        method: a name of :data:`napari_ddip.methods.METHODS`.
-        config: the diffusion settings (None for a classical method).
-        settings: a classical method's settings.
-        seed: random seed.
-        device: ``auto``, ``cpu`` or ``cuda:N``.
+        request: the checked run (:func:`napari_ddip.methods.prepare`, on the measurement
+            already cut to the chosen slices).
         z_range: ``(start, stop)`` of the slices in the whole measurement.
         source: name of the measurement layer.
+        save_adaptation: a ``.safetensors`` file to write the adaptation to (methods that can
+            save one), or None.
     """
 
-    measurement: Measurement
-    method: str
-    config: ReconConfig | None
-    settings: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    device: str = "auto"
+    request: Request
     z_range: tuple[int, int] = (0, 0)
     source: str = ""
+    save_adaptation: Path | None = None
 
 
-@dataclass(frozen=True)
-class ReconResult:
-    """A reconstruction ``(Z, Y, X)`` float32 with its provenance (partial when cancelled);
-    ``std`` the per-voxel standard deviation when the engine drew several posterior samples."""
+def run_recon(job: ReconJob, emit: Emit, cancel: threading.Event) -> Reconstruction | None:
+    """Run ``job`` by :func:`napari_ddip.methods.run`, emitting its events; diffusion methods
+    finish with the result, partial if cancelled (then no adaptation is saved), classical
+    methods return None when cancelled."""
+    from napari_ddip.methods import run, write_adaptation
+    from napari_ddip.recon import Cancelled
 
-    volume: np.ndarray
-    provenance: dict[str, Any]
-    partial: bool = False
-    std: np.ndarray | None = None
-
-
-class _Stop(Exception):
-    """Raised from a classical method's progress callback once cancel is set."""
-
-
-def run_recon(job: ReconJob, emit: Emit, cancel: threading.Event) -> ReconResult | None:
-    """Run ``job``; diffusion methods emit the engine's events (Started, Progress, Adapted,
-    Preview) and finish with the result, partial if cancelled; classical methods emit
-    :class:`~napari_ddip.recon.Progress` and return None when cancelled."""
-    from napari_ddip.recon import resolve_device
-
-    with user_errors(job.device):
-        device = resolve_device(job.device)
-        if job.config is None:
-            result = _run_classical(job, str(device), emit, cancel)
-        else:
-            result = _run_diffusion(job, job.config, device, emit, cancel)
-    if result is None:
-        return None
+    with user_errors(str(job.request.device)):
+        try:
+            result = run(job.request, cancel, emit)
+        except Cancelled:
+            return None
+        if job.save_adaptation is not None and not result.partial:
+            write_adaptation(job.save_adaptation, result)
     extra = {"source_layer": job.source, "slices": list(job.z_range)}
     return replace(result, provenance=result.provenance | extra)
-
-
-def _run_classical(
-    job: ReconJob, device: str, emit: Emit, cancel: threading.Event
-) -> ReconResult | None:
-    from napari_ddip.methods import reconstruct_measurement
-    from napari_ddip.recon import Progress
-
-    start = time.perf_counter()
-
-    def progress(step: int, total: int) -> None:
-        if cancel.is_set():
-            raise _Stop
-        elapsed = time.perf_counter() - start
-        emit(Progress(step, total, elapsed, eta_seconds(elapsed, step, total), job.method))
-
-    try:
-        volume, provenance = reconstruct_measurement(
-            job.measurement, job.method, job.settings, device, job.seed, progress
-        )
-    except _Stop:
-        return None
-    return ReconResult(volume, provenance)
-
-
-def _run_diffusion(
-    job: ReconJob, config: ReconConfig, device: Any, emit: Emit, cancel: threading.Event
-) -> ReconResult:
-    from napari_ddip.operators import operator_from_measurement
-    from napari_ddip.recon import Finished, reconstruct
-
-    m = job.measurement
-    operator = operator_from_measurement(m, device)
-    for event in reconstruct(m.data, operator, config, device=device, cancel=cancel):
-        if isinstance(event, Finished):
-            created = datetime.now(UTC).isoformat(timespec="seconds")
-            output = "real" if event.complex_volume is None else "magnitude"  # as the CLI says
-            extra = {"created": created, "output": output, "measurement": m.provenance}
-            provenance = event.metadata | extra
-            std = getattr(event, "std", None)
-            return ReconResult(event.volume, provenance, event.partial, std)
-        emit(event)
-    raise RuntimeError("the engine ended without a Finished event")
 
 
 def eta_seconds(elapsed: float, step: int, total: int) -> float | None:

@@ -1,8 +1,10 @@
 """Dock widget "Reconstruct": a sinogram or k-space layer → a volume layer.
 
-Classical methods (fbp / zero-filled, cg, tv) run through
-:func:`napari_ddip.methods.reconstruct_measurement`; the diffusion methods through the engine
-:func:`napari_ddip.recon.reconstruct`, whose events drive the progress bar (with the time
+Every method runs through :func:`napari_ddip.methods.prepare` (checked when Run is pressed)
+and :func:`napari_ddip.methods.run` (in a thread), as on the command line. The form shows the
+settings the chosen method takes (its record in :data:`napari_ddip.methods.METHODS`), and
+for methods that can, files to warm-start from and to save the adaptation to (Advanced).
+The run's events drive the progress bar (with the time
 left) and a live preview in a layer ``"<result> preview"``, so the result of an earlier run
 stays whole until this one finishes (a run that fails leaves it, and the labelled preview).
 Cancel keeps the partial result. The result layer ``"<measurement> [<method>]"`` (replaced on
@@ -14,19 +16,19 @@ which the napari-ddip TIFF writer saves.
 
 from __future__ import annotations
 
-from dataclasses import fields
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, LineEdit, SpinBox
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, SpinBox
 from napari.layers import Image
 from napari.qt.threading import FunctionWorker
 from napari.utils.notifications import show_error, show_info
 
 from napari_ddip.io import InputError
 from napari_ddip.viewer.devices import device_choices
-from napari_ddip.viewer.jobs import ReconJob, ReconResult, measurement_slab, run_recon, slice_range
+from napari_ddip.viewer.jobs import ReconJob, measurement_slab, run_recon, slice_range
 from napari_ddip.viewer.layers import (
     measurement_from_layer,
     our_metadata,
@@ -39,6 +41,8 @@ from napari_ddip.viewer.settings_form import SettingsForm
 
 if TYPE_CHECKING:
     import napari
+
+    from napari_ddip.methods import Method, Reconstruction
 
 #: Diffusion settings shown at once; the others are under "Advanced".
 BASIC = ("nfe", "adapt_steps", "k_slices", "lr")
@@ -66,6 +70,9 @@ TOOLTIPS = {
     "data consistency (auto: 0 CT, 0.2 MRI; 0 is hard data consistency)",
     "admm_lam": "D3IP mbir: weight of the TV along z (auto: scaled to the data for CT, 1e-3 MRI)",
     "admm_rho": "D3IP mbir: ADMM penalty (auto: 1e-3 CT, 1e-2 MRI)",
+    "warm_start": "an adaptation saved by an earlier run (e.g. of the same scanner) to start "
+    "the adaptation from (empty: none)",
+    "save_adaptation": "a .safetensors file to save this run's adapted LoRA to (empty: none)",
 }
 DEFAULT_METHOD = "d3ip"
 
@@ -75,33 +82,32 @@ class ReconstructWidget(Container):
 
     ``slices`` reconstructs a subset for a quick preview (``all``, ``12`` or ``10:14``); the
     result layer then covers those slices, placed at their depth. After a run
-    :attr:`result` holds the last :class:`~napari_ddip.viewer.jobs.ReconResult`.
+    :attr:`result` holds the last :class:`~napari_ddip.methods.Reconstruction`.
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         from napari_ddip.methods import METHODS
-        from napari_ddip.recon import DIFFUSION_METHODS, ReconConfig
+        from napari_ddip.recon.config import ENGINE_SETTINGS
 
         self._viewer = viewer
         self._methods = METHODS
-        self._diffusion = tuple(DIFFUSION_METHODS)
         self.measurement = ComboBox(label="measurement", choices=self._measurement_layers)
         self.method = ComboBox(label="method", choices=self._method_choices)
         self.summary = Label(value="")
         self.summary.native.setWordWrap(True)
         self.prior = PriorPicker(follow_new=True)
-        own = ("method", "prior", "seed")  # chosen by their own widgets
-        defaults = {k: v for k, v in ReconConfig().to_dict().items() if k not in own}
-        optional = {
-            f.name: int if str(f.type).startswith("int") else float for f in fields(ReconConfig)
-        }
+        engine = {k: s for k, s in ENGINE_SETTINGS.items() if k != "prior"}  # its own picker
+        defaults = {key: s.default for key, s in engine.items()}
+        optional = {key: s.kind for key, s in engine.items()}
         rest = [key for key in defaults if key not in BASIC]
         self.basic = SettingsForm(defaults, BASIC, LABELS, optional, TOOLTIPS)
         self.advanced = SettingsForm(defaults, rest, LABELS, optional, TOOLTIPS)
+        self.warm_start = _file_edit("warm start", "r", TOOLTIPS["warm_start"])
+        self.save_adaptation = _file_edit("save adaptation", "w", TOOLTIPS["save_adaptation"])
         self.classical = {
             name: SettingsForm(m.defaults, list(m.defaults), prefix=f"{name}_")
             for name, m in METHODS.items()
-            if name not in DIFFUSION_METHODS and m.defaults
+            if m.diffusion is None and m.defaults
         }
         self.slices = LineEdit(
             label="slices", value="all", tooltip="all, one slice (12) or start:stop (10:14)"
@@ -126,10 +132,11 @@ class ReconstructWidget(Container):
                 self.panel,
             ]
         )
-        self._advanced_fields = Container(widgets=self.advanced.widgets)
+        adaptation_files = [self.warm_start, self.save_adaptation]
+        self._advanced_fields = Container(widgets=[*self.advanced.widgets, *adaptation_files])
         self._collapsible = _collapsible("Advanced", self._advanced_fields)
         self.advanced_box.native.layout().addWidget(self._collapsible)
-        self.result: ReconResult | None = None
+        self.result: Reconstruction | None = None
         self._device, self._loss = "", ""
         self.measurement.changed.connect(self.method.reset_choices)
         self.method.changed.connect(self._show_method_settings)
@@ -149,19 +156,25 @@ class ReconstructWidget(Container):
         layer = self.measurement.value
         kind = our_metadata(layer.metadata).get("kind") if layer is not None else None
         usable = [m for m in self._methods.values() if kind not in ("ct", "mri") or kind in m.kinds]
-        diffusion = [m for m in usable if m.name in self._diffusion]
-        classical = [m for m in usable if m.name not in self._diffusion]
+        diffusion = [m for m in usable if m.diffusion is not None]
+        classical = [m for m in usable if m.diffusion is None]
         return [(m.name, m.name) for m in diffusion + classical]
 
     def _show_method_settings(self, *_: Any) -> None:
-        method = self.method.value
-        is_diffusion = method in self._diffusion
-        self.summary.value = self._methods[method].summary if method else ""
+        """Show the settings the chosen method takes; the adaptation files are enabled for
+        the methods whose record says they can use them."""
+        method = self._methods.get(self.method.value)
+        takes = set(method.settings) if method is not None else set()
+        is_diffusion = method is not None and method.diffusion is not None
+        self.summary.value = method.summary if method is not None else ""
         self.prior.visible = is_diffusion
-        self.basic.show(is_diffusion)
+        self.basic.show(takes if is_diffusion else ())
+        self.advanced.show(takes if is_diffusion else ())
         self.advanced_box.visible = is_diffusion
+        self.warm_start.enabled = method is not None and method.can_warm_start
+        self.save_adaptation.enabled = method is not None and method.can_save_adaptation
         for name, form in self.classical.items():
-            form.show(name == method)
+            form.show(form.keys if method is not None and name == method.name else ())
 
     # -- running ---------------------------------------------------------------------------
     def run(self) -> FunctionWorker | None:
@@ -173,7 +186,7 @@ class ReconstructWidget(Container):
             show_error(str(exc))
             return None
         self.result = None
-        name = f"{layer.name} [{job.method}]"
+        name = f"{layer.name} [{job.request.method.name}]"
         place = _placement(layer, job)
         on_event = partial(self._on_event, name, place)
         on_result = partial(self._on_result, name, place)
@@ -181,34 +194,38 @@ class ReconstructWidget(Container):
         return self.panel.start(partial(run_recon, job), on_event, on_result, busy)
 
     def _job(self, layer: Image | None) -> ReconJob:
-        """The run the current settings describe; raises :class:`InputError` saying what to
+        """The run the current settings describe, checked by
+        :func:`~napari_ddip.methods.prepare`; raises :class:`InputError` saying what to
         change."""
-        from napari_ddip.methods import get_method, resolve_settings
-        from napari_ddip.recon import ReconConfig
+        from napari_ddip.methods import prepare
 
         m = measurement_from_layer(layer)
-        method = get_method(self.method.value, m.kind).name
+        method = self._methods[self.method.value]
         z_range = slice_range(self.slices.value, m.data.shape[0])
-        common = {
-            "measurement": measurement_slab(m, *z_range),
-            "method": method,
-            "seed": self.seed.value,
-            "device": self.device.value,
-            "z_range": z_range,
-            "source": layer.name,
-        }
-        if method not in self._diffusion:
-            form = self.classical.get(method)
-            settings = resolve_settings(self._methods[method], form.values() if form else {})
-            return ReconJob(config=None, settings=settings, **common)
-        values = self.basic.values() | self.advanced.values()
-        try:
-            config = ReconConfig(
-                method=method, prior=self.prior.require(), seed=self.seed.value, **values
-            )
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
-        return ReconJob(config=config, **common)
+        save = None
+        if method.diffusion is None:
+            form = self.classical.get(method.name)
+            settings = form.values() if form else {}
+        else:
+            settings, save = self._diffusion_settings(method)
+        slab = measurement_slab(m, *z_range)
+        request = prepare(slab, method.name, settings, self.device.value, self.seed.value)
+        return ReconJob(request, z_range, layer.name, save)
+
+    def _diffusion_settings(self, method: Method) -> tuple[dict[str, Any], Path | None]:
+        """The settings ``method`` takes from the forms and the prior picker (and the warm
+        start file), and the file to save its adaptation to (None: not saved)."""
+        takes = method.settings
+        values = self.basic.values(takes) | self.advanced.values(takes)
+        values["prior"] = self.prior.require()
+        warm, save = _chosen_file(self.warm_start), _chosen_file(self.save_adaptation)
+        if method.can_warm_start and warm is not None:
+            values["warm_start"] = str(warm)
+        if not method.can_save_adaptation or save is None:
+            return values, None
+        if save.suffix != ".safetensors":
+            raise InputError(f"save adaptation {save}: use a .safetensors name")
+        return values, save
 
     def _on_event(self, name: str, place: dict[str, Any], event: Any) -> None:
         from napari_ddip.recon import Adapted, Preview, Progress, Started
@@ -226,7 +243,7 @@ class ReconstructWidget(Container):
             provenance = {"status": f"preview at t = {event.t}", **place["provenance"]}
             self._show(f"{name} preview", place, event.volume, provenance)
 
-    def _on_result(self, name: str, place: dict[str, Any], result: ReconResult | None) -> None:
+    def _on_result(self, name: str, place: dict[str, Any], result: Reconstruction | None) -> None:
         if result is None:
             self.panel.status.value = "cancelled"
             show_info(f"cancelled: {self.method.value} keeps no partial result")
@@ -264,11 +281,24 @@ class ReconstructWidget(Container):
             self._viewer.layers.remove(name)
 
 
+def _file_edit(label: str, mode: str, tooltip: str) -> FileEdit:
+    """A ``.safetensors`` file picker (``mode`` ``r``: an existing file, ``w``: a new one)."""
+    return FileEdit(label=label, mode=mode, filter="*.safetensors", tooltip=tooltip, value="")
+
+
+def _chosen_file(picker: FileEdit) -> Path | None:
+    """The file typed or picked in ``picker``, None when its field is empty (its ``value``
+    would be the working directory)."""
+    text = picker.line_edit.value.strip()
+    return Path(text).expanduser() if text else None
+
+
 def _placement(layer: Image, job: ReconJob) -> dict[str, Any]:
     """Scale, translate (the subset's depth) and what a preview layer records."""
-    scale = job.measurement.voxel_size
+    scale = job.request.measurement.voxel_size
     translate = (float(layer.translate[0]) + job.z_range[0] * scale[0], 0.0, 0.0)
-    provenance = {"method": job.method, "source_layer": job.source, "slices": list(job.z_range)}
+    method = job.request.method.name
+    provenance = {"method": method, "source_layer": job.source, "slices": list(job.z_range)}
     return {"scale": scale, "translate": translate, "provenance": provenance}
 
 

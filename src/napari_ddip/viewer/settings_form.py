@@ -8,7 +8,7 @@ A ``bool`` default gets a checkbox, an ``int`` a spin box, a ``str`` a text fiel
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from magicgui.widgets import CheckBox, LineEdit, SpinBox, Widget
@@ -55,15 +55,23 @@ class SettingsForm:
     def __getitem__(self, key: str) -> Widget:
         return self._by_key[key]
 
-    def show(self, shown: bool) -> None:
-        """Show or hide every field."""
-        for widget in self.widgets:
-            widget.visible = shown
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The settings of the form, in order."""
+        return tuple(self._defaults)
 
-    def values(self) -> dict[str, Any]:
-        """The settings, typed as their defaults (``None`` for ``auto``)."""
+    def show(self, keys: Collection[str]) -> None:
+        """Show the fields of ``keys``, hide the others."""
+        for key, widget in self._by_key.items():
+            widget.visible = key in keys
+
+    def values(self, keys: Collection[str] | None = None) -> dict[str, Any]:
+        """The settings (those of ``keys`` among them, default all), typed as their defaults
+        (``None`` for ``auto``)."""
         values = {}
         for key, default in self._defaults.items():
+            if keys is not None and key not in keys:
+                continue
             raw = self._by_key[key].value
             if isinstance(default, bool | int | str):
                 values[key] = raw

@@ -1,0 +1,166 @@
+"""The FFDNet denoiser prior, the noise estimate and the noise-aware data consistency, checked
+against known answers: Gaussian noise of a given σ, a MAP problem's optimality condition,
+Tweedie's formula."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_ddip.physics.ct import ParallelBeamCT
+from napari_ddip.physics.masks import uniform1d_mask
+from napari_ddip.physics.mri import MRIOperator
+from napari_ddip.physics.noise import estimate_noise_std
+from napari_ddip.prior.denoiser import DenoiserPrior
+from napari_ddip.prior.phantoms import ellipsoid_volume
+from napari_ddip.prior.weights import load_prior
+from napari_ddip.recon import ReconConfig, reconstruct, run_to_end
+from napari_ddip.recon.lora import LoRA
+from napari_ddip.recon.problem import Problem
+from napari_ddip.solvers.classical import image_scale
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def ffdnet() -> DenoiserPrior:
+    prior = load_prior("ffdnet-color")
+    assert isinstance(prior, DenoiserPrior)
+    return prior
+
+
+def _phantom(n_slices: int, size: int, seed: int = 1) -> np.ndarray:
+    """``(n_slices, size, size)`` ellipsoid phantom slices that all hold signal (the
+    phantom's first and last slices are empty)."""
+    volume = ellipsoid_volume((n_slices + 2, size, size), seed=seed)[1:-1]
+    assert (volume.reshape(n_slices, -1).max(1) > 0.3).all()
+    return np.ascontiguousarray(volume)
+
+
+def _noisy(volume: np.ndarray, sigma: float, seed: int = 0) -> torch.Tensor:
+    noise = torch.randn(volume.shape, generator=torch.Generator().manual_seed(seed))
+    return torch.from_numpy(volume) + sigma * noise
+
+
+def _psnr(x: torch.Tensor, ref: np.ndarray) -> float:
+    return float(10 * torch.log10(1 / (x - torch.from_numpy(ref)).pow(2).mean()))
+
+
+def test_the_shipped_denoiser_removes_noise_at_and_above_its_training_range(ffdnet) -> None:
+    volume = _phantom(2, 48, seed=3)
+    for sigma in (0.05, 0.2, 0.6):  # 0.6·√3 is far above the training range 75/255
+        y = _noisy(volume, sigma)
+        with torch.no_grad():
+            denoised = ffdnet.denoise(y, sigma)
+        assert _psnr(denoised, volume) > _psnr(y, volume) + 6, sigma
+
+
+def test_grey_slices_denoise_best_with_the_sqrt3_noise_level(ffdnet) -> None:
+    volume = _phantom(2, 48, seed=3)
+    y = _noisy(volume, 0.1)
+    images = y.unsqueeze(1).expand(-1, 3, -1, -1)
+    with torch.no_grad():
+        scores = {
+            k: _psnr(ffdnet.net(images, torch.full((2,), 0.1 * k)).mean(1), volume)
+            for k in (1.0, 3**0.5)
+        }
+        adjusted = _psnr(ffdnet.denoise(y, 0.1), volume)
+    assert scores[3**0.5] > scores[1.0] + 1
+    assert adjusted == pytest.approx(scores[3**0.5], abs=1e-4)
+
+
+def test_eps_of_the_denoiser_prior_is_tweedie_of_its_denoised_image(ffdnet) -> None:
+    volume = torch.from_numpy(_phantom(2, 32, seed=2)[:, :33, :31].copy())  # odd sides
+    t = 150
+    schedule = ffdnet.schedule
+    ab, sigma = schedule.ab(t), schedule.sigma(t)
+    xt = ab.sqrt() * volume + sigma * torch.randn(volume.shape)
+    with torch.no_grad():
+        eps = ffdnet.eps(xt, t)
+        x0 = ffdnet.denoise(xt / ab.sqrt(), float(sigma / ab.sqrt()))
+    assert eps.shape == volume.shape
+    torch.testing.assert_close(schedule.tweedie(xt, eps, t), x0, atol=1e-4, rtol=1e-4)
+
+
+def test_lora_adapts_the_inner_convolutions_of_a_plain_cnn(ffdnet) -> None:
+    net = DenoiserPrior().net
+    lora = LoRA(net, rank=2)
+    adapted = set(net.lora_layers())
+    assert len(adapted) == 10 and "model.0" not in adapted and "model.22" not in adapted
+    lora.train(True)
+    trainable = {id(p) for p in lora.parameters()}
+    assert len(trainable) == 10 * 3  # two factors and the bias of each adapted convolution
+    assert all(p.requires_grad == (id(p) in trainable) for p in net.parameters())
+
+
+@pytest.mark.parametrize("relative", [0.02, 0.1])
+def test_the_noise_estimate_of_a_sinogram_finds_white_noise(relative) -> None:
+    volume = _phantom(2, 128)
+    op = ParallelBeamCT(128, n_views=30)
+    clean = op.forward(torch.from_numpy(volume))
+    sigma = relative * float(clean.abs().mean())
+    noisy = clean + sigma * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    assert estimate_noise_std(noisy) == pytest.approx(sigma, rel=0.2)
+    assert estimate_noise_std(clean) < 0.002 * float(clean.abs().mean())
+
+
+def test_the_noise_estimate_of_k_space_reads_the_outer_measured_entries() -> None:
+    mask = uniform1d_mask((64, 64), accel=2, seed=0)
+    op = MRIOperator(mask)
+    k = op.forward(torch.zeros(2, 64, 64, dtype=torch.complex64))
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.complex(torch.randn(k.shape, generator=gen), torch.randn(k.shape, generator=gen))
+    k = (k + 0.1 / 2**0.5 * noise) * op.mask
+    assert estimate_noise_std(k) == pytest.approx(0.1, rel=0.1)
+
+
+def _ct_problem(method: str = "dds", **settings) -> tuple[Problem, ParallelBeamCT]:
+    volume = _phantom(2, 32)
+    op = ParallelBeamCT(32, n_views=12)
+    y = op.forward(torch.from_numpy(volume))
+    y = y + 0.3 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))
+    cfg = ReconConfig(method=method, **settings).resolved("ct", "cpu")
+    return Problem(op, y, cfg), op
+
+
+def test_the_noise_aware_weight_is_the_map_weight_and_its_solution_the_map_estimate() -> None:
+    p, op = _ct_problem(prior_error=0.5, noise_std=0.3, cg_iters=300)
+    assert p.noise == pytest.approx(0.3 / p.scale)
+    level = 0.1
+    gamma = p.proximal_weight(level, None)
+    assert gamma == pytest.approx(p.norm * (0.5 * level / p.noise) ** 2)
+    x0 = torch.rand(2, 32, 32, generator=torch.Generator().manual_seed(1))
+    x = p.consistency(x0, slice(None), "cg", 1, level)
+    # ∇[‖x − x̂₀‖²/(2ζ²s²) + ‖Ax − y‖²/(2σ²)] = 0 at the MAP estimate.
+    gradient = (x - x0) / (0.5 * level) ** 2 + op.adjoint(op.forward(x) - p.y) / p.noise**2
+    assert float(gradient.norm()) < 1e-3 * float(((x - x0) / (0.5 * level) ** 2).norm())
+    # Low noise level: the estimate stays at x̂₀; without ζ, the plain normal equations.
+    assert float((p.consistency(x0, slice(None), "cg", 1, 1e-4) - x0).abs().max()) < 1e-3
+    assert _ct_problem(noise_std=0.3)[0].proximal_weight(level, None) is None
+    assert p.proximal_weight(10.0, 1.0) == 1.0
+
+
+def test_the_3d_tv_consistency_smooths_within_slices_where_mbir_does_not() -> None:
+    p, _ = _ct_problem(method="dds-tv", mbir_anchor=0.0, admm_lam=0.05, admm_rho=0.05)
+    rough = torch.rand(2, 32, 32, generator=torch.Generator().manual_seed(2))
+    z_only = p.consistency(rough, slice(None), "mbir", 20)
+    both = p.consistency(rough, slice(None), "tv", 20)
+
+    def in_plane_tv(x: torch.Tensor) -> float:
+        return float(x.diff(dim=1).abs().sum() + x.diff(dim=2).abs().sum())
+
+    assert in_plane_tv(both) < 0.9 * in_plane_tv(z_only)
+
+
+def test_a_reconstruction_with_the_denoiser_prior_beats_its_pseudo_inverse(ffdnet) -> None:
+    volume = _phantom(2, 48)
+    op = ParallelBeamCT(48, n_views=24)
+    y = op.forward(torch.from_numpy(volume))
+    y = y + 0.01 * y.abs().mean() * torch.randn(y.shape, generator=torch.Generator())
+    cfg = ReconConfig(method="dds", nfe=6, prior_error=1.0, preview_every=0)
+    finished = run_to_end(reconstruct(y, op, cfg, prior=ffdnet))
+    fbp = op.pinv(y)
+    assert finished.volume.shape == volume.shape
+    assert _psnr(torch.from_numpy(finished.volume), volume) > _psnr(fbp, volume) + 3
+    assert image_scale(torch.from_numpy(finished.volume)) > 0.5
