@@ -485,7 +485,14 @@ def _tv(op: LinearOperator, y: torch.Tensor, s: dict[str, Any], progress: Progre
         progress(iteration, total)
 
     return classical.admm_tv(
-        op, y, lam=s["lam"], rho=s["rho"], n_iter=s["iters"], n_cg=s["cg_iters"], callback=callback
+        op,
+        y,
+        lam=s["lam"],
+        rho=s["rho"],
+        n_iter=s["iters"],
+        n_cg=s["cg_iters"],
+        callback=callback,
+        noise_std=s["noise_std"],
     )
 
 
@@ -509,12 +516,13 @@ register(
     Method(
         "tv",
         ("ct", "mri"),
-        "3D total variation by ADMM (lam, rho: auto-scaled unless given)",
+        "3D total variation by ADMM (lam from the noise level unless given)",
         {
             "iters": _setting(30, AT_LEAST_ONE),
             "cg_iters": _setting(5, AT_LEAST_ONE),
             "lam": _setting(None, NON_NEGATIVE),
             "rho": _setting(None, POSITIVE),
+            "noise_std": _setting(None, NON_NEGATIVE),
         },
         _tv,
     )

@@ -49,6 +49,9 @@ class Problem:
             given = cfg.noise_std
             #: The measurement noise's standard deviation in the prior's units.
             self.noise = (estimate_noise_std(y) if given is None else given) / self.scale
+            #: The noise the TV weight follows: given, or estimated for a real measurement
+            #: (``solvers.classical.tv_weight``).
+            self.tv_noise = None if given is None and op.is_complex else self.noise
 
     # -- representation -------------------------------------------------------------------
     def rows(self, slices: slice | Sequence[int] | torch.Tensor) -> slice | torch.Tensor:
@@ -141,6 +144,7 @@ class Problem:
                 x0=x0,
                 norm=self.norm,
                 anchor=0.0 if weight is None else 1 / weight,
+                noise_std=self.tv_noise,
             )
         raise ValueError(f"unknown data consistency {mode!r}")
 
