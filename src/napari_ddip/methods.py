@@ -39,7 +39,8 @@ from tqdm import tqdm
 
 from napari_ddip import __version__
 from napari_ddip.device import available_device
-from napari_ddip.io import InputError, Measurement, operator_from_measurement
+from napari_ddip.io import InputError, Measurement
+from napari_ddip.operators import operator_from_measurement
 from napari_ddip.physics.operator import LinearOperator
 from napari_ddip.recon.config import (
     AT_LEAST_ONE,
@@ -467,7 +468,7 @@ def _once(compute: Callable[[], torch.Tensor], progress: Progress) -> torch.Tens
 
 @torch.no_grad()
 def _pinv(op: LinearOperator, y: torch.Tensor, s: dict[str, Any], progress: Progress):
-    return _once(lambda: classical.fbp(op, y), progress)
+    return _once(lambda: op.pinv(y), progress)
 
 
 @torch.no_grad()

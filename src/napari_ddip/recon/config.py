@@ -1,4 +1,5 @@
-"""Settings of a diffusion reconstruction, with the paper's defaults (DESIGN §6, paper 002).
+"""Settings of a diffusion reconstruction, with the defaults of Chung & Ye 2024
+(docs/architecture.md §5–6).
 
 ``None`` means "the modality's default": adaptation steps ``L`` 10 for CT and 5 for MRI,
 learning rate 1e-3 for CT and 1e-4 for MRI, CG proximal weight ``γ`` none for CT (plain normal
@@ -104,7 +105,7 @@ def setting(default: Any, bound: Bound | None = None, group: str = SAMPLING, kin
 
 @dataclass(frozen=True)
 class ReconConfig:
-    """Every setting of the diffusion engine (paper 002's defaults).
+    """Every setting of the diffusion engine (the defaults of Chung & Ye 2024).
 
     Attributes:
         method: a name in :data:`~napari_ddip.recon.diffusion_methods.DIFFUSION_METHODS`.
@@ -149,7 +150,8 @@ class ReconConfig:
         meta_step_start, meta_step_end: Reptile step ``ε``, decaying linearly over the horizon.
         dps_step: DPS step ``ζ`` on ``∇‖y − A x̂₀‖ / ‖A‖``.
         ddnm_cg_iters: CG iterations of DDNM's pseudo-inverse.
-        init_pinv: start from ``√ᾱ·pinv(y) + √(1−ᾱ)·n`` instead of pure noise (paper §3.3).
+        init_pinv: start from ``√ᾱ·pinv(y) + √(1−ᾱ)·n`` instead of pure noise (Chung & Ye
+            2024, §3.3).
         slerp: correlate the initial noise across slices by slerp between two draws.
         slice_batch: slices per sampling batch (None: 8 on CPU, 64 on CUDA); on CUDA one
             network call, on the CPU their patches go through the network in cache-sized

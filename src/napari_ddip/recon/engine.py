@@ -1,4 +1,5 @@
-"""The reconstruction engine: every diffusion method on one DDS sampling loop (DESIGN §6–7).
+"""The reconstruction engine: every diffusion method on one DDS sampling loop
+(docs/architecture.md §5–7).
 
 Per sampling step ``t``: (adaptation of the LoRA, if the method adapts and ``t`` is inside the
 horizon) → ``ε̂ = net(x_t, t)`` for all slices in batches → Tweedie ``x̂₀`` → data consistency

@@ -1,4 +1,4 @@
-"""Classical reconstructions without a learned prior: FBP / zero-filled, CG least squares, ADMM-TV.
+"""Classical reconstructions without a learned prior: CG least squares and ADMM-TV.
 
 All take a :class:`~napari_ddip.physics.operator.LinearOperator` and its measurement ``y``
 ``(Z, ...)`` and return an image ``(Z, Y, X)`` (real for CT, complex for MRI).
@@ -12,7 +12,7 @@ import torch
 
 from napari_ddip.physics.noise import estimate_noise_std
 from napari_ddip.physics.operator import LinearOperator
-from napari_ddip.solvers.cg import batch_dot, conjugate_gradient
+from napari_ddip.solvers.cg import conjugate_gradient
 from napari_ddip.solvers.tv import grad, grad_adjoint, shrink
 
 #: Default TV weight of :func:`admm_tv` relative to the image scale (see there).
@@ -28,14 +28,6 @@ TV_FLOOR = 2.5e-5
 Callback = Callable[[int, int, torch.Tensor], bool | None]
 
 
-def fbp(op: LinearOperator, y: torch.Tensor) -> torch.Tensor:
-    """The operator's fast pseudo-inverse: FBP for CT, zero-filled / SENSE-combined for MRI."""
-    return op.pinv(y)
-
-
-zero_filled = fbp
-
-
 def cg_least_squares(
     op: LinearOperator,
     y: torch.Tensor,
@@ -47,20 +39,6 @@ def cg_least_squares(
     return conjugate_gradient(
         lambda x: op.normal(x) + damping * x, op.adjoint(y), x0=x0, n_iter=n_iter
     )
-
-
-@torch.no_grad()
-def normal_norm(op: LinearOperator, like: torch.Tensor, n_iter: int = 20, seed: int = 0) -> float:
-    """Largest eigenvalue of ``AᴴA`` (= ‖A‖²) by power iteration on images shaped like ``like``."""
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    x = torch.randn(like.shape, generator=generator, dtype=like.dtype).to(like.device)
-    value = torch.zeros(())
-    for _ in range(n_iter):
-        x = x / batch_dot(x, x).sum().sqrt()
-        hx = op.normal(x)
-        value = batch_dot(x, hx).sum()
-        x = hx
-    return float(value)
 
 
 def image_scale(x: torch.Tensor, quantile: float = 0.99) -> float:
@@ -123,7 +101,7 @@ def admm_tv(
     if anchor < 0 or (anchor > 0 and x0 is None):
         raise ValueError(f"anchor must be >= 0 and needs x0, got {anchor}")
     x = op.pinv(y) if x0 is None else x0
-    norm = normal_norm(op, x) if norm is None else norm
+    norm = op.norm(x) if norm is None else norm
     if lam is None:
         if noise_std is None and not op.is_complex:
             noise_std = estimate_noise_std(y)

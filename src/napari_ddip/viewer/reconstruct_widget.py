@@ -56,7 +56,7 @@ LABELS = {
     "lr": "learning rate",
 }
 TOOLTIPS = {
-    "nfe": "sampling steps = network evaluations per slice (paper: 50)",
+    "nfe": "sampling steps = network evaluations per slice (Chung & Ye 2024: 50)",
     "adapt_steps": "optimiser steps per sampling step (auto: 10 CT, 5 MRI)",
     "k_slices": "slices drawn per adaptation step (D3IP)",
     "lr": "AdamW learning rate of the LoRA (auto: 1e-3 CT, 1e-4 MRI)",
