@@ -1,4 +1,4 @@
-"""Fine-tuning on a handful of slices (paper 000's small-dataset setting) without memorising.
+"""Fine-tuning on a handful of slices without memorising (Hu et al. 2024's small-data setting).
 
 Ten axial slices of the MNI152 T1 template (1 mm, 256², the inferior part of the slab: every
 4th slice of the first 40) are written to a file and given to ``napari-ddip finetune-prior``

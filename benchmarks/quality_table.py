@@ -13,6 +13,8 @@ default: the CPU budget), the same for every volume.
 
     python benchmarks/quality_table.py --volumes mni152 dwi --modalities ct mri
     python benchmarks/quality_table.py --print   # the Markdown table of what is there
+    python benchmarks/quality_table.py --volumes mni152-tune --modalities ct \
+        --rows "dds-tv, FFDNet" --set prior_error=4 --tag _prior-error-4   # a tuning run
 """
 
 from __future__ import annotations
@@ -31,10 +33,21 @@ from napari_ddip.methods import reconstruct_measurement
 from napari_ddip.metrics import score
 from recon_table import measurement
 
-#: Rows of the table: label → (method, settings); ``{prior}`` and NFE are added per run.
+#: The classical rows: label → (method, settings).
 CLASSICAL = {"FBP / zero-filled": ("fbp", {}), "ADMM-TV": ("tv", {})}
-DIFFUSION = ("dds", "d3ip", "d3ip-mbir", "hybrid")
 PRIORS = {"ellipse": "default", "FFDNet": "ffdnet-color"}
+#: The diffusion rows (method, prior) in the order they run: the shipped prior and the fast
+#: methods first.
+ORDER = [
+    ("dds", "FFDNet"),
+    ("dds-tv", "FFDNet"),
+    ("dds", "ellipse"),
+    ("dds-tv", "ellipse"),
+    ("d3ip", "FFDNet"),
+    ("d3ip-mbir", "ellipse"),
+    ("d3ip", "ellipse"),
+    ("d3ip-mbir", "FFDNet"),
+]
 VOLUMES = ("mni152", "mni152-256", "dwi", "mni152-tune")
 
 
@@ -53,17 +66,17 @@ def reference(name: str) -> np.ndarray:
 
 
 def rows(nfe: int) -> dict[str, tuple[str, dict[str, str]]]:
-    """Every row's label, method and settings."""
+    """Every row's label, method and settings, in the order they run (the shipped prior and
+    the fast methods first)."""
     table = dict(CLASSICAL)
-    for method in DIFFUSION:
-        for label, prior in PRIORS.items():
-            table[f"{method}, {label}"] = (method, {"prior": prior, "nfe": str(nfe)})
+    for method, label in ORDER:
+        table[f"{method}, {label}"] = (method, {"prior": PRIORS[label], "nfe": str(nfe)})
     return table
 
 
-def cell_path(out: Path, volume: str, modality: str, label: str) -> Path:
+def cell_path(out: Path, volume: str, modality: str, label: str, tag: str = "") -> Path:
     slug = label.replace(" / ", "-").replace(", ", "_").replace(" ", "-").lower()
-    return out / f"{volume}_{modality}_{slug}.json"
+    return out / f"{volume}_{modality}_{slug}{tag}.json"
 
 
 def run_cell(volume: str, modality: str, label: str, method: str, settings: dict) -> dict:
@@ -73,15 +86,15 @@ def run_cell(volume: str, modality: str, label: str, method: str, settings: dict
     if method == "fbp" and modality == "mri":
         method = "zero-filled"
     start = time.perf_counter()
-    recon, provenance = reconstruct_measurement(m, method, settings, device="cpu", seed=0)
+    result = reconstruct_measurement(m, method, settings, device="cpu", seed=0)
     seconds = time.perf_counter() - start
-    s = score(recon, ref)
+    s = score(result.volume, ref)
     return {
         "volume": volume,
         "modality": modality,
         "row": label,
         "method": method,
-        "settings": provenance["settings"],
+        "settings": result.provenance["settings"],
         "psnr": s.psnr,
         "ssim": s.ssim,
         "seconds": seconds,
@@ -115,18 +128,29 @@ def main() -> None:
     parser.add_argument("--nfe", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/quality"))
     parser.add_argument("--print", action="store_true", help="print the table and stop")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting for the chosen --rows, instead of its default (a tuning run)",
+    )
+    parser.add_argument("--tag", default="", help="suffix of the JSON names (with --set)")
     args = parser.parse_args()
+    if args.set and not (args.rows and args.tag):
+        parser.error("--set needs --rows and a --tag, so no default cell is overwritten")
+    overrides = dict(item.split("=", 1) for item in args.set)
     if args.print:
         print_table(args.out, args.volumes, args.modalities, args.nfe)
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    for volume in args.volumes:
-        for modality in args.modalities:
-            for label, (method, settings) in rows(args.nfe).items():
-                path = cell_path(args.out, volume, modality, label)
+    for label, (method, settings) in rows(args.nfe).items():  # the cheap rows first
+        for volume in args.volumes:
+            for modality in args.modalities:
+                path = cell_path(args.out, volume, modality, label, args.tag)
                 if path.is_file() or (args.rows and label not in args.rows):
                     continue
-                result = run_cell(volume, modality, label, method, settings)
+                result = run_cell(volume, modality, label, method, settings | overrides)
                 path.write_text(json.dumps(result, indent=2) + "\n")
                 print(f"{volume} {modality} {label}: {result['psnr']:.2f} dB", flush=True)
 

@@ -1,4 +1,4 @@
-"""Quality table shaped like paper 002's Table 2, on data that ships in a PyPI wheel.
+"""Quality table shaped like Table 2 of Chung & Ye 2024, on data that ships in a PyPI wheel.
 
 The reference volume is a slab of axial slices of nilearn's MNI152 T1 template (real anatomy,
 an average of 152 brains), at 128² (2 mm) or 256² (1 mm), or with ``--volume dwi`` the slices

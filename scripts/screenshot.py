@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         message = notification_manager.records[-1].message if notification_manager.records else ""
         print(f"the run gave no result: {message}", file=sys.stderr)
         return 1
+    viewer.layers["phantom sinogram"].translate = (0, 0, 0)  # in its own cell, not beside
     viewer.canvas.grid.shape = (1, -1)  # one row: phantom | sinogram | result
     viewer.canvas.grid.enabled = True
     viewer.dims.set_point(0, viewer.dims.range[0].stop / 2)

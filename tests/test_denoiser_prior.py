@@ -137,12 +137,14 @@ def test_the_noise_aware_weight_is_the_map_weight_and_its_solution_the_map_estim
     assert float(gradient.norm()) < 1e-3 * float(((x - x0) / (0.5 * level) ** 2).norm())
     # Low noise level: the estimate stays at x̂₀; without ζ, the plain normal equations.
     assert float((p.consistency(x0, slice(None), "cg", 1, 1e-4) - x0).abs().max()) < 1e-3
-    assert _ct_problem(noise_std=0.3)[0].proximal_weight(level, None) is None
+    assert _ct_problem(noise_std=0.3, prior_error=0.0)[0].proximal_weight(level, None) is None
     assert p.proximal_weight(10.0, 1.0) == 1.0
 
 
 def test_the_3d_tv_consistency_smooths_within_slices_where_mbir_does_not() -> None:
-    p, _ = _ct_problem(method="dds-tv", mbir_anchor=0.0, admm_lam=0.05, admm_rho=0.05)
+    p, _ = _ct_problem(
+        method="dds-tv", mbir_anchor=0.0, admm_lam=0.05, admm_rho=0.05, prior_error=0.0
+    )
     rough = torch.rand(2, 32, 32, generator=torch.Generator().manual_seed(2))
     z_only = p.consistency(rough, slice(None), "mbir", 20)
     both = p.consistency(rough, slice(None), "tv", 20)

@@ -1,4 +1,5 @@
-"""Two gloo processes on the CPU reproduce one process (D3IP's data parallelism, DESIGN §7)."""
+"""Two gloo processes on the CPU reproduce one process (D3IP's data parallelism,
+docs/architecture.md §7)."""
 
 from __future__ import annotations
 

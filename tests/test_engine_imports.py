@@ -60,3 +60,22 @@ def test_the_guard_refuses_engine_code_that_asks_for_another_package() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode != 0
     assert "the engine imported 'scipy" in result.stderr
+
+
+def test_only_the_command_line_parses_arguments() -> None:
+    """Options come from their configuration (e.g. TrainConfig); argparse is the CLI's alone."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "src" / "napari_ddip"
+    users = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            if "argparse" in names:
+                users.add(path.relative_to(package).as_posix())
+    assert users == {"cli.py"}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -15,7 +17,6 @@ from napari_ddip.io import (
     InputError,
     Measurement,
     load_measurement,
-    operator_from_measurement,
     read_labels,
     read_volume,
     save_measurement,
@@ -23,6 +24,7 @@ from napari_ddip.io import (
     write_labels,
     write_result,
 )
+from napari_ddip.operators import operator_from_measurement
 from napari_ddip.physics.ct import ParallelBeamCT
 from napari_ddip.physics.mri import MRIOperator
 from napari_ddip.simulate import simulate_ct, simulate_mri
@@ -276,3 +278,13 @@ def test_fastmri_hdf5_voxel_size_from_its_ismrmrd_header(tmp_path, header, voxel
     assert m.provenance["voxel_size"] == (
         "from ismrmrd_header" if voxel_size[0] == 3.5 else "not in the file: 1 mm assumed"
     )
+
+
+def test_the_file_layer_imports_without_torch() -> None:
+    """Measurements are read and checked (CT geometry included) without loading torch."""
+    code = (
+        "import sys, numpy as np; from napari_ddip.io import Measurement; "
+        "Measurement('ct', np.zeros((1, 2, 23), np.float32), "
+        "{'image_size': 16, 'angles_deg': [0, 90]}); assert 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -19,6 +19,7 @@ from napari_ddip.io import (
     write_result,
 )
 from napari_ddip.io.measurement import check_measurement_path
+from napari_ddip.physics import CTGeometry, ParallelBeamCT
 
 GOOD_CT = {"image_size": 16, "angles_deg": [0.0, 45.0, 90.0, 135.0]}
 N_DET = math.ceil(math.sqrt(2) * 16)
@@ -33,28 +34,45 @@ def test_valid_ct_geometry_is_accepted() -> None:
     assert _ct(image_size=16.0, n_det=N_DET, det_spacing=0.5).image_shape == (2, 16, 16)
 
 
-@pytest.mark.parametrize(
-    ("geometry", "message"),
-    [
-        ({"image_size": 16.5}, "image_size must be a positive integer"),
-        ({"image_size": 0}, "image_size must be a positive integer"),
-        ({"image_size": True}, "image_size must be a positive integer"),
-        ({"image_size": "16"}, "image_size must be a positive integer"),
-        ({"n_det": 22.5}, "n_det must be a positive integer"),
-        ({"angles_deg": [0.0, float("nan"), 90.0, 135.0]}, "NaN/Inf value.*first at view 1"),
-        ({"angles_deg": [0.0, 45.0, float("inf"), 1.0]}, "first at view 2"),
-        ({"angles_deg": "0,45,90,135"}, "angles_deg must be a list of numbers"),
-        ({"angles_deg": [[0.0, 45.0], [90.0, 135.0]]}, "angles_deg must be a list of numbers"),
-        ({"angles_deg": [0.0, "a", 90.0, 135.0]}, "angles_deg must be a list of numbers"),
-        ({"det_spacing": 0}, "det_spacing .* above 0"),
-        ({"det_spacing": -1.0}, "det_spacing .* above 0"),
-        ({"det_spacing": float("nan")}, "det_spacing .* above 0"),
-        ({"det_spacing": "1"}, "det_spacing .* above 0"),
-    ],
-)
+BAD_CT_GEOMETRY = [
+    ({"image_size": 16.5}, "image_size must be a positive integer"),
+    ({"image_size": 0}, "image_size must be a positive integer"),
+    ({"image_size": True}, "image_size must be a positive integer"),
+    ({"image_size": "16"}, "image_size must be a positive integer"),
+    ({"n_det": 22.5}, "n_det must be a positive integer"),
+    ({"angles_deg": [0.0, float("nan"), 90.0, 135.0]}, "NaN/Inf value.*first at view 1"),
+    ({"angles_deg": [0.0, 45.0, float("inf"), 1.0]}, "first at view 2"),
+    ({"angles_deg": "0,45,90,135"}, "angles_deg must be a list of numbers"),
+    ({"angles_deg": [[0.0, 45.0], [90.0, 135.0]]}, "angles_deg must be a list of numbers"),
+    ({"angles_deg": [0.0, "a", 90.0, 135.0]}, "angles_deg must be a list of numbers"),
+    ({"det_spacing": 0}, "det_spacing .* above 0"),
+    ({"det_spacing": -1.0}, "det_spacing .* above 0"),
+    ({"det_spacing": float("nan")}, "det_spacing .* above 0"),
+    ({"det_spacing": "1"}, "det_spacing .* above 0"),
+    ({"fbp_filter": "sharp"}, "fbp_filter must be one of"),
+    ({"kind": "mri"}, "geometry is for 'mri'"),
+]
+
+
+@pytest.mark.parametrize(("geometry", "message"), BAD_CT_GEOMETRY)
 def test_malformed_ct_geometry_is_refused(geometry, message) -> None:
     with pytest.raises(InputError, match=message):
         _ct(**geometry)
+
+
+@pytest.mark.parametrize(("geometry", "message"), BAD_CT_GEOMETRY)
+def test_the_projector_refuses_the_geometry_the_file_layer_refuses(geometry, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        ParallelBeamCT.from_geometry({**GOOD_CT, **geometry})
+
+
+def test_file_layer_and_projector_share_the_detector_default() -> None:
+    m = _ct()  # no n_det: the sinogram's N_DET bins are the default's
+    assert ParallelBeamCT.from_geometry(m.geometry).measurement_shape == (4, N_DET)
+    assert (
+        CTGeometry.from_dict(GOOD_CT).to_dict()
+        == ParallelBeamCT(16, angles_deg=[0.0, 45.0, 90.0, 135.0]).geometry()
+    )
 
 
 @pytest.mark.parametrize(

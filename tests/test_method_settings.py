@@ -11,13 +11,14 @@ import pytest
 import torch
 
 from napari_ddip.cli import main
-from napari_ddip.io import InputError, Measurement, operator_from_measurement
+from napari_ddip.io import InputError, Measurement
 from napari_ddip.methods import (
     METHODS,
     prepare,
     reconstruct_measurement,
     resolve_settings,
 )
+from napari_ddip.operators import operator_from_measurement
 from napari_ddip.prior.phantoms import ellipsoid_volume
 from napari_ddip.recon import ReconConfig, reconstruct, run_to_end
 from napari_ddip.recon.config import Bound

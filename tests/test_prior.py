@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from napari_ddip.prior import train as train_module
 from napari_ddip.prior.model import (
     CPU_PIXELS_PER_CALL,
     PREDICTIONS,
@@ -39,6 +38,7 @@ from napari_ddip.prior.train import (
     train_prior,
     training_timesteps,
 )
+from napari_ddip.prior.train import pool as pool_module
 from napari_ddip.prior.unet import UNet, UNetConfig
 from napari_ddip.prior.weights import PriorLoadError, load_prior, save_prior
 from tiny import tiny_train_config
@@ -397,7 +397,7 @@ def test_a_continued_prior_keeps_its_training_image_size(tmp_path, monkeypatch) 
     base = train_prior(
         tiny_train_config(2, whole_image=True, image_size=32), tmp_path / "base", device="cpu"
     )
-    monkeypatch.setattr(train_module, "ellipse_phantoms", recording_phantoms)
+    monkeypatch.setattr(pool_module, "ellipse_phantoms", recording_phantoms)
     path = train_prior(
         tiny_train_config(2, image_size=64), tmp_path / "more", device="cpu", init=base
     )
@@ -418,7 +418,7 @@ def test_training_draws_phantoms_with_the_configured_ellipse_count(tmp_path, mon
         distributions.append(distribution)
         return ellipse_phantoms(n, size, rng, distribution, device)
 
-    monkeypatch.setattr(train_module, "ellipse_phantoms", recording_phantoms)
+    monkeypatch.setattr(pool_module, "ellipse_phantoms", recording_phantoms)
     path = train_prior(tiny_train_config(2, ellipses=5), tmp_path / "five", device="cpu")
     assert distributions and set(distributions) == {EllipseDistribution(5.0, 5)}
     info = json.loads(path.with_suffix(".json").read_text())["info"]

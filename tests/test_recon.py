@@ -61,9 +61,7 @@ def test_every_method_runs_with_the_event_contract(method, modality) -> None:
     assert progress[-1].step == progress[-1].total == events[0].total
     assert [p.step for p in progress] == list(range(1, events[0].total + 1))
     assert any(isinstance(e, Preview) for e in events)
-    assert any(isinstance(e, Adapted) for e in events) == (
-        method in ("ddip", "d3ip", "d3ip-mbir", "d3ip-meta")
-    )
+    assert any(isinstance(e, Adapted) for e in events) == DIFFUSION_METHODS[method].adapts
     result = events[-1]
     assert result.volume.shape == volume.shape and result.volume.dtype == np.float32
     assert np.isfinite(result.volume).all() and not result.partial

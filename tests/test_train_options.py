@@ -10,15 +10,16 @@ from dataclasses import replace
 import pytest
 import torch
 
-from napari_ddip.cli import main
+from napari_ddip.cli import add_train_arguments, config_from_args, main
 from napari_ddip.device import available_device
-from napari_ddip.prior import train as train_module
 from napari_ddip.prior.train import (
-    add_train_arguments,
+    TrainConfig,
     check_config,
-    config_from_args,
+    finetune_config,
+    train_options,
     train_prior,
 )
+from napari_ddip.prior.train import pool as pool_module
 from napari_ddip.prior.weights import PriorLoadError, load_prior
 from tiny import tiny_train_config
 
@@ -113,7 +114,7 @@ def test_a_refused_setting_writes_nothing_and_draws_no_phantom(tmp_path, monkeyp
     def no_phantoms(*args, **kwargs):
         raise AssertionError("a phantom was drawn")
 
-    monkeypatch.setattr(train_module, "ellipse_phantoms", no_phantoms)
+    monkeypatch.setattr(pool_module, "ellipse_phantoms", no_phantoms)
     out = tmp_path / "out"
     for cfg, device in (
         (tiny_train_config(1, checkpoint_every=0), "cpu"),
@@ -218,3 +219,18 @@ def test_the_command_reports_a_bad_option_in_one_line(tmp_path, capsys, option, 
     err = capsys.readouterr().err
     assert f"napari-ddip: error: {message}" in err and "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("finetune", "expected"), [(False, TrainConfig()), (True, finetune_config())]
+)
+def test_the_command_line_takes_its_defaults_from_the_configuration(finetune, expected) -> None:
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser, finetune=finetune)
+    assert config_from_args(parser.parse_args(["--out", "unused"]), finetune) == expected
+    assert finetune_config().steps == 500 and finetune_config().augment
+    assert finetune_config().pool_refresh == 0 and TrainConfig().pool_refresh == 2
+    helps = {action.dest: action.help for action in parser._actions}
+    for option in train_options(finetune):
+        assert helps[option.name] == option.help and option.help
+    assert ("ellipses" in helps) is not finetune  # fine-tuning keeps the base's network

@@ -1,5 +1,6 @@
-"""napari readers and writers: measurement, HDF5, result, labels and NIfTI files round-trip
-through the plugin with their metadata and scale; foreign files get no reader."""
+"""napari reader and writers: measurement, HDF5, result, labels and NIfTI files round-trip
+through the plugin with their metadata, scale and depth; a file the plugin cannot read, forced
+on it, opens no layer and says why in one notification."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 from napari.layers import Labels
+from napari.utils.notifications import notification_manager
 
 from napari_ddip.io import (
     InputError,
@@ -19,7 +21,7 @@ from napari_ddip.io import (
 )
 from napari_ddip.simulate import simulate_ct, simulate_mri
 from napari_ddip.viewer.layers import META_KEY, kspace_display, measurement_from_layer
-from napari_ddip.viewer.readers import get_measurement_reader, get_volume_reader
+from napari_ddip.viewer.readers import get_reader
 from napari_ddip.viewer.writers import write_labels_layer, write_measurement
 
 pytestmark = pytest.mark.napari
@@ -89,22 +91,61 @@ def test_nifti_volume_opens_with_its_voxel_size(make_napari_viewer, tmp_path) ->
     assert layer.metadata[META_KEY]["provenance"]["format"] == "NIfTI"
 
 
-def test_foreign_files_get_no_reader(tmp_path) -> None:
-    np.savez(tmp_path / "plain.npz", x=np.zeros(3))
-    (tmp_path / "text.npz").write_text("not a zip")
-    tifffile.imwrite(tmp_path / "plain.tif", np.zeros((2, 8, 8), np.float32))  # JSON shape tag
-    tifffile.imwrite(tmp_path / "broken.tif", np.zeros((8, 8), np.uint8))
-    (tmp_path / "broken.tif").write_bytes(b"II*\x00garbage")
-    _write_h5(tmp_path / "other.h5", np.zeros((2, 4, 4), np.complex64), name="image")
-    _write_h5(tmp_path / "real.h5", np.zeros((2, 4, 4), np.float32))
-    (tmp_path / "text.h5").write_text("not hdf5")
-    (tmp_path / "text.nii.gz").write_text("not nifti")
-    readers = (get_measurement_reader, get_volume_reader)
-    paths = [str(p) for p in tmp_path.iterdir()] + [str(tmp_path), str(tmp_path / "none.npz")]
-    for reader in readers:
-        for path in paths:
-            assert reader(path) is None, (reader.__name__, path)
-        assert reader(paths[:2]) is None
+def _messages() -> list[str]:
+    return [record.message for record in notification_manager.records]
+
+
+def _foreign_files(folder) -> dict[str, str]:
+    """Files with the plugin's suffixes that it cannot read, with what the refusal says."""
+    np.savez(folder / "plain.npz", x=np.zeros(3))
+    (folder / "text.npz").write_text("not a zip")
+    m = simulate_ct(np.zeros((2, 16, 16), np.float32) + 1, n_views=4)
+    save_measurement(folder / "bad geometry.npz", m)
+    with np.load(folder / "bad geometry.npz") as npz:
+        arrays = dict(npz) | {"geometry": np.array("{not json")}
+    np.savez(folder / "bad geometry.npz", **arrays)
+    tifffile.imwrite(folder / "plain.tif", np.zeros((8, 8), np.uint8))  # a plain 2-D TIFF
+    tifffile.imwrite(folder / "plain3d.tif", np.zeros((2, 8, 8), np.float32))  # JSON shape tag
+    (folder / "broken.tif").write_bytes(b"II*\x00garbage")
+    _write_h5(folder / "other.h5", np.zeros((2, 4, 4), np.complex64), name="image")
+    _write_h5(folder / "zero.h5", np.zeros((2, 8, 8), np.complex64))
+    (folder / "text.h5").write_text("not hdf5")
+    (folder / "text.nii.gz").write_text("not nifti")
+    return {
+        "plain.npz": "not a measurement file: missing",
+        "text.npz": "not a zip archive",
+        "bad geometry.npz": "'geometry' is not valid JSON",
+        "plain.tif": "TIFF without napari-ddip metadata",
+        "plain3d.tif": "TIFF without napari-ddip metadata",
+        "broken.tif": "not a readable TIFF file",
+        "other.h5": "kspace",
+        "zero.h5": "zero everywhere",
+        "text.h5": "HDF5",
+        "text.nii.gz": "not a readable NIfTI file",
+    }
+
+
+def test_files_the_plugin_cannot_read_say_why_when_forced_on_it(
+    make_napari_viewer, tmp_path
+) -> None:
+    why = _foreign_files(tmp_path)
+    viewer = make_napari_viewer()
+    for name, reason in why.items():
+        path = tmp_path / name
+        assert viewer.open(path, plugin=PLUGIN) == [], name  # no layer, no exception
+        message = _messages()[-1]
+        assert message.startswith(str(path)) and reason in message, (name, message)
+        assert "\n" not in message and "Traceback" not in message
+    assert len(viewer.layers) == 0
+
+
+def test_reader_is_none_for_what_is_no_file_of_its_kinds(tmp_path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "a.npz").write_bytes(b"")
+    paths = [str(tmp_path), str(tmp_path / "none.npz"), str(tmp_path / "notes.txt")]
+    for path in paths:
+        assert get_reader(path) is None, path
+    assert get_reader([str(tmp_path / "a.npz")] * 2) is None  # several files: no stack
 
 
 @pytest.mark.parametrize("suffix", [".tif", ".nii.gz"])
@@ -112,11 +153,12 @@ def test_volume_and_labels_layers_save_and_reopen(
     make_napari_viewer, tmp_path, tiny_volume, suffix
 ) -> None:
     viewer = make_napari_viewer()
-    provenance = {"method": "fbp", "seed": 3}
+    provenance = {"method": "fbp", "seed": 3, "slices": [1, 5]}  # slices 1-4 of a measurement
     image = viewer.add_image(
         tiny_volume,
         name="original",
         scale=(2.0, 0.5, 0.25),
+        translate=(2.0, 0.0, 0.0),
         metadata={META_KEY: {"provenance": provenance}},
     )
     image.save(str(tmp_path / f"recon{suffix}"), plugin=PLUGIN)
@@ -127,6 +169,7 @@ def test_volume_and_labels_layers_save_and_reopen(
     assert reopened.name == "recon"
     np.testing.assert_array_equal(reopened.data, tiny_volume)
     np.testing.assert_allclose(reopened.scale, (2.0, 0.5, 0.25))
+    np.testing.assert_allclose(reopened.translate, (2.0, 0.0, 0.0))  # at slice 1's depth
     assert reopened.metadata[META_KEY]["provenance"] == provenance
 
     annotations = np.zeros(tiny_volume.shape, np.int32)
@@ -154,6 +197,3 @@ def test_writers_and_readers_refuse_what_they_cannot_store(tmp_path) -> None:
         write_labels_layer(str(tmp_path / "n.tif"), np.full((2, 8, 8), -1), meta)
     with pytest.raises(InputError, match="holds no measurement"):
         write_measurement(str(tmp_path / "m.npz"), np.zeros((2, 8, 8)), meta)
-    _write_h5(tmp_path / "zero.h5", np.zeros((2, 8, 8), np.complex64))
-    with pytest.raises(InputError, match="zero everywhere"):
-        get_measurement_reader(str(tmp_path / "zero.h5"))(str(tmp_path / "zero.h5"))

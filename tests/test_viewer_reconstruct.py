@@ -4,6 +4,7 @@ with a tiny random-init prior (no mocked engine)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -14,7 +15,7 @@ import pytest
 from napari.utils.notifications import notification_manager
 
 from napari_ddip.cli import main
-from napari_ddip.io import load_measurement, read_volume, save_measurement
+from napari_ddip.io import load_measurement, read_volume, save_measurement, write_result
 from napari_ddip.methods import prepare
 from napari_ddip.prior.phantoms import ellipsoid_volume
 from napari_ddip.prior.weights import save_prior
@@ -115,6 +116,13 @@ def test_d3ip_result_layer_has_scale_and_provenance_and_reruns_in_place(
     assert layer.data.shape == (2, 32, 32) and widget.result.std is None
     assert "ct [d3ip] std" not in viewer.layers and len(viewer.layers) == 2
 
+    statuses = []  # the status line of a classical run after a D3IP one is its own
+    show_progress = widget.panel.show_progress
+    widget.panel.show_progress = lambda *args: (statuses.append(args[-1]), show_progress(*args))
+    widget.method.value = "tv"
+    _run_and_wait(qtbot, widget)
+    assert statuses and set(statuses) == {"tv on cpu"}, statuses
+
 
 def test_previews_leave_the_earlier_result_whole_until_the_run_ends(
     viewer_with_ct, qtbot, prior_path
@@ -151,12 +159,51 @@ def test_cancel_keeps_the_partial_result_and_reenables_run(
     qtbot.waitUntil(lambda: widget.panel.progress.value >= 1, timeout=TIMEOUT_MS)
     widget.panel.cancel_button.native.click()
     qtbot.waitUntil(lambda: widget.panel.run_button.enabled, timeout=TIMEOUT_MS)
-    layer = viewer.layers["ct [d3ip]"]
+    (layer,) = [layer for layer in viewer.layers if layer.name.startswith("ct [d3ip")]
+    step, total = re.fullmatch(r"ct \[d3ip, partial (\d+)/(\d+)\]", layer.name).groups()
     assert layer.data.shape == (4, 32, 32)
     assert layer.metadata[META_KEY]["provenance"]["partial"] is True
-    assert widget.result.partial and "partial" in _last_message()
-    assert widget.panel.progress.value < widget.panel.progress.max
+    assert widget.result.partial and f"'{layer.name}' holds the partial" in _last_message()
+    assert 1 <= int(step) < int(total) and widget.panel.progress.value == int(step)
+    assert widget.panel.progress.native.format() == f"cancelled at {step}/{total}"
     assert not widget.panel.cancel_button.enabled
+
+
+def test_subset_result_compares_as_evaluate_and_reopens_at_its_depth(
+    viewer_with_ct, qtbot, prior_path, tmp_path, capsys
+) -> None:
+    viewer = viewer_with_ct
+    truth = ellipsoid_volume((4, 32, 32), seed=1)  # the phantom of the sinogram "ct"
+    viewer.add_image(truth, name="phantom", scale=VOXEL)
+    widget = _reconstruct_widget(viewer, prior_path, method="fbp")
+    widget.slices.value = "1:4"  # the quick preview of three slices
+    _run_and_wait(qtbot, widget)
+    result = viewer.layers["ct [fbp]"]
+    assert result.data.shape == (3, 32, 32)
+
+    compare = _dock(viewer, "Compare")  # opens on the result and the phantom
+    assert compare.recon.value is result and compare.reference.value is viewer.layers["phantom"]
+    compare.run_button.native.click()
+    qtbot.waitUntil(lambda: compare.run_button.enabled, timeout=TIMEOUT_MS)
+    # napari-ddip evaluate on the saved result and the phantom's slices 1-3
+    result.save(str(tmp_path / "r.tif"), plugin="napari-ddip")
+    write_result(tmp_path / "ref.tif", truth[1:4], VOXEL, {})
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "r.tif"), "--reference", str(tmp_path / "ref.tif"),
+                "--json"]) == 0  # fmt: skip
+    evaluated = json.loads(capsys.readouterr().out)
+    assert compare.scores.psnr == pytest.approx(evaluated["psnr"], abs=1e-9)
+    assert compare.scores.ssim == pytest.approx(evaluated["ssim"], abs=1e-9)
+    assert compare.scores.n_slices == evaluated["n_slices"] == 2  # slice 3 is empty
+    assert "left out: slice 3, where the reference is constant" in compare.summary.value
+    difference = viewer.layers["ct [fbp] − phantom"]
+    np.testing.assert_allclose(difference.data, result.data - truth[1:4])
+
+    (reopened,) = viewer.open(tmp_path / "r.tif", plugin="napari-ddip")
+    np.testing.assert_allclose(reopened.scale, VOXEL)
+    np.testing.assert_allclose(reopened.translate, (VOXEL[0], 0.0, 0.0))  # slice 1's depth
+    np.testing.assert_allclose(reopened.translate, result.translate)
+    assert reopened.metadata[META_KEY]["provenance"]["slices"] == [1, 4]
 
 
 def _close_while_running(qtbot, worker, close) -> None:

@@ -19,6 +19,9 @@ def test_samples_open_with_volume_and_measurement(make_napari_viewer) -> None:
     assert sinogram.data.shape == m.data.shape == (32, 60, 182)
     assert m.provenance["settings"]["noise"] == 0.01
     assert phantom.metadata[META_KEY]["provenance"]["phantom"] == "ellipsoid_volume"
+    # drawn side by side: the sinogram starts to the right of where the phantom ends (x, mm)
+    assert sinogram.extent.world[0, -1] > phantom.extent.world[1, -1]
+    np.testing.assert_allclose(sinogram.translate[:2], (0.0, 0.0))
 
     viewer.open_sample("napari-ddip", "mri-brain")
     brain, kspace = viewer.layers["brain"], viewer.layers["brain k-space"]

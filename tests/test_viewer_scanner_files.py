@@ -1,6 +1,6 @@
 """napari opens the scanners' files through the plugin: Data Exchange projections and ISMRMRD
 raw data as measurement layers, a DICOM folder (or slice files) as a volume with its voxel
-size; other files and folders get no DICOM reader."""
+size; another folder or .dcm file forced on the plugin says why it opens nothing."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import shutil
 import numpy as np
 import pytest
 import tifffile
+from napari.utils.notifications import notification_manager
 
 from foreign_files import write_dicom_series, write_dxchange, write_mrd
 from napari_ddip.io import load_measurement, read_volume
 from napari_ddip.simulate import simulate_ct, simulate_mri
 from napari_ddip.viewer.layers import META_KEY
-from napari_ddip.viewer.readers import get_dicom_reader, get_measurement_reader
+from napari_ddip.viewer.readers import get_dicom_reader, get_reader
 
 pytestmark = pytest.mark.napari
 PLUGIN = "napari-ddip"
@@ -59,13 +60,20 @@ def test_dicom_folder_and_files_open_as_a_volume(make_napari_viewer, tmp_path, t
     np.testing.assert_array_equal(layer.data, read_volume(tmp_path / "head").data)
 
 
-def test_other_files_and_folders_get_no_dicom_reader(tmp_path) -> None:
+def test_other_files_and_folders_forced_on_the_dicom_reader_say_why(
+    make_napari_viewer, tmp_path
+) -> None:
     tifffile.imwrite(tmp_path / "plain.tif", np.zeros((2, 8, 8), np.float32))
     (tmp_path / "text.dcm").write_text("not dicom")
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / "notes.txt").write_text("no images")
-    paths = [str(p) for p in tmp_path.iterdir()] + [str(tmp_path / "none.dcm")]
-    for path in paths:
-        assert get_dicom_reader(path) is None, path
-    assert get_dicom_reader(paths[:2]) is None
-    assert get_measurement_reader(str(tmp_path / "text.dcm")) is None
+    for path in (tmp_path / "plain.tif", tmp_path / "none.dcm"):
+        assert get_dicom_reader(str(path)) is None, path
+    assert get_dicom_reader([str(tmp_path / "plain.tif"), str(tmp_path / "text.dcm")]) is None
+    assert get_reader(str(tmp_path / "text.dcm")) is None
+    viewer = make_napari_viewer()
+    for name, reason in (("text.dcm", "not a DICOM file"), ("folder", "DICOM")):
+        assert viewer.open(tmp_path / name, plugin=PLUGIN) == []
+        message = notification_manager.records[-1].message
+        assert message.startswith(str(tmp_path)) and reason in message, message
+        assert "\n" not in message

@@ -9,7 +9,8 @@ from napari.utils.notifications import notification_manager
 from napari_ddip import simulate
 from napari_ddip.metrics import score, slice_scores
 from napari_ddip.viewer import simulate_widget
-from napari_ddip.viewer.layers import META_KEY
+from napari_ddip.viewer.compare_widget import LEFT_OUT, PICK_TWO
+from napari_ddip.viewer.layers import META_KEY, measurement_layer
 
 pytestmark = pytest.mark.napari
 TIMEOUT_MS = 60_000
@@ -99,7 +100,55 @@ def test_compare_scores_difference_and_errors(make_napari_viewer, qtbot, tiny_vo
     np.testing.assert_allclose(difference.scale, (2.0, 1.0, 1.0))
     np.testing.assert_allclose(difference.translate, (4.0, 0.0, 0.0))  # at the recon's depth
 
-    viewer.add_image(tiny_volume[:2], name="short")
+    # the reference is constant in slices 0 and 3: said, and shown as gaps in the table
+    assert "mean of 2 of 4 slices; left out: slices 0, 3, where the reference is constant" in (
+        widget.summary.value
+    )
+    assert widget.table.value["data"][0] == [LEFT_OUT, LEFT_OUT]
+
+    viewer.add_image(tiny_volume[:2], name="short")  # a refusal clears the numbers shown
     widget.reference.value = viewer.layers["short"]
     assert widget.run() is None
-    assert "shape" in _last_error() and len(viewer.layers) == 4
+    assert "records no slice range" in _last_error() and len(viewer.layers) == 4
+    assert widget.scores is None and widget.per_slice is None
+    assert widget.summary.value == f"not scored: {_last_error()}"
+    assert widget.table.value["data"] == []
+
+    widget.reference.value = viewer.layers["recon"]  # a layer against itself
+    assert widget.run() is None and "compared with itself" in _last_error()
+
+
+def test_compare_opens_on_a_reconstruction_and_its_reference(
+    make_napari_viewer, qtbot, tiny_volume
+) -> None:
+    viewer = make_napari_viewer()
+    viewer.add_image(tiny_volume, name="truth")
+    data, kwargs, _ = measurement_layer(simulate.simulate_ct(tiny_volume, n_views=8), "sino")
+    viewer.add_image(data, **kwargs)
+    widget = _dock(viewer, "Compare")
+    assert widget.summary.value == PICK_TWO  # one volume (a sinogram is none): nothing to pair
+    assert widget.recon.choices == (viewer.layers["truth"],)
+    recon = tiny_volume[1:3] + np.float32(0.01)
+    provenance = {"method": "tv", "slices": [1, 3]}
+    preview = {"status": "preview at t = 2"} | provenance  # a live preview is never picked
+    viewer.add_image(recon, name="tv preview", metadata={META_KEY: {"provenance": preview}})
+    assert widget.recon.value is widget.reference.value is viewer.layers["truth"]
+    viewer.add_image(recon, name="tv", metadata={META_KEY: {"provenance": provenance}})
+    assert widget.recon.value is viewer.layers["tv"]
+    assert widget.reference.value is viewer.layers["truth"]
+    _click_and_wait(qtbot, widget)
+    expected = score(recon, tiny_volume[1:3])  # the reference's slices 1 and 2
+    assert widget.scores == expected and widget.first == 1
+    assert [str(z) for z in widget.table.value["index"]] == ["1", "2"]
+    assert "(reference slices 1–2 of 0–3)" in widget.summary.value
+    widget.reference.value = viewer.layers["tv − truth"]  # another choice: numbers cleared
+    assert widget.scores is None and widget.summary.value == ""
+
+    viewer.add_image(tiny_volume[1], name="2D truth")  # 2D images: one slice each
+    viewer.add_image(tiny_volume[1] + np.float32(0.01), name="2D", scale=(0.5, 0.5))
+    widget.recon.value, widget.reference.value = viewer.layers["2D"], viewer.layers["2D truth"]
+    _click_and_wait(qtbot, widget)
+    assert widget.scores == score(tiny_volume[1:2] + np.float32(0.01), tiny_volume[1:2])
+    difference = viewer.layers["2D − 2D truth"]
+    assert difference.data.shape == (1, 64, 64)
+    np.testing.assert_allclose(difference.scale, (1.0, 0.5, 0.5))

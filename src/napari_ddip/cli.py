@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,6 +46,9 @@ from napari_ddip.methods import (
 )
 from napari_ddip.settings_doc import settings_epilog
 from napari_ddip.simulate import simulate_ct, simulate_mri
+
+if TYPE_CHECKING:
+    from napari_ddip.prior.train import TrainConfig
 
 PROG = "napari-ddip"
 MAX_SEED = 2**63 - 1  # torch and numpy both take seeds up to here
@@ -221,12 +224,7 @@ def _train(args: argparse.Namespace, finetune: bool) -> int:
     """Train a prior from scratch or fine-tune one on image files, with a progress bar."""
     from tqdm import tqdm
 
-    from napari_ddip.prior.train import (
-        TrainingOutputError,
-        config_from_args,
-        images_from_arrays,
-        train_prior,
-    )
+    from napari_ddip.prior.train import TrainingOutputError, images_from_arrays, train_prior
 
     try:
         cfg = config_from_args(args, finetune=finetune)
@@ -285,6 +283,69 @@ def _fine_tuning_volumes(paths: Sequence[Path]) -> list[np.ndarray]:
     return volumes
 
 
+def add_train_arguments(parser: argparse.ArgumentParser, finetune: bool = False) -> None:
+    """The options of ``finetune-prior`` (``finetune``) or ``train-prior``: the settings of
+    :func:`~napari_ddip.prior.train.train_options` with their defaults and help, and where
+    the run goes and on what."""
+    from napari_ddip.prior.train import train_options
+
+    parser.add_argument("--out", required=True, help="output folder (checkpoints, log, weights)")
+    for option in train_options(finetune):
+        default, text = option.default, option.help
+        if isinstance(default, bool):
+            parser.add_argument(option.flag, action="store_true", help=text)
+        elif isinstance(default, tuple):
+            parser.add_argument(option.flag, default=",".join(map(str, default)), help=text)
+        else:
+            parser.add_argument(
+                option.flag, type=type(default), default=default, choices=option.choices, help=text
+            )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh, replacing a checkpoint of another run in --out or finished weights "
+        "of the same --name (without it, those stop the command; a checkpoint of the same "
+        "run is resumed)",
+    )
+    if finetune:
+        parser.add_argument("--prior", default="default", help="prior to start from")
+    else:
+        parser.add_argument(
+            "--init",
+            default=None,
+            help="continue from this prior (name or .safetensors) instead of a random network; "
+            "its architecture, prediction, data scale and image size are kept",
+        )
+
+
+def _comma_list(text: str, kind: type, option: str) -> tuple:
+    """The values of the comma list ``text`` of option ``option``, each made a ``kind``
+    (``int`` or ``float``); ValueError, naming the option, for one that is not."""
+    try:
+        return tuple(kind(v) for v in text.split(","))
+    except ValueError:
+        what = "integers" if kind is int else "numbers"
+        raise ValueError(f"{option} must be a comma list of {what}, got {text!r}") from None
+
+
+def config_from_args(args: argparse.Namespace, finetune: bool = False) -> TrainConfig:
+    """The :class:`~napari_ddip.prior.train.TrainConfig` of parsed
+    :func:`add_train_arguments` options; ValueError, naming the option, for a value that
+    cannot train (:func:`~napari_ddip.prior.train.check_config`)."""
+    from napari_ddip.prior.train import TrainConfig, check_config, finetune_config, train_options
+
+    values = {}
+    for option in train_options(finetune):
+        value = getattr(args, option.name)
+        if isinstance(option.default, tuple):
+            value = _comma_list(value, type(option.default[0]), option.flag)
+        values[option.name] = value
+    cfg = finetune_config(**values) if finetune else TrainConfig(**values)
+    check_config(cfg, phantoms=not finetune)
+    return cfg
+
+
 def _methods_epilog() -> str:
     """Each method with the settings it takes; those every diffusion method takes once."""
     diffusion = [m for m in METHODS.values() if m.diffusion is not None]
@@ -304,6 +365,57 @@ def _methods_epilog() -> str:
     )
     lines.append(f"  diffusion settings: {shared}")
     return METHOD_HELP.format(methods="\n".join(lines))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (method choices come from :data:`napari_ddip.methods.METHODS`,
+    training options from :func:`napari_ddip.prior.train.train_options`)."""
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="3D CT/MRI reconstruction from undersampled measurements.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_simulate_parser(sub)
+    _add_reconstruct_parser(sub)
+    _add_evaluate_parser(sub)
+    _add_demo_parser(sub)
+    _add_training_parsers(sub)
+    return parser
+
+
+def _add_simulate_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``simulate`` command."""
+    sim = sub.add_parser("simulate", help="volume file -> simulated measurement file")
+    sim.add_argument("modality", choices=("ct", "mri"))
+    sim.add_argument(
+        "volume",
+        type=Path,
+        help="volume (.tif/.tiff/.npy/.npz/.nii/.nii.gz, DICOM folder or file), (Z, Y, X)",
+    )
+    sim.add_argument("out", type=Path, help="measurement file (.npz; CT also .tif/.tiff)")
+    sim.add_argument(
+        "--noise", type=float, default=0.0, help="relative Gaussian noise (0.01 = 1%%)"
+    )
+    sim.add_argument("--seed", type=seed_value, default=0, help="mask and noise seed (default 0)")
+    sim.add_argument("--views", type=int, help="CT: number of views (default 60)")
+    sim.add_argument(
+        "--limited-angle", type=float, metavar="DEG", help="CT: angular range (default 180)"
+    )
+    sim.add_argument(
+        "--photons", type=float, metavar="I0", help="CT: Poisson noise, photons per bin"
+    )
+    sim.add_argument("--accel", type=float, help="MRI: acceleration (default 4)")
+    sim.add_argument("--mask", choices=("poisson", "uniform1d"), help="MRI: mask (default poisson)")
+    sim.add_argument("--coils", type=int, help="MRI: number of simulated coils (default 1)")
+    sim.add_argument(
+        "--drop-maps",
+        action="store_true",
+        help="MRI: do not store coil maps (ESPIRiT estimates them)",
+    )
+    sim.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    sim.set_defaults(func=_simulate)
 
 
 def _add_reconstruct_parser(sub: argparse._SubParsersAction) -> None:
@@ -376,57 +488,18 @@ def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=_evaluate)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (method choices come from :data:`napari_ddip.methods.METHODS`)."""
-
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="3D CT/MRI reconstruction from undersampled measurements.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    sim = sub.add_parser("simulate", help="volume file -> simulated measurement file")
-    sim.add_argument("modality", choices=("ct", "mri"))
-    sim.add_argument(
-        "volume",
-        type=Path,
-        help="volume (.tif/.tiff/.npy/.npz/.nii/.nii.gz, DICOM folder or file), (Z, Y, X)",
-    )
-    sim.add_argument("out", type=Path, help="measurement file (.npz; CT also .tif/.tiff)")
-    sim.add_argument(
-        "--noise", type=float, default=0.0, help="relative Gaussian noise (0.01 = 1%%)"
-    )
-    sim.add_argument("--seed", type=seed_value, default=0, help="mask and noise seed (default 0)")
-    sim.add_argument("--views", type=int, help="CT: number of views (default 60)")
-    sim.add_argument(
-        "--limited-angle", type=float, metavar="DEG", help="CT: angular range (default 180)"
-    )
-    sim.add_argument(
-        "--photons", type=float, metavar="I0", help="CT: Poisson noise, photons per bin"
-    )
-    sim.add_argument("--accel", type=float, help="MRI: acceleration (default 4)")
-    sim.add_argument("--mask", choices=("poisson", "uniform1d"), help="MRI: mask (default poisson)")
-    sim.add_argument("--coils", type=int, help="MRI: number of simulated coils (default 1)")
-    sim.add_argument(
-        "--drop-maps",
-        action="store_true",
-        help="MRI: do not store coil maps (ESPIRiT estimates them)",
-    )
-    sim.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    sim.set_defaults(func=_simulate)
-
-    _add_reconstruct_parser(sub)
-    _add_evaluate_parser(sub)
-
+def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``demo`` command."""
     demo = sub.add_parser("demo", help="the main job on built-in sample data")
     demo.add_argument("--out", type=Path, default=Path("napari-ddip-demo"), help="output folder")
     demo.add_argument("--device", default="cpu", help="torch device (default cpu)")
     demo.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     demo.set_defaults(func=_demo)
 
-    from napari_ddip.prior.train import add_train_arguments
 
+def _add_training_parsers(sub: argparse._SubParsersAction) -> None:
+    """The ``train-prior`` and ``finetune-prior`` commands (options from
+    :func:`add_train_arguments`)."""
     train = sub.add_parser("train-prior", help="train a diffusion prior on ellipse phantoms")
     add_train_arguments(train)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -439,7 +512,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(tune, finetune=True)
     tune.add_argument("--quiet", action="store_true", help="no progress bar")
     tune.set_defaults(func=lambda args: _train(args, finetune=True))
-    return parser
 
 
 def _one_line_warnings(default: Callable[..., None]) -> Callable[..., None]:

@@ -21,12 +21,13 @@ from napari_ddip.methods import check_device, progress_bar, reconstruct_measurem
 from napari_ddip.metrics import Scores, score
 from napari_ddip.samples import CT_NOISE, CT_SHAPE, CT_VIEWS, ct_phantom_sample
 
-METHODS = ("fbp", "tv", "dds", "d3ip")
-LABELS = {"fbp": "FBP", "tv": "ADMM-TV", "dds": "DDS", "d3ip": "D3IP"}
-#: A CPU-sized sampler for the demo (the paper's 50 steps and L = 10 take ~10× longer on CPU):
+METHODS = ("fbp", "tv", "dds", "dds-tv", "d3ip")
+LABELS = {"fbp": "FBP", "tv": "ADMM-TV", "dds": "DDS", "dds-tv": "DDS + 3D TV", "d3ip": "D3IP"}
+#: A CPU-sized sampler for the demo (the D3IP paper's 50 steps and L = 10 take ~10× longer on CPU):
 #: 20 steps, 3 adaptation steps of 2 slices each.
 DEMO_SETTINGS = {
     "dds": {"nfe": 20},
+    "dds-tv": {"nfe": 20},
     "d3ip": {"nfe": 20, "adapt_steps": 3, "k_slices": 2},
 }
 

@@ -39,7 +39,8 @@ from tqdm import tqdm
 
 from napari_ddip import __version__
 from napari_ddip.device import available_device
-from napari_ddip.io import InputError, Measurement, operator_from_measurement
+from napari_ddip.io import InputError, Measurement
+from napari_ddip.operators import operator_from_measurement
 from napari_ddip.physics.operator import LinearOperator
 from napari_ddip.recon.config import (
     AT_LEAST_ONE,
@@ -472,7 +473,7 @@ def _once(compute: Callable[[], torch.Tensor], progress: Progress) -> torch.Tens
 
 @torch.no_grad()
 def _pinv(op: LinearOperator, y: torch.Tensor, s: dict[str, Any], progress: Progress):
-    return _once(lambda: classical.fbp(op, y), progress)
+    return _once(lambda: op.pinv(y), progress)
 
 
 @torch.no_grad()
@@ -489,7 +490,14 @@ def _tv(op: LinearOperator, y: torch.Tensor, s: dict[str, Any], progress: Progre
         progress(iteration, total)
 
     return classical.admm_tv(
-        op, y, lam=s["lam"], rho=s["rho"], n_iter=s["iters"], n_cg=s["cg_iters"], callback=callback
+        op,
+        y,
+        lam=s["lam"],
+        rho=s["rho"],
+        n_iter=s["iters"],
+        n_cg=s["cg_iters"],
+        callback=callback,
+        noise_std=s["noise_std"],
     )
 
 
@@ -519,17 +527,23 @@ register(
     Method(
         "tv",
         ("ct", "mri"),
-        "3D total variation by ADMM (lam, rho: auto-scaled unless given)",
+        "3D total variation by ADMM (lam from the noise level unless given)",
         {
             "iters": _setting(30, AT_LEAST_ONE, "ADMM iterations"),
             "cg_iters": _setting(5, AT_LEAST_ONE, "CG steps per ADMM iteration"),
             "lam": _setting(
-                None, NON_NEGATIVE, "TV weight λ (auto: 1e-4 × the 99th percentile of |pinv(y)|)"
+                None, NON_NEGATIVE, "TV weight λ (auto: from the noise level and the intensities)"
             ),
             "rho": _setting(
                 None,
                 POSITIVE,
                 "ADMM penalty ρ, dimensionless: the data term is divided by ‖A‖² (auto: 1e-3)",
+            ),
+            "noise_std": _setting(
+                None,
+                NON_NEGATIVE,
+                "standard deviation of the measurement noise in its units, which sets the "
+                "automatic lam (auto: estimated from a CT measurement)",
             ),
         },
         _tv,

@@ -16,6 +16,7 @@ from napari_ddip.io import InputError, Measurement
 from napari_ddip.io.tiff import VoxelSize
 from napari_ddip.physics.coils import simulated_coil_maps
 from napari_ddip.physics.ct import ParallelBeamCT
+from napari_ddip.physics.ct_geometry import FULL_SCAN_DEG
 from napari_ddip.physics.masks import poisson_disc_mask, uniform1d_mask
 from napari_ddip.physics.mri import MRIOperator
 from napari_ddip.physics.noise import (
@@ -44,7 +45,7 @@ def simulate_ct(
     n_views: int = 60,
     noise: float = 0.0,
     photons: float | None = None,
-    angular_range: float = 180.0,
+    angular_range: float = FULL_SCAN_DEG,
     seed: int = 0,
     voxel_size: VoxelSize = (1.0, 1.0, 1.0),
 ) -> Measurement:
@@ -73,7 +74,10 @@ def simulate_ct(
         photons is None or (math.isfinite(photons) and photons > 0),
         f"--photons must be a finite number > 0, got {photons}",
     )
-    _require(0 < angular_range <= 180, f"--limited-angle must be in (0, 180], got {angular_range}")
+    _require(
+        0 < angular_range <= FULL_SCAN_DEG,
+        f"--limited-angle must be in (0, {FULL_SCAN_DEG:g}], got {angular_range}",
+    )
     op = ParallelBeamCT(volume.shape[1], n_views=n_views, angular_range=angular_range)
     sinogram = op.forward(torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32)))
     if photons is not None:

@@ -1,14 +1,11 @@
 """Files in and out: volumes, measurements with their geometry, results with provenance.
 
 Everything here raises :class:`InputError` with a message for the user when a file or value
-does not fit; nothing imports Qt or napari. Importing this package does not import torch:
-:func:`operator_from_measurement` (which needs it) is loaded on first use.
+does not fit; nothing imports Qt or napari, nor torch. The operator of a measurement is built
+outside the file layer (:func:`napari_ddip.operators.operator_from_measurement`).
 """
 
 from __future__ import annotations
-
-from importlib import import_module
-from typing import Any
 
 from napari_ddip.io.errors import InputError, InputWarning, require_new_output
 from napari_ddip.io.labels import read_labels, write_labels
@@ -27,15 +24,6 @@ from napari_ddip.io.volume import (
     write_result,
 )
 
-_LAZY = {"operator_from_measurement": "napari_ddip.io.operators"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'napari_ddip.io' has no attribute {name!r}")
-
-
 __all__ = [
     "InputError",
     "InputWarning",
@@ -45,7 +33,6 @@ __all__ = [
     "check_result_path",
     "is_measurement_file",
     "load_measurement",
-    "operator_from_measurement",
     "read_labels",
     "read_volume",
     "require_new_output",

@@ -42,6 +42,7 @@ import numpy as np
 
 from napari_ddip.io.errors import InputError, InputWarning
 from napari_ddip.io.tiff import VoxelSize
+from napari_ddip.physics.ct_geometry import CTGeometry
 
 DATA = "exchange/data"
 FLAT = "exchange/data_white"
@@ -135,14 +136,7 @@ def dxchange_fields(
     return {
         "kind": "ct",
         "data": sinogram.astype(np.float32),
-        "geometry": {
-            "kind": "ct",
-            "image_size": size,
-            "angles_deg": theta_deg.tolist(),
-            "n_det": size,
-            "det_spacing": 1.0,
-            "fbp_filter": "ramp",
-        },
+        "geometry": CTGeometry(size, theta_deg, n_det=size).to_dict(),  # finite angles
         "voxel_size": voxel_size or (1.0, 1.0, 1.0),
         "provenance": {
             "source": path.name,

@@ -1,14 +1,14 @@
 """fastMRI-style HDF5 k-space files.
 
 Such a file holds a dataset ``kspace``: complex ``(slices, coils, ky, kx)`` (multi-coil) or
-``(slices, ky, kx)`` (single-coil), centred with the orthonormal FFT convention of DESIGN §3
-(fastMRI's ``ifft2c`` is ours). The sampling mask is not needed in the file: it is inferred as
-the k-space positions that hold a nonzero value in any slice or coil (for fastMRI's column
-masks, the acquired columns). There are no coil maps (ESPIRiT estimates them at
-reconstruction). The voxel size comes from the ISMRMRD XML header that fastMRI stores as
-``ismrmrd_header`` (encoded field of view over encoded matrix: x along ``ky``, the readout,
-y along ``kx``, z the slice thickness) when its matrix matches the k-space; else 1 mm is
-assumed and the provenance says so.
+``(slices, ky, kx)`` (single-coil), centred with the orthonormal FFT convention of
+docs/architecture.md §2 (fastMRI's ``ifft2c`` is ours). The sampling mask is not needed in the
+file: it is inferred as the k-space positions that hold a nonzero value in any slice or coil
+(for fastMRI's column masks, the acquired columns). There are no coil maps (ESPIRiT estimates
+them at reconstruction). The voxel size comes from the ISMRMRD XML header that fastMRI stores as
+``ismrmrd_header`` (encoded field of view over encoded matrix: x along ``ky``, the readout, y
+along ``kx``, z the slice thickness) when its matrix matches the k-space; else 1 mm is assumed
+and the provenance says so.
 """
 
 from __future__ import annotations

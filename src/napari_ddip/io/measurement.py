@@ -1,10 +1,11 @@
 """Measurement files: a CT sinogram or MRI k-space together with its geometry.
 
-In memory a :class:`Measurement` holds (shapes per DESIGN §3):
+In memory a :class:`Measurement` holds (shapes per docs/architecture.md §2):
 
 - CT: ``data`` float32 ``(Z, V, D)`` line integrals; ``geometry`` is
-  :meth:`ParallelBeamCT.geometry` (``image_size`` and ``angles_deg`` required, ``n_det``,
-  ``det_spacing``, ``fbp_filter`` optional).
+  :meth:`CTGeometry.to_dict <napari_ddip.physics.ct_geometry.CTGeometry.to_dict>`
+  (``image_size`` and ``angles_deg`` required, ``n_det``, ``det_spacing``, ``fbp_filter``
+  optional), checked by :class:`~napari_ddip.physics.ct_geometry.CTGeometry` itself.
 - MRI: ``data`` complex64 ``(Z, ky, kx)`` single-coil or ``(Z, C, ky, kx)`` multi-coil,
   centred, orthonormal FFT; ``mask`` float32 0/1 ``(ky, kx)`` or ``(Z, ky, kx)``; ``maps``
   complex64 ``(Z, C, ky, kx)`` or None (estimated by ESPIRiT at reconstruction);
@@ -44,14 +45,12 @@ from napari_ddip.io.hdf5 import HDF5_SUFFIXES, KSPACE_AXES, is_kspace_h5, kspace
 from napari_ddip.io.mrd import is_mrd_h5, mrd_fields
 from napari_ddip.io.npz import read_npz
 from napari_ddip.io.tiff import VoxelSize, read_tiff, read_tiff_info, write_tiff
+from napari_ddip.physics.ct_geometry import REQUIRED as CT_REQUIRED
+from napari_ddip.physics.ct_geometry import CTGeometry, positive_int
 
 KINDS = ("ct", "mri")
 MEASUREMENT_SUFFIXES = (".npz", ".tif", ".tiff")  # written and read
 READABLE_SUFFIXES = MEASUREMENT_SUFFIXES + HDF5_SUFFIXES
-CT_REQUIRED = {
-    "image_size": "the reconstructed image side N in pixels",
-    "angles_deg": "the projection angle of every view, in degrees",
-}
 #: Names of the sinogram axes, for messages (k-space: ``KSPACE_AXES``).
 CT_AXES = ("slices", "views", "detector bins")
 
@@ -141,68 +140,13 @@ def _require_numeric(array: np.ndarray, what: str) -> None:
         raise InputError(f"{what} has non-numeric dtype {array.dtype}")
 
 
-def _check_ct_geometry(geometry: dict[str, Any], shape: tuple[int, ...]) -> None:
-    """Raise unless ``geometry`` describes a sinogram of ``shape`` ``(Z, V, D)``."""
-    if not isinstance(geometry, dict):
-        raise InputError(f"CT geometry must be a JSON object, got {type(geometry).__name__}")
-    missing = [f"'{k}' ({why})" for k, why in CT_REQUIRED.items() if k not in geometry]
-    if missing:
-        raise InputError(f"CT geometry is missing {', '.join(missing)}")
-    if geometry.get("kind", "ct") != "ct":
-        raise InputError(f"geometry is for {geometry['kind']!r}, not a CT sinogram")
-    size = _positive_int(geometry["image_size"], "CT geometry image_size")
-    n_angles = len(_angles(geometry["angles_deg"]))
-    n_det = geometry.get("n_det")
-    if n_det is None:  # ParallelBeamCT's default
-        n_det = math.ceil(math.sqrt(2) * size)
-    n_det = _positive_int(n_det, "CT geometry n_det")
-    _check_det_spacing(geometry.get("det_spacing", 1.0))
-    _, n_views, n_bins = shape
-    if n_angles != n_views:
-        raise InputError(f"CT geometry has {n_angles} angles but the sinogram {n_views} views")
-    if n_det != n_bins:
-        raise InputError(f"CT geometry has {n_det} detector bins but the sinogram {n_bins}")
-
-
-def _is_number(value: Any) -> bool:
-    """Whether ``value`` is a real number (an int or float, not a bool or a string)."""
-    real = (int, float, np.integer, np.floating)
-    return isinstance(value, real) and not isinstance(value, (bool, np.bool_))
-
-
-def _positive_int(value: Any, what: str) -> int:
-    """``value`` as an int; it must be a positive whole number (``32`` or ``32.0``, not
-    ``32.7``, ``0``, ``true`` or ``"32"``)."""
-    if not _is_number(value) or not float(value).is_integer() or value <= 0:
-        raise InputError(f"{what} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _angles(angles: Any) -> np.ndarray:
-    """CT ``angles_deg`` as a float64 vector; each must be a finite number (degrees)."""
-    what = "CT geometry angles_deg"
-    try:  # a string would read as one number or fail; it is never a list of angles
-        array = None if isinstance(angles, (str, bytes)) else np.asarray(angles, dtype=np.float64)
-    except (TypeError, ValueError):
-        array = None
-    if array is None or array.ndim != 1:
-        raise InputError(f"{what} must be a list of numbers (degrees), got {angles!r}")
-    bad = np.flatnonzero(~np.isfinite(array))
-    if bad.size:
-        raise InputError(
-            f"{what} holds {bad.size} NaN/Inf value(s) (first at view {bad[0]}); "
-            "every view needs a finite angle"
-        )
-    return array
-
-
-def _check_det_spacing(value: Any) -> None:
-    """CT ``det_spacing`` (detector bin width in pixels): a finite number above 0."""
-    if not _is_number(value) or not math.isfinite(value) or value <= 0:
-        raise InputError(
-            f"CT geometry det_spacing (detector bin width in pixels) must be a finite number "
-            f"above 0, got {value!r}"
-        )
+def _check_ct_geometry(geometry: Any, shape: tuple[int, ...]) -> None:
+    """Raise unless ``geometry`` is a :class:`CTGeometry` of a sinogram of ``shape``
+    ``(Z, V, D)``."""
+    try:
+        CTGeometry.from_dict(geometry).check_sinogram(shape)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def _check_mri_geometry(geometry: Any, ny: int, nx: int) -> None:
@@ -215,7 +159,10 @@ def _check_mri_geometry(geometry: Any, ny: int, nx: int) -> None:
     size = geometry["image_shape"]
     if not isinstance(size, (list, tuple)) or len(size) != 2:
         raise InputError(f"MRI geometry image_shape must be a pair [ky, kx], got {size!r}")
-    shape = [_positive_int(n, "MRI geometry image_shape") for n in size]
+    try:
+        shape = [positive_int(n, "MRI geometry image_shape") for n in size]
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     if shape != [ny, nx]:
         raise InputError(f"MRI geometry image_shape {size} does not match k-space {ny}×{nx}")
 

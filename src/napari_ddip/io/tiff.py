@@ -75,6 +75,18 @@ def read_tiff_info(path: Path, require_key: bool = False) -> dict[str, Any] | No
         return None
 
 
+def check_tiff(path: Path) -> None:
+    """Raise :class:`InputError` unless ``path`` opens as a TIFF with at least one image (its
+    header and first page are read, not its pixels)."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            n_series = len(tif.series)
+    except (tifffile.TiffFileError, ValueError, OSError, IndexError) as exc:
+        raise InputError(f"{path}: not a readable TIFF file ({exc})") from None
+    if n_series == 0:
+        raise InputError(f"{path}: not a readable TIFF file (it holds no image)")
+
+
 def _file_info(tif: tifffile.TiffFile, require_key: bool = False) -> dict[str, Any] | None:
     """Our metadata from the ImageJ ``Info`` field, else from the first image description."""
     ij = tif.imagej_metadata

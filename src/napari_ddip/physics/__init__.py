@@ -1,28 +1,36 @@
-"""Forward models (linear operators), sampling masks, coil maps and measurement noise."""
+"""Forward models (linear operators), sampling masks, coil maps and measurement noise.
 
-from napari_ddip.physics.coils import espirit_maps, simulated_coil_maps
-from napari_ddip.physics.ct import ParallelBeamCT
-from napari_ddip.physics.masks import acceleration, poisson_disc_mask, uniform1d_mask
-from napari_ddip.physics.mri import MRIOperator, fft2c, ifft2c
-from napari_ddip.physics.noise import (
-    add_complex_gaussian_noise,
-    add_gaussian_noise,
-    add_poisson_noise,
-)
-from napari_ddip.physics.operator import LinearOperator
+The names below load their module on first use, so that the file layer can import
+:mod:`napari_ddip.physics.ct_geometry` without torch.
+"""
 
-__all__ = [
-    "LinearOperator",
-    "MRIOperator",
-    "ParallelBeamCT",
-    "acceleration",
-    "add_complex_gaussian_noise",
-    "add_gaussian_noise",
-    "add_poisson_noise",
-    "espirit_maps",
-    "fft2c",
-    "ifft2c",
-    "poisson_disc_mask",
-    "simulated_coil_maps",
-    "uniform1d_mask",
-]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_MODULES = {
+    "CTGeometry": "ct_geometry",
+    "LinearOperator": "operator",
+    "MRIOperator": "mri",
+    "ParallelBeamCT": "ct",
+    "acceleration": "masks",
+    "add_complex_gaussian_noise": "noise",
+    "add_gaussian_noise": "noise",
+    "add_poisson_noise": "noise",
+    "espirit_maps": "coils",
+    "fft2c": "mri",
+    "ifft2c": "mri",
+    "poisson_disc_mask": "masks",
+    "simulated_coil_maps": "coils",
+    "uniform1d_mask": "masks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return getattr(import_module(f"napari_ddip.physics.{_MODULES[name]}"), name)
+    raise AttributeError(f"module 'napari_ddip.physics' has no attribute {name!r}")
+
+
+__all__ = sorted(_MODULES)

@@ -25,12 +25,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from napari_ddip.physics.ct_geometry import FULL_SCAN_DEG, CTGeometry
 from napari_ddip.physics.operator import LinearOperator
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
-
-FBP_FILTERS = ("ramp", "hann")
 
 
 def _joseph_matrix(
@@ -136,14 +135,16 @@ class ParallelBeamCT(LinearOperator):
         angles_deg: explicit view angles in degrees (any set: sparse, limited, irregular).
         n_det: detector bins ``D``; default ``ceil(√2·N)`` so every ray through the image is seen.
         det_spacing: detector bin width in pixels.
-        fbp_filter: ``"ramp"`` (Ram-Lak) or ``"hann"`` (Ram-Lak × Hann window) for :meth:`pinv`.
+        fbp_filter: ``"ramp"`` (Ram-Lak) or ``"hann"`` (Ram-Lak × Hann window) for :meth:`fbp`.
         angular_range: with ``angles_deg`` unset, views are ``linspace(0, angular_range, V,
             endpoint=False)``; the default 180 is a full parallel-beam scan, less is limited angle.
         device: where the system matrices live; inputs must be on the same device.
 
-    Memory: the two sparse matrices hold about ``2 · 1.6 · V · N²`` entries of 8 bytes
-    (≈ 340 MB for N = 256, V = 180; 28 MB for N = 128, V = 60); building them takes a few
-    seconds for N = 256 and is cached per geometry.
+    The values are checked and completed as :class:`~napari_ddip.physics.ct_geometry.CTGeometry`
+    (:attr:`scan`; :meth:`for_scan` builds the operator from one). Memory: the two sparse
+    matrices hold about ``2 · 1.6 · V · N²`` entries of 8 bytes (≈ 340 MB for N = 256,
+    V = 180; 28 MB for N = 128, V = 60); building them takes a few seconds for N = 256 and is
+    cached per geometry.
     """
 
     is_complex = False
@@ -154,27 +155,53 @@ class ParallelBeamCT(LinearOperator):
         n_views: int = 180,
         angles_deg: Sequence[float] | None = None,
         n_det: int | None = None,
-        det_spacing: float = 1.0,
-        fbp_filter: str = "ramp",
-        angular_range: float = 180.0,
+        det_spacing: float = CTGeometry.det_spacing,
+        fbp_filter: str = CTGeometry.fbp_filter,
+        angular_range: float = FULL_SCAN_DEG,
         device: torch.device | str = "cpu",
     ) -> None:
-        if fbp_filter not in FBP_FILTERS:
-            raise ValueError(f"fbp_filter must be one of {FBP_FILTERS}, got {fbp_filter!r}")
         if angles_deg is None:
             angles_deg = np.linspace(0.0, angular_range, n_views, endpoint=False)
-        self.image_size = int(image_size)
-        self.angles_deg = tuple(float(a) for a in angles_deg)
-        self.n_det = int(n_det) if n_det is not None else math.ceil(math.sqrt(2) * image_size)
-        self.det_spacing = float(det_spacing)
-        self.fbp_filter = fbp_filter
+        self.scan = CTGeometry(image_size, angles_deg, n_det, det_spacing, fbp_filter)
         self.device = torch.device(device)
         matrix, matrix_t = _system_matrices(
             self.image_size, self.angles_deg, self.n_det, self.det_spacing
         )
         self._matrix = matrix.to(self.device)
         self._matrix_t = matrix_t.to(self.device)
-        self._filter = _ramp_kernel(self.n_det, fbp_filter).to(self.device)
+        self._filter = _ramp_kernel(self.n_det, self.fbp_filter).to(self.device)
+
+    @classmethod
+    def for_scan(cls, scan: CTGeometry, device: torch.device | str = "cpu") -> ParallelBeamCT:
+        """The operator of the scan ``scan`` on ``device``."""
+        return cls(
+            scan.image_size,
+            angles_deg=scan.angles_deg,
+            n_det=scan.n_det,
+            det_spacing=scan.det_spacing,
+            fbp_filter=scan.fbp_filter,
+            device=device,
+        )
+
+    @property
+    def image_size(self) -> int:
+        return self.scan.image_size
+
+    @property
+    def angles_deg(self) -> tuple[float, ...]:
+        return self.scan.angles_deg
+
+    @property
+    def n_det(self) -> int:
+        return int(self.scan.n_det)
+
+    @property
+    def det_spacing(self) -> float:
+        return self.scan.det_spacing
+
+    @property
+    def fbp_filter(self) -> str:
+        return self.scan.fbp_filter
 
     @property
     def n_views(self) -> int:
@@ -210,6 +237,10 @@ class ParallelBeamCT(LinearOperator):
         return torch.fft.irfft(spectrum, n=size, dim=-1)[..., : self.n_det]
 
     def pinv(self, y: torch.Tensor) -> torch.Tensor:
+        """The fast pseudo-inverse: :meth:`fbp`."""
+        return self.fbp(y)
+
+    def fbp(self, y: torch.Tensor) -> torch.Tensor:
         """Filtered back-projection of ``(Z, V, D)``; returns ``(Z, N, N)`` in image intensities.
 
         ``f = (π / V) · Aᵀ (h ∗ y)``: the Joseph back-projection of a ray sums, per view, to
@@ -220,34 +251,17 @@ class ParallelBeamCT(LinearOperator):
         return self.adjoint(self.filter_sinogram(y)) * (math.pi / self.n_views)
 
     def to(self, device: torch.device | str) -> ParallelBeamCT:
-        return ParallelBeamCT.from_geometry(self.geometry(), device=device)
+        return ParallelBeamCT.for_scan(self.scan, device=device)
 
     def geometry(self) -> dict[str, Any]:
-        """JSON-serialisable description; :meth:`from_geometry` rebuilds the operator."""
-        return {
-            "kind": "ct",
-            "image_size": self.image_size,
-            "angles_deg": list(self.angles_deg),
-            "n_det": self.n_det,
-            "det_spacing": self.det_spacing,
-            "fbp_filter": self.fbp_filter,
-        }
+        """JSON-serialisable description (:meth:`CTGeometry.to_dict`); :meth:`from_geometry`
+        rebuilds the operator."""
+        return self.scan.to_dict()
 
     @classmethod
     def from_geometry(
         cls, geometry: dict[str, Any], device: torch.device | str = "cpu"
     ) -> ParallelBeamCT:
-        """Operator from a :meth:`geometry` dict (``kind`` must be ``"ct"``)."""
-        if geometry.get("kind", "ct") != "ct":
-            raise ValueError(f"not a CT geometry: kind={geometry.get('kind')!r}")
-        missing = [k for k in ("image_size", "angles_deg") if k not in geometry]
-        if missing:
-            raise ValueError(f"CT geometry is missing {missing}")
-        return cls(
-            image_size=geometry["image_size"],
-            angles_deg=geometry["angles_deg"],
-            n_det=geometry.get("n_det"),
-            det_spacing=geometry.get("det_spacing", 1.0),
-            fbp_filter=geometry.get("fbp_filter", "ramp"),
-            device=device,
-        )
+        """Operator from a :meth:`geometry` dict (``kind``, if present, must be ``"ct"``);
+        ValueError as :meth:`CTGeometry.from_dict` raises it."""
+        return cls.for_scan(CTGeometry.from_dict(geometry), device=device)

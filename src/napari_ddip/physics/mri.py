@@ -35,7 +35,7 @@ class MRIOperator(LinearOperator):
         mask: sampling mask ``(ky, kx)`` shared by all slices, or ``(Z, ky, kx)`` per slice;
             bool or float (real weights; 1 = sampled). numpy or torch.
         maps: coil sensitivities ``(Z, C, Y, X)`` complex, or ``None`` for a single coil.
-        eps: regulariser of the SENSE combination in :meth:`pinv`.
+        eps: regulariser of the SENSE combination in :meth:`zero_filled`.
 
     Images are ``(Z, Y, X)`` complex64 with ``(Y, X) = (ky, kx)``; measurements are
     ``(Z, ky, kx)`` (single coil) or ``(Z, C, ky, kx)`` (multi-coil). The operator's tensors
@@ -108,7 +108,12 @@ class MRIOperator(LinearOperator):
         return (self.maps.conj() * x).sum(dim=1)
 
     def pinv(self, y: torch.Tensor) -> torch.Tensor:
-        """Zero-filled (single coil) or SENSE-combined ``Aᴴ y / (Σ|S|² + eps)`` image."""
+        """The fast pseudo-inverse: :meth:`zero_filled`."""
+        return self.zero_filled(y)
+
+    def zero_filled(self, y: torch.Tensor) -> torch.Tensor:
+        """Zero-filled inverse FFT ``Aᴴ y`` (single coil) or its SENSE combination
+        ``Aᴴ y / (Σ|S|² + eps)`` (multi-coil) of k-space ``(Z, [C,] ky, kx)``: ``(Z, Y, X)``."""
         x = self.adjoint(y)
         if self.maps is None:
             return x

@@ -2,7 +2,8 @@
 
 Images are batched over slices: ``x`` has shape ``(Z, Y, X)`` (real float32 for CT, complex64
 for MRI). Measurements have an operator-specific shape whose first axis is also ``Z``, so any
-subset of slices can be passed through the same operator (``op.forward(x[i:j])``).
+subset of slices can be passed through the same operator (``op.forward(x[i:j])``). Adjoints are
+taken under the real inner product of :func:`batch_dot`, summed over the slices.
 """
 
 from __future__ import annotations
@@ -12,12 +13,19 @@ from abc import ABC, abstractmethod
 import torch
 
 
+def batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Real part of ``<a, b> = Σ conj(a)·b`` per slice (all axes but the first): shape ``(Z,)``."""
+    product = a.conj() * b if a.is_complex() else a * b
+    return product.real.reshape(a.shape[0], -1).sum(dim=1)
+
+
 class LinearOperator(ABC):
     """A linear map ``A`` from images ``(Z, Y, X)`` to measurements ``(Z, ...)``.
 
     Subclasses implement :meth:`forward`, :meth:`adjoint` (the exact adjoint, so that
-    ``<A x, y> == <x, Aᴴ y>`` to float precision) and :meth:`pinv` (a fast approximate inverse:
-    FBP for CT, zero-filled / SENSE-combined for MRI). All three are differentiable in torch.
+    ``<A x, y> == <x, Aᴴ y>`` to float precision) and :meth:`pinv` (a fast approximate inverse,
+    the engine's starting point and intensity scale: ``ParallelBeamCT.fbp`` for CT,
+    ``MRIOperator.zero_filled`` for MRI). All three are differentiable in torch.
     """
 
     #: True when images are complex (MRI), False when real (CT).
@@ -38,7 +46,8 @@ class LinearOperator(ABC):
 
     @abstractmethod
     def pinv(self, y: torch.Tensor) -> torch.Tensor:
-        """Approximate inverse (FBP / zero-filled) of ``y``; returns ``(Z, Y, X)``."""
+        """Fast approximate inverse of ``y`` (the modality's own: FBP, zero-filled); returns
+        ``(Z, Y, X)``."""
 
     @property
     def measurement_shape(self) -> tuple[int, ...] | None:
@@ -77,6 +86,20 @@ class LinearOperator(ABC):
     def normal(self, x: torch.Tensor) -> torch.Tensor:
         """``Aᴴ A x``."""
         return self.adjoint(self.forward(x))
+
+    @torch.no_grad()
+    def norm(self, like: torch.Tensor, n_iter: int = 20, seed: int = 0) -> float:
+        """``‖A‖²``, the largest eigenvalue of ``AᴴA``, by ``n_iter`` steps of power iteration
+        from a seeded random image shaped like ``like`` ``(Z, Y, X)`` (its dtype and device)."""
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        x = torch.randn(like.shape, generator=generator, dtype=like.dtype).to(like.device)
+        value = torch.zeros(())
+        for _ in range(n_iter):
+            x = x / batch_dot(x, x).sum().sqrt()
+            hx = self.normal(x)
+            value = batch_dot(x, hx).sum()
+            x = hx
+        return float(value)
 
     def subset(self, index: slice | torch.Tensor) -> LinearOperator:
         """The operator restricted to some slices (identity for slice-independent operators)."""

@@ -1,4 +1,4 @@
-"""Patch tiling for the patch prior (paper 000, DESIGN §5).
+"""Patch tiling for the patch prior (Hu et al. 2024; docs/architecture.md §4, "Patch prior").
 
 At each network call the image is zero-padded onto a canvas whose patch grid is shifted by a
 random offset, all ``P×P`` patches go through the network in one batch with their coordinate

@@ -1,4 +1,5 @@
-"""Random ellipse phantoms: the only training data of the prior (DESIGN §5, SCD reference).
+"""Random ellipse phantoms: the only training data of the prior (SCD's distribution,
+Barbano et al. 2023; docs/architecture.md §4, "Training data").
 
 A 2D phantom is a sum of random ellipses with additive intensities on a zero background; the
 foreground is shifted to start at zero and divided by its maximum, so images lie in ``[0, 1]``.

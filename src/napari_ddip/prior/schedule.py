@@ -1,10 +1,10 @@
-"""VP diffusion schedule with linear β (DDPM), ε-prediction (DESIGN §5).
+"""VP diffusion schedule with linear β (DDPM), ε-prediction (docs/architecture.md §4).
 
 The network's images are ``s·x`` for images ``x`` in the engine's units (about [0, 1]) and a
 data scale ``s`` (``PriorConfig.data_scale``), noised as ``s·x_t = √ᾱ_t · s·x_0 + √(1 − ᾱ_t) · ε``
 with ``β_t = linspace(β_min, β_max, T)`` and ``ᾱ_t = Π_{s≤t} (1 − β_s)``, ``t ∈ {0, …, T−1}``.
 Everything here is in the engine's units: ``x_t = √ᾱ_t · x_0 + σ_t · ε`` with
-``σ_t = √(1 − ᾱ_t) / s``. With ``s = 1`` (DESIGN's reference) images of standard deviation
+``σ_t = √(1 − ᾱ_t) / s``. With ``s = 1`` (the reference schedule) images of standard deviation
 ≈ 0.16 are drowned below SNR 0.05 by t = 200; a larger ``s`` spreads the schedule's noise
 levels over the range where the image is still visible, as for DDPM's [−1, 1] images.
 """

@@ -1,4 +1,4 @@
-"""The denoising UNet: image + two coordinate channels in, noise ε̂ out (DESIGN §5).
+"""The denoising UNet: image + two coordinate channels in, noise ε̂ out (docs/architecture.md §4).
 
 Convolutional, so it runs on patches (patch prior) and on whole images of any size (sizes that
 are not a multiple of ``2**(levels-1)`` are reflect-padded inside :meth:`UNet.forward` and

@@ -1,9 +1,10 @@
-"""Settings of a diffusion reconstruction, with the paper's defaults (DESIGN §6, paper 002).
+"""Settings of a diffusion reconstruction, with the defaults of Chung & Ye 2024
+(docs/architecture.md §5–6).
 
 ``None`` means "the modality's default": adaptation steps ``L`` 10 for CT and 5 for MRI,
-learning rate 1e-3 for CT and 1e-4 for MRI, CG proximal weight ``γ`` none for CT (plain normal
-equations from ``x̂₀``) and 5 for MRI; for mbir's ADMM, CT has hard data consistency with
-``λ`` scaled to the intensities (``ρ`` dimensionless) and MRI the proximal term
+learning rate 1e-4, CG proximal weight ``γ`` none for CT (plain normal equations from ``x̂₀``)
+and 5 for MRI; for mbir's ADMM, CT has hard data consistency with ``λ`` from the noise level
+and the intensities (``ρ`` dimensionless) and MRI the proximal term
 ``0.2/2 ‖x − x̂₀‖²`` (DDS's ``γ`` 5) with a 10× stronger z-coupling, ``λ`` 1e-3 and ``ρ``
 1e-2 in the prior's units (hard data consistency on MRI is 4–9 dB worse with the default
 timestep spacing; BENCHMARKS "What did not help").
@@ -116,11 +117,13 @@ def setting(
 
 @dataclass(frozen=True)
 class ReconConfig:
-    """Every setting of the diffusion engine (paper 002's defaults).
+    """Every setting of the diffusion engine (the defaults of Chung & Ye 2024).
 
     Attributes:
         method: a name in :data:`~napari_ddip.recon.diffusion_methods.DIFFUSION_METHODS`.
-        prior: shipped prior name, ``"default"``, or a ``.safetensors`` path.
+        prior: shipped prior name (``ffdnet-color``: the pretrained FFDNet denoiser, the
+            best on real anatomy), ``"default"`` (the ellipse diffusion prior), or a
+            ``.safetensors`` path.
         nfe: sampling steps (network evaluations per slice).
         eta: DDS stochasticity ``η``.
         timestep_power: spacing of the ``nfe`` timesteps, ``t_i ∝ (i / (nfe − 1))^p``: 1 is
@@ -130,7 +133,8 @@ class ReconConfig:
         adapt_steps: ``L`` optimiser steps per sampling step (None: 10 CT, 5 MRI; 0 with a
             warm start uses its states as they are).
         k_slices: ``K`` slices per adaptation step (D3IP).
-        lr: AdamW learning rate (None: 1e-3 CT, 1e-4 MRI).
+        lr: AdamW learning rate (None: 1e-4; the paper's 1e-3 for CT costs detail on real
+            anatomy with the ellipse prior and 6 dB with the FFDNet prior).
         keep_optimizer: carry the AdamW state of the shared LoRA from one sampling step to the
             next (D3IP methods) instead of a fresh optimiser per step. A fresh Adam's first
             step moves every parameter by about ``lr`` whatever its gradient.
@@ -140,8 +144,10 @@ class ReconConfig:
         gamma: proximal weight of the data consistency ``(I + γAᴴA/‖A‖²)`` (None: CT none,
             MRI 5).
         admm_iters, admm_cg: ADMM iterations and CG steps per ADMM iteration (mbir).
-        admm_lam, admm_rho: z-TV weight and ADMM penalty (None: CT ``λ`` scaled to the
-            intensities and ``ρ`` dimensionless, see ``admm_tv``; MRI 1e-3 and 1e-2).
+        admm_lam, admm_rho: TV weight and ADMM penalty (None: CT ``λ`` from the noise level
+            and ``ρ`` dimensionless, as ADMM-TV's own defaults, see ``admm_tv``; MRI 1e-3 and
+            1e-2 in the prior's units, DiffusionMBIR's stronger TV, also the better one for the
+            3D TV of ``dds-tv`` on the held-out slab).
         mbir_anchor: weight ``μ`` of a proximal term ``μ/2 ‖x − x̂₀‖²`` in mbir's ADMM, next to
             the normalised data term and the z-TV (None: CT 0, MRI 0.2; 0: none, the data
             consistency is hard as in DiffusionMBIR; 0.2 matches the CG data consistency with
@@ -150,11 +156,14 @@ class ReconConfig:
             (None: estimated from the data, ``physics.noise.estimate_noise_std``).
         prior_error: ``ζ``, the noise-aware data consistency's model of the prior estimate's
             error, ``ζ·s_t`` at a step of noise level ``s_t``; it sets the proximal weight
-            from ``noise_std`` (``Problem.proximal_weight``); 0: off.
+            from ``noise_std`` (``Problem.proximal_weight``); 0: off (None: 2 for CT, off for
+            MRI, whose noise estimate cannot tell noise from the fine detail of noise-free
+            k-space; chosen on a held-out MNI152 slab, BENCHMARKS "Quality on real anatomy").
         meta_step_start, meta_step_end: Reptile step ``ε``, decaying linearly over the horizon.
         dps_step: DPS step ``ζ`` on ``∇‖y − A x̂₀‖ / ‖A‖``.
         ddnm_cg_iters: CG iterations of DDNM's pseudo-inverse.
-        init_pinv: start from ``√ᾱ·pinv(y) + √(1−ᾱ)·n`` instead of pure noise (paper §3.3).
+        init_pinv: start from ``√ᾱ·pinv(y) + √(1−ᾱ)·n`` instead of pure noise (Chung & Ye
+            2024, §3.3).
         slerp: correlate the initial noise across slices by slerp between two draws.
         slice_batch: slices per sampling batch (None: 8 on CPU, 64 on CUDA); on CUDA one
             network call, on the CPU their patches go through the network in cache-sized
@@ -168,12 +177,12 @@ class ReconConfig:
         seed: seed of every random draw (noise, slices, patch offsets, LoRA init).
     """
 
-    method: str = "d3ip"
+    method: str = "dds-tv"
     prior: str = setting(
-        "default",
+        "ffdnet-color",
         help=(
-            "a shipped prior by name (default: ellipse-patch-v) or a .safetensors file with "
-            "its .json beside it"
+            "a shipped prior by name (ffdnet-color, the pretrained FFDNet denoiser; default: "
+            "the ellipse prior ellipse-patch-v) or a .safetensors file with its .json beside it"
         ),
     )
     nfe: int = setting(
@@ -212,7 +221,7 @@ class ReconConfig:
         help="K: slices drawn for each adaptation step of the shared LoRA",
     )
     lr: float | None = setting(
-        None, POSITIVE, ADAPTATION, help="AdamW learning rate of the LoRA (auto: 1e-3 CT, 1e-4 MRI)"
+        None, POSITIVE, ADAPTATION, help="AdamW learning rate of the LoRA (auto: 1e-4)"
     )
     keep_optimizer: bool = setting(
         False,
@@ -249,8 +258,8 @@ class ReconConfig:
         NON_NEGATIVE,
         MBIR.mode,
         help=(
-            "TV weight λ of the ADMM data consistency (auto: scaled to the intensities for "
-            "CT, 1e-3 MRI)"
+            "TV weight λ of the ADMM data consistency (auto: from the noise level and the "
+            "intensities for CT, 1e-3 MRI)"
         ),
     )
     admm_rho: float | None = setting(
@@ -274,13 +283,13 @@ class ReconConfig:
             "estimated from the data); read when prior_error > 0"
         ),
     )
-    prior_error: float = setting(
-        0.0,
+    prior_error: float | None = setting(
+        None,
         NON_NEGATIVE,
         NOISE_AWARE,
         help=(
             "ζ: the modelled error of the network's estimate, ζ·s_t at noise level s_t, which "
-            "sets the data consistency's weight from noise_std (0: off)"
+            "sets the data consistency's weight from noise_std (auto: 2 CT, 0 MRI; 0: off)"
         ),
     )
     meta_step_start: float = setting(
@@ -358,11 +367,12 @@ class ReconConfig:
 
         values = dict(
             adapt_steps=pick(self.adapt_steps, 10, 5),
-            lr=pick(self.lr, 1e-3, 1e-4),
+            lr=pick(self.lr, 1e-4, 1e-4),
             gamma=pick(self.gamma, None, 5.0),
             admm_lam=pick(self.admm_lam, None, 1e-3),
             admm_rho=pick(self.admm_rho, None, 1e-2),
             mbir_anchor=pick(self.mbir_anchor, 0.0, 0.2),
+            prior_error=pick(self.prior_error, 2.0, 0.0),
             slice_batch=self.slice_batch or (64 if device_type == "cuda" else 8),
             precision=resolve_precision(self.precision, device_type),
         )

@@ -1,14 +1,17 @@
-"""The reconstruction engine: every diffusion method on one DDS sampling loop (DESIGN §6–7).
+"""The reconstruction engine: every diffusion method on one DDS sampling loop
+(docs/architecture.md §5–7).
 
 Per sampling step ``t``: (adaptation of the LoRA, if the method adapts and ``t`` is inside the
 horizon) → ``ε̂ = net(x_t, t)`` for all slices in batches → Tweedie ``x̂₀`` → data consistency
-``x̃₀`` → DDS update to the next timestep. The methods differ only in where the LoRA state comes
-from and which data consistency they use:
+``x̃₀`` (at the step's noise level ``s_t``, which the noise-aware consistencies weigh against
+the measurement's noise) → DDS update to the next timestep. The methods differ only in where
+the LoRA state comes from and which data consistency they use:
 
 - ``dds`` / ``ddnm`` / ``dps``: no LoRA; CG from ``x̂₀`` / CG null-space projection / no data
   consistency but the gradient of ``‖y − A x̂₀‖`` w.r.t. ``x_t``.
 - ``d3ip``: one LoRA shared by the volume; each of ``L`` steps draws ``K`` random slices.
 - ``d3ip-mbir``: as ``d3ip`` with ``K`` contiguous slices and ADMM-TV along z as consistency.
+- ``dds-tv`` / ``d3ip-tv``: as ``dds`` / ``d3ip-mbir`` with ADMM-TV over all three axes.
 - ``ddip``: one LoRA per slice, carried across timesteps (``L`` steps on its own slice).
 - ``d3ip-meta``: pass 1 is ``d3ip`` with a Reptile step ``φ ← φ + ε(θ_L − φ)`` (``ε`` decaying
   linearly), recording ``φ_t``; pass 2 samples again where each slice fine-tunes from ``φ_t``.

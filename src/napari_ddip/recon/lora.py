@@ -3,9 +3,9 @@
 Every ``Conv2d`` and ``Linear`` inside the residual and attention blocks gets a rank-``r``
 weight update ``W + scale · (U D).reshape(W.shape)`` with ``D (r, fan_in) ~ N(0, 1/r)`` and
 ``U (out, r) = 0`` (so a fresh adapter leaves the network unchanged); the biases of those layers
-are trainable too (paper 000 / SCD). The base weights stay frozen. The adapter's whole trainable
-state is a small dict of tensors that can be saved, restored and averaged, which is what DDIP
-(one state per slice), D3IP (one shared state) and D3IP-meta (Reptile) need.
+are trainable too (as in SCD, Barbano et al. 2023). The base weights stay frozen. The adapter's
+whole trainable state is a small dict of tensors that can be saved, restored and averaged, which
+is what DDIP (one state per slice), D3IP (one shared state) and D3IP-meta (Reptile) need.
 """
 
 from __future__ import annotations

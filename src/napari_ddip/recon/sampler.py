@@ -1,4 +1,5 @@
-"""The DDS sampler's pieces: the initial state and the update between timesteps (DESIGN §5).
+"""The DDS sampler's pieces: the initial state and the update between timesteps
+(docs/architecture.md §5).
 
 All noise comes from one CPU ``torch.Generator`` and is moved to the device, so a run is
 reproducible for a fixed seed whatever the device.
@@ -41,7 +42,7 @@ def initial_state(
     use_pinv: bool,
     use_slerp: bool,
 ) -> torch.Tensor:
-    """``x_T`` of shape ``pinv_rows.shape`` ``(Z·channels, Y, X)`` (paper 002 Eq. 16).
+    """``x_T`` of shape ``pinv_rows.shape`` ``(Z·channels, Y, X)`` (Chung & Ye 2024, Eq. 16).
 
     ``use_pinv``: ``√ᾱ_T·pinv(y) + σ_T·n`` instead of ``σ_T·n``; ``use_slerp``: the noise of
     slice ``z`` is the slerp between two draws at ``z / (Z − 1)``, so that neighbouring slices

@@ -6,14 +6,10 @@ from collections.abc import Callable
 
 import torch
 
+from napari_ddip.physics.operator import batch_dot
+
 #: A slice stops once its residual is this many machine epsilons of the initial residual.
 CONVERGED_EPS = 100
-
-
-def batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Real part of ``<a, b> = Σ conj(a)·b`` per slice (all axes but the first): shape ``(Z,)``."""
-    product = a.conj() * b if a.is_complex() else a * b
-    return product.real.reshape(a.shape[0], -1).sum(dim=1)
 
 
 def _per_slice(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

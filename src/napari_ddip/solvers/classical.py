@@ -1,4 +1,4 @@
-"""Classical reconstructions without a learned prior: FBP / zero-filled, CG least squares, ADMM-TV.
+"""Classical reconstructions without a learned prior: CG least squares and ADMM-TV.
 
 All take a :class:`~napari_ddip.physics.operator.LinearOperator` and its measurement ``y``
 ``(Z, ...)`` and return an image ``(Z, Y, X)`` (real for CT, complex for MRI).
@@ -10,24 +10,22 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from napari_ddip.physics.noise import estimate_noise_std
 from napari_ddip.physics.operator import LinearOperator
-from napari_ddip.solvers.cg import batch_dot, conjugate_gradient
+from napari_ddip.solvers.cg import conjugate_gradient
 from napari_ddip.solvers.tv import grad, grad_adjoint, shrink
 
 #: Default TV weight of :func:`admm_tv` relative to the image scale (see there).
 TV_WEIGHT = 1e-4
 #: Default ADMM penalty of :func:`admm_tv` (dimensionless: the data term is normalised).
 ADMM_RHO = 1e-3
+#: Noise-aware TV weight per unit of the measurement noise seen in the image, ``σ/‖A‖``, and
+#: its floor relative to the image scale (a noise-free sinogram). Chosen on a held-out MNI152
+#: slab (60-view CT, 0.5–4 % noise), where the best λ grows in proportion to the noise.
+TV_NOISE_WEIGHT = 0.035
+TV_FLOOR = 2.5e-5
 
 Callback = Callable[[int, int, torch.Tensor], bool | None]
-
-
-def fbp(op: LinearOperator, y: torch.Tensor) -> torch.Tensor:
-    """The operator's fast pseudo-inverse: FBP for CT, zero-filled / SENSE-combined for MRI."""
-    return op.pinv(y)
-
-
-zero_filled = fbp
 
 
 def cg_least_squares(
@@ -43,25 +41,26 @@ def cg_least_squares(
     )
 
 
-@torch.no_grad()
-def normal_norm(op: LinearOperator, like: torch.Tensor, n_iter: int = 20, seed: int = 0) -> float:
-    """Largest eigenvalue of ``AᴴA`` (= ‖A‖²) by power iteration on images shaped like ``like``."""
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    x = torch.randn(like.shape, generator=generator, dtype=like.dtype).to(like.device)
-    value = torch.zeros(())
-    for _ in range(n_iter):
-        x = x / batch_dot(x, x).sum().sqrt()
-        hx = op.normal(x)
-        value = batch_dot(x, hx).sum()
-        x = hx
-    return float(value)
-
-
 def image_scale(x: torch.Tensor, quantile: float = 0.99) -> float:
     """Robust intensity scale of an image: the ``quantile`` of ``|x|`` (ignores streak outliers)."""
     values = x.detach().abs().flatten()
     k = max(1, min(values.numel(), round(quantile * values.numel())))
     return float(values.kthvalue(k).values)
+
+
+def tv_weight(x: torch.Tensor, image_noise: float | None) -> float:
+    """The default TV weight ``λ`` of :func:`admm_tv` for images like ``x``.
+
+    With the noise known (``image_noise = σ/‖A‖``, the measurement noise seen in image units):
+    ``λ = max(TV_NOISE_WEIGHT · σ/‖A‖, TV_FLOOR · s)``, the noise-aware weight; without it (a
+    k-space measurement, whose noise estimate of noise-free or lightly noisy data is the fine
+    detail itself): ``λ = TV_WEIGHT · s``. ``s``: the 99th percentile of ``|x|`` (about the
+    brightest tissue), because TV scales linearly with the intensities.
+    """
+    scale = image_scale(x)
+    if image_noise is None:
+        return TV_WEIGHT * scale
+    return max(TV_NOISE_WEIGHT * image_noise, TV_FLOOR * scale)
 
 
 def admm_tv(
@@ -76,6 +75,7 @@ def admm_tv(
     callback: Callback | None = None,
     norm: float | None = None,
     anchor: float = 0.0,
+    noise_std: float | None = None,
 ) -> torch.Tensor:
     """Total-variation regularised least squares by ADMM.
 
@@ -89,10 +89,10 @@ def admm_tv(
 
     Defaults scale with the data, so no tuning is needed for typical sparse-view CT and
     undersampled MRI: the data term is divided by ``‖A‖²`` (power iteration), which makes it
-    independent of the operator's units and of the number of views; ``lam = TV_WEIGHT · s`` with
-    ``s`` the 99th percentile of ``|pinv(y)|`` (about the brightest tissue), because TV scales
-    linearly with the intensities; ``rho = ADMM_RHO`` is dimensionless. Starts from
-    ``x0`` (default ``pinv(y)``).
+    independent of the operator's units and of the number of views; ``lam`` by
+    :func:`tv_weight` from the noise level (``noise_std``, the standard deviation of the noise
+    in ``y``; None: estimated for a real measurement) and the intensities; ``rho =
+    ADMM_RHO`` is dimensionless. Starts from ``x0`` (default ``pinv(y)``).
 
     ``callback(iteration, n_iter, x)`` runs after every iteration (1-based); returning
     ``False`` stops early and returns the current ``x``. Differentiable if run with grad.
@@ -101,8 +101,11 @@ def admm_tv(
     if anchor < 0 or (anchor > 0 and x0 is None):
         raise ValueError(f"anchor must be >= 0 and needs x0, got {anchor}")
     x = op.pinv(y) if x0 is None else x0
-    norm = normal_norm(op, x) if norm is None else norm
-    lam = TV_WEIGHT * image_scale(x) if lam is None else lam
+    norm = op.norm(x) if norm is None else norm
+    if lam is None:
+        if noise_std is None and not op.is_complex:
+            noise_std = estimate_noise_std(y)
+        lam = tv_weight(x, None if noise_std is None else noise_std / norm**0.5)
     rho = ADMM_RHO if rho is None else rho
     rhs_data = op.adjoint(y) / norm + anchor * x
 

@@ -7,7 +7,6 @@ anything the user can fix (a prior that does not load, GPU memory, bad settings)
 
 from __future__ import annotations
 
-import argparse
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -129,15 +128,6 @@ def eta_seconds(elapsed: float, step: int, total: int) -> float | None:
 # -- fine-tuning --------------------------------------------------------------------------
 
 
-def finetune_defaults() -> argparse.Namespace:
-    """The options of ``napari-ddip finetune-prior`` with their defaults."""
-    from napari_ddip.prior.train import add_train_arguments
-
-    parser = argparse.ArgumentParser()
-    add_train_arguments(parser, finetune=True)
-    return parser.parse_args(["--out", "."])
-
-
 def pick_slices(volumes: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
     """At most ``n`` slices spread evenly over the non-constant slices of ``volumes``
     ``(Z, Y, X)``, as one ``(k, Y, X)`` array per volume that gives any."""
@@ -159,7 +149,8 @@ def pick_slices(volumes: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
 class FinetuneJob:
     """One fine-tuning run: ``images`` (from :func:`pick_slices`) into ``folder/name/``.
 
-    ``options`` overrides :func:`finetune_defaults` (steps, lr, batch_size, seed, ...).
+    ``options`` overrides settings of :func:`~napari_ddip.prior.train.finetune_config` (steps,
+    lr, batch_size, seed, ...).
     """
 
     images: list[np.ndarray]
@@ -192,9 +183,13 @@ class FinetuneResult:
 def run_finetune(job: FinetuneJob, emit: Emit, cancel: threading.Event) -> FinetuneResult:
     """Fine-tune ``job.base`` on ``job.images`` as ``napari-ddip finetune-prior`` does,
     reporting every step; a cancel stops after writing a checkpoint and the prior so far."""
-    from napari_ddip.prior.train import config_from_args, images_from_arrays, train_prior
+    from napari_ddip.prior.train import (
+        check_config,
+        finetune_config,
+        images_from_arrays,
+        train_prior,
+    )
 
-    options = vars(finetune_defaults()) | job.options | {"name": job.name, "log_every": 1}
     start, done = time.perf_counter(), [0]
 
     def progress(step: int, total: int, loss: float) -> bool:
@@ -204,7 +199,8 @@ def run_finetune(job: FinetuneJob, emit: Emit, cancel: threading.Event) -> Finet
         return not cancel.is_set()
 
     with user_errors(job.device):
-        cfg = config_from_args(argparse.Namespace(**options), finetune=True)
+        cfg = finetune_config(**job.options, name=job.name, log_every=1)
+        check_config(cfg, phantoms=False)
         images = images_from_arrays(job.images)
         path = train_prior(
             cfg,

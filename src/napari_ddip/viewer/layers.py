@@ -10,7 +10,8 @@ Every layer this plugin makes carries ``layer.metadata["napari_ddip"]``:
   sinogram's detector axis has its physical width.
 - volume layers (references, results): ``{"kind": "volume", "provenance": {...}}``, scale
   ``(z, y, x)`` = the voxel size in mm; labels layers (annotations) the same with
-  ``"kind": "labels"``.
+  ``"kind": "labels"``. A result of a slice subset records ``"slices": [start, stop]`` (of its
+  measurement) in its provenance and sits at that depth: translate ``(start · z, 0, 0)`` mm.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ META_KEY = "napari_ddip"
 LayerData = tuple[Any, dict[str, Any], str]
 #: Dynamic range of the k-space display: magnitudes below max·1e-6 show as the floor.
 KSPACE_FLOOR = 1e-6
+#: Provenance ``"output"`` of a layer of the per-voxel posterior standard deviation.
+STD_OUTPUT = "posterior standard deviation"
 
 
 def kspace_display(kspace: np.ndarray) -> np.ndarray:
@@ -61,25 +64,42 @@ def measurement_layer(m: Measurement, name: str) -> LayerData:
 def volume_layer(
     volume: np.ndarray, voxel_size: VoxelSize, name: str, provenance: dict[str, Any]
 ) -> LayerData:
-    """The image layer of a real volume ``(Z, Y, X)`` with voxel size ``(z, y, x)`` mm."""
-    kwargs = {
-        "name": name,
-        "scale": voxel_size,
-        "metadata": {META_KEY: {"kind": "volume", "provenance": provenance}},
-    }
-    return volume, kwargs, "image"
+    """The image layer of a real volume ``(Z, Y, X)`` with voxel size ``(z, y, x)`` mm, at the
+    depth of the slices its provenance records (see :func:`first_slice`)."""
+    return volume, _placed(volume, voxel_size, name, "volume", provenance), "image"
 
 
 def labels_layer(
     labels: np.ndarray, voxel_size: VoxelSize, name: str, provenance: dict[str, Any]
 ) -> LayerData:
-    """The labels layer of annotations ``(Z, Y, X)`` (unsigned integers), voxel size in mm."""
-    kwargs = {
+    """The labels layer of annotations ``(Z, Y, X)`` (unsigned integers), voxel size in mm,
+    placed as :func:`volume_layer` places a volume."""
+    return labels, _placed(labels, voxel_size, name, "labels", provenance), "labels"
+
+
+def _placed(
+    data: np.ndarray, voxel_size: VoxelSize, name: str, kind: str, provenance: dict[str, Any]
+) -> dict[str, Any]:
+    """Layer kwargs: name, scale, translate ``(start · z, 0, 0)`` mm and our metadata."""
+    start = first_slice(provenance, data.shape[0]) or 0
+    return {
         "name": name,
         "scale": voxel_size,
-        "metadata": {META_KEY: {"kind": "labels", "provenance": provenance}},
+        "translate": (start * voxel_size[0], 0.0, 0.0),
+        "metadata": {META_KEY: {"kind": kind, "provenance": provenance}},
     }
-    return labels, kwargs, "labels"
+
+
+def first_slice(provenance: dict[str, Any], n_slices: int) -> int | None:
+    """The first slice a volume of ``n_slices`` slices covers in its measurement, read from
+    its provenance ``"slices": [start, stop]`` (``stop − start`` must be ``n_slices``); None
+    when the provenance records no such range."""
+    slices = provenance.get("slices")
+    if not (isinstance(slices, list | tuple) and len(slices) == 2):
+        return None
+    start, stop = slices
+    valid = all(isinstance(v, int) and not isinstance(v, bool) for v in slices)
+    return start if valid and 0 <= start and stop - start == n_slices else None
 
 
 def our_metadata(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -1,12 +1,12 @@
 """Dock widget "Fine-tune prior": adapt a diffusion prior to a few slices of your own images.
 
-The small-dataset setting of paper 000: about ten slices, spread evenly over the chosen image
-layers, fine-tune a prior (shipped, fine-tuned before, or a file) as
-``napari-ddip finetune-prior`` does (same defaults: flips and 90° rotations, EMA 0.99). The
+The small-dataset setting of Hu et al. 2024 (docs/architecture.md §4): about ten slices, spread
+evenly over the chosen image layers, fine-tune a prior (shipped, fine-tuned before, or a file)
+as ``napari-ddip finetune-prior`` does (same defaults: flips and 90° rotations, EMA 0.99). The
 run writes ``<folder>/<name>/<name>.safetensors`` (+ ``.json`` config, ``.md`` model card,
 ``loss.csv`` and a checkpoint) and makes the new prior selectable in the Reconstruct widget.
-Cancel stops after the current step and still writes the prior so far; running again with
-the same folder and name resumes from the checkpoint.
+Cancel stops after the current step and still writes the prior so far; running again with the
+same folder and name resumes from the checkpoint.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from napari_ddip.viewer.jobs import (
     FinetuneJob,
     FinetuneResult,
     TrainProgress,
-    finetune_defaults,
     pick_slices,
     run_finetune,
 )
@@ -41,7 +40,7 @@ if TYPE_CHECKING:
 
 #: Where fine-tuned priors go unless the user picks another folder.
 DEFAULT_FOLDER = Path.home() / "napari-ddip" / "priors"
-#: Slices to fine-tune on (paper 000's small-dataset setting).
+#: Slices to fine-tune on (the small-dataset setting of Hu et al. 2024).
 DEFAULT_IMAGES = 10
 OPTIONS = ("steps", "lr", "batch_size", "seed")
 LABELS = {"lr": "learning rate", "batch_size": "batch size"}
@@ -53,8 +52,10 @@ class PriorWidget(Container):
     :class:`~napari_ddip.viewer.jobs.FinetuneResult`."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        from napari_ddip.prior.train import train_options  # torch: when the dock opens
+
         self._viewer = viewer
-        defaults = vars(finetune_defaults())
+        options = train_options(finetune=True)
         self.images = Select(label="image layers", choices=self._volume_layers)
         self.n_images = SpinBox(
             label="slices",
@@ -64,7 +65,12 @@ class PriorWidget(Container):
             tooltip="fine-tune on this many slices, spread evenly over the chosen layers",
         )
         self.base = PriorPicker(label="base prior")
-        self.training = SettingsForm(defaults, OPTIONS, LABELS)
+        self.training = SettingsForm(
+            {o.name: o.default for o in options},
+            OPTIONS,
+            LABELS,
+            tooltips={o.name: o.help for o in options},
+        )
         self.folder = FileEdit(label="output folder", mode="d", value=DEFAULT_FOLDER)
         self.prior_name = LineEdit(
             label="name",

@@ -4,18 +4,20 @@ Every method runs through :func:`napari_ddip.methods.prepare` (checked when Run 
 and :func:`napari_ddip.methods.run` (in a thread), as on the command line. The form shows the
 settings the chosen method takes (its record in :data:`napari_ddip.methods.METHODS`), and
 for methods that can, files to warm-start from and to save the adaptation to (Advanced).
-The run's events drive the progress bar (with the time
-left) and a live preview in a layer ``"<result> preview"``, so the result of an earlier run
-stays whole until this one finishes (a run that fails leaves it, and the labelled preview).
-Cancel keeps the partial result. The result layer ``"<measurement> [<method>]"`` (replaced on
-re-run, with its ``std`` layer when the run drew several posterior samples, removed when it
-did not) has the measurement's voxel size as scale and the run's provenance (method,
-settings, prior, seed, device, version, the measurement's own provenance) in its metadata,
-which the napari-ddip TIFF writer saves.
+The run's events drive the progress bar (with the time left) and a live preview in a layer
+``"<result> preview"``, so the result of an earlier run stays whole until this one finishes
+(a run that fails leaves it, and the labelled preview).
+Cancel keeps the partial result as ``"<measurement> [<method>, partial <step>/<total>]"``
+beside any complete one. The status line is made afresh for every run (method, device, loss).
+The result layer ``"<measurement> [<method>]"`` (replaced on re-run, with its ``std`` layer
+when the run drew several posterior samples, removed when it did not) has the measurement's
+voxel size as scale and the run's provenance (method, settings, prior, seed, device, version,
+the measurement's own provenance) in its metadata, which the napari-ddip TIFF writer saves.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +32,7 @@ from napari_ddip.io import InputError
 from napari_ddip.viewer.devices import device_choices
 from napari_ddip.viewer.jobs import ReconJob, measurement_slab, run_recon, slice_range
 from napari_ddip.viewer.layers import (
+    STD_OUTPUT,
     measurement_from_layer,
     our_metadata,
     show_layer,
@@ -55,7 +58,7 @@ LABELS = {
 #: Tooltip of the field that is a command-line option, not a setting (the settings' tooltips
 #: are their help, :func:`napari_ddip.settings_doc.tooltips`).
 SAVE_ADAPTATION_TIP = "a .safetensors file to save this run's adapted LoRA to (empty: none)"
-DEFAULT_METHOD = "d3ip"
+DEFAULT_METHOD = "dds-tv"
 
 
 class ReconstructWidget(Container):
@@ -123,7 +126,6 @@ class ReconstructWidget(Container):
         self._collapsible = _collapsible("Advanced", self._advanced_fields)
         self.advanced_box.native.layout().addWidget(self._collapsible)
         self.result: Reconstruction | None = None
-        self._device, self._loss = "", ""
         self.measurement.changed.connect(self.method.reset_choices)
         self.method.changed.connect(self._show_method_settings)
         self.panel.run_button.changed.connect(self.run)
@@ -174,8 +176,10 @@ class ReconstructWidget(Container):
         self.result = None
         name = f"{layer.name} [{job.request.method.name}]"
         place = _placement(layer, job)
-        on_event = partial(self._on_event, name, place)
-        on_result = partial(self._on_result, name, place)
+        method, device = job.request.method.name, str(job.request.device)
+        run = _RunState(source=layer.name, method=method, device=device)
+        on_event = partial(self._on_event, name, place, run)
+        on_result = partial(self._on_result, name, place, run)
         busy = [self.measurement, self.method]
         return self.panel.start(partial(run_recon, job), on_event, on_result, busy)
 
@@ -213,32 +217,35 @@ class ReconstructWidget(Container):
             raise InputError(f"save adaptation {save}: use a .safetensors name")
         return values, save
 
-    def _on_event(self, name: str, place: dict[str, Any], event: Any) -> None:
+    def _on_event(self, name: str, place: dict[str, Any], run: _RunState, event: Any) -> None:
         from napari_ddip.recon import Adapted, Preview, Progress, Started
 
         if isinstance(event, Started):
-            self._device = event.device
-            self._loss = ""
-            self.panel.show_progress(0, event.total, None, f"{event.method} on {event.device}")
+            run.device, run.total = event.device, event.total
+            self.panel.show_progress(0, event.total, None, run.status(event.method))
         elif isinstance(event, Progress):
-            detail = f"{event.phase} on {self._device}{self._loss}"
-            self.panel.show_progress(event.step, event.total, event.eta, detail)
+            run.step, run.total = event.step, event.total
+            self.panel.show_progress(event.step, event.total, event.eta, run.status(event.phase))
         elif isinstance(event, Adapted):
-            self._loss = f" · loss {event.loss:.3g}"
+            run.loss = event.loss
         elif isinstance(event, Preview):
             provenance = {"status": f"preview at t = {event.t}", **place["provenance"]}
             self._show(f"{name} preview", place, event.volume, provenance)
 
-    def _on_result(self, name: str, place: dict[str, Any], result: Reconstruction | None) -> None:
+    def _on_result(
+        self, name: str, place: dict[str, Any], run: _RunState, result: Reconstruction | None
+    ) -> None:
         if result is None:
             self.panel.status.value = "cancelled"
-            show_info(f"cancelled: {self.method.value} keeps no partial result")
+            show_info(f"cancelled: {run.method} keeps no partial result")
             return
         self.result = result
-        self._show(name, place, result.volume, result.provenance)
         self._remove(f"{name} preview")
+        if result.partial:  # a name of its own: an earlier complete result stays as it was
+            name = f"{run.source} [{run.method}, partial {run.step}/{run.total}]"
+        self._show(name, place, result.volume, result.provenance)
         if result.std is not None:
-            provenance = result.provenance | {"output": "posterior standard deviation"}
+            provenance = result.provenance | {"output": STD_OUTPUT}
             self._show(f"{name} std", place, result.std, provenance, colormap="magma")
         else:  # an earlier run's std would pass for this one's
             self._remove(f"{name} std")
@@ -265,6 +272,23 @@ class ReconstructWidget(Container):
         """Remove the layer ``name`` if there is one."""
         if name in self._viewer.layers:
             self._viewer.layers.remove(name)
+
+
+@dataclass
+class _RunState:
+    """What one run has reported so far (the status line and a partial result's name)."""
+
+    source: str  # the measurement layer's name
+    method: str
+    device: str  # the checked request's device (the engine's Started event names it again)
+    loss: float | None = None
+    step: int = 0
+    total: int = 0
+
+    def status(self, phase: str) -> str:
+        """``<phase> on <device>[ · loss <loss>]``."""
+        loss = "" if self.loss is None else f" · loss {self.loss:.3g}"
+        return f"{phase} on {self.device}{loss}"
 
 
 def _file_edit(label: str, mode: str, tooltip: str) -> FileEdit:

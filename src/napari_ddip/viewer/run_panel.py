@@ -4,7 +4,8 @@
 :func:`~napari_ddip.viewer.background.run_with_events`: Run (and the given widgets) stay
 disabled and Cancel enabled until it ends; Cancel sets the ``threading.Event`` the work polls,
 and so does closing the widget's dock (or the viewer), after which the run leaves the widgets
-alone. A run that fails leaves "failed: <why>" on the status line.
+alone. A run that fails leaves "failed: <why>" on the status line; a cancelled one leaves
+"cancelled at <step>/<total>" on the bar (no time left).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class RunPanel(Container):
         super().__init__(widgets=[buttons, self.progress, self.status], labels=False)
         self.margins = (0, 0, 0, 0)
         self.cancel_event = threading.Event()
+        self._steps = ""  # "<step>/<total>" of the current run's last progress
+        self._failed_run = False
         self.cancel_button.changed.connect(self.cancel)
 
     def start(
@@ -57,6 +60,7 @@ class RunPanel(Container):
     ) -> FunctionWorker:
         """Run ``work(emit, cancel)`` in a thread worker (returned)."""
         self.cancel_event = cancel = threading.Event()
+        self._steps, self._failed_run = "", False
         self.progress.value, self.progress.max = 0, 1
         self.progress.native.setFormat("%p%")
         self.status.value = "starting…"
@@ -81,12 +85,18 @@ class RunPanel(Container):
         self.progress.max = max(total, 1)
         self.progress.value = min(step, total)
         left = "" if eta is None else f" · {format_seconds(eta)} left"
-        self.progress.native.setFormat(f"{step}/{total}{left}")
+        self._steps = f"{step}/{total}"
+        self.progress.native.setFormat(f"{self._steps}{left}")
         self.status.value = detail
 
     def _failed(self, message: str) -> None:
+        self._failed_run = True
         self.progress.native.setFormat("%p%")  # no time left on the bar
         self.status.value = f"failed: {message}"
 
     def _finished(self) -> None:
         self.cancel_button.enabled = False
+        stopped = self.cancel_event.is_set() and self.progress.value < self.progress.max
+        if stopped and not self._failed_run:
+            where = f" at {self._steps}" if self._steps else ""
+            self.progress.native.setFormat(f"cancelled{where}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 class SlicePlot(FigureCanvasQTAgg):
@@ -18,14 +19,16 @@ class SlicePlot(FigureCanvasQTAgg):
         self.setMinimumHeight(180)
         self.plot(np.array([]), float("nan"))
 
-    def plot(self, values: np.ndarray, mean: float) -> None:
-        """Show ``values`` ``(Z,)`` (NaN slices are gaps) and ``mean``."""
+    def plot(self, values: np.ndarray, mean: float, first: int = 0) -> None:
+        """Show ``values`` ``(Z,)`` of the slices ``first, first + 1, ...`` (NaN slices are
+        gaps) and ``mean``."""
         ax = self.axes
         ax.clear()
-        ax.plot(np.arange(values.size), values, marker=".", label="slice")
+        ax.plot(first + np.arange(values.size), values, marker=".", label="slice")
         if np.isfinite(mean):
             ax.axhline(mean, linestyle="--", color="grey", label=f"mean {mean:.2f}")
             ax.legend(loc="best", fontsize="small")
         ax.set_xlabel("slice (z)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # slice numbers, not 1.2
         ax.set_ylabel(self._ylabel)
         self.draw_idle()

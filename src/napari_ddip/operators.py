@@ -1,12 +1,15 @@
-"""The forward operator of a loaded measurement (shared by the engine, the CLI and napari)."""
+"""The forward operator of a loaded measurement (shared by the methods, the CLI and napari).
+
+This joins the two layers below it: a :class:`~napari_ddip.io.Measurement` read by the file
+layer, and the operators of :mod:`napari_ddip.physics`, which know nothing of files.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from napari_ddip.io.errors import InputError
-from napari_ddip.io.measurement import Measurement
+from napari_ddip.io import InputError, Measurement
 from napari_ddip.physics.coils import espirit_maps
 from napari_ddip.physics.ct import ParallelBeamCT
 from napari_ddip.physics.mri import MRIOperator
