@@ -54,6 +54,7 @@ def test_generator_rewrites_only_between_the_markers(tmp_path):
     assert "stale" not in text and text.startswith("# Title\n") and text.endswith("\nafter\n")
     assert settings_table() in text
     assert settings_doc_main([str(page), "--check"]) == 0
+    assert settings_doc_main([]) == 2  # usage
     page.write_text("no markers\n", encoding="utf-8")
     with pytest.raises(ValueError, match="needs the lines"):
         settings_doc_main([str(page)])

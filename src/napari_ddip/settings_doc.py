@@ -13,7 +13,6 @@ Each setting's one line of help lives in its :class:`~napari_ddip.recon.config.S
 
 from __future__ import annotations
 
-import argparse
 import sys
 import textwrap
 from collections.abc import Mapping
@@ -152,22 +151,27 @@ def render_into(text: str) -> str:
     return f"{head}{START}\n\n{settings_table()}\n{END}{tail}"
 
 
+USAGE = "usage: python -m napari_ddip.settings_doc PAGE.md [--check]"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m napari_ddip.settings_doc",
-        description="write the settings table of every method into a Markdown page",
-    )
-    parser.add_argument("page", type=Path, help="Markdown page with the two marker lines")
-    parser.add_argument("--check", action="store_true", help="only say whether it is current")
-    args = parser.parse_args(argv)
-    text = args.page.read_text(encoding="utf-8")
+    """Write the settings table into the Markdown page ``argv[0]`` (``--check``: only say,
+    by the exit status, whether it is up to date)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    check = "--check" in args
+    pages = [a for a in args if a != "--check"]
+    if len(pages) != 1 or pages[0].startswith("-"):
+        print(USAGE, file=sys.stderr)
+        return 2
+    page = Path(pages[0])
+    text = page.read_text(encoding="utf-8")
     new = render_into(text)
-    if args.check:
+    if check:
         if new != text:
-            print(f"{args.page}: settings table out of date", file=sys.stderr)
+            print(f"{page}: settings table out of date", file=sys.stderr)
             return 1
         return 0
-    args.page.write_text(new, encoding="utf-8")
+    page.write_text(new, encoding="utf-8")
     return 0
 
 
