@@ -68,7 +68,8 @@ TOOLTIPS = {
     "(off: a fresh optimiser per step, as measured in BENCHMARKS)",
     "precision": "network arithmetic: auto (TF32 on a GPU, float32 on the CPU), fp32, tf32 "
     "(GPU) or bf16",
-    "preview_every": "update the live preview every this many sampling steps (0: never)",
+    "preview_every": "update the live preview every this many sampling steps (0: never; "
+    "auto: every eighth of the steps)",
     "mbir_anchor": "D3IP mbir: weight of the pull towards the network's estimate in the ADMM "
     "data consistency (auto: 0 CT, 0.2 MRI; 0 is hard data consistency)",
     "admm_lam": "D3IP mbir: weight of the TV along z (auto: scaled to the data for CT, 1e-3 MRI)",
