@@ -18,17 +18,11 @@ from magicgui.widgets import Container, Label, ProgressBar, PushButton, Widget
 from napari.qt.threading import FunctionWorker
 from qtpy.QtWidgets import QSizePolicy
 
+from napari_ddip.run_time import format_seconds
 from napari_ddip.viewer.background import run_with_events
 
 T = TypeVar("T")
 Work = Callable[[Callable[[Any], None], threading.Event], T]
-
-
-def format_seconds(seconds: float) -> str:
-    """``m:ss`` (or ``h:mm:ss``)."""
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 class RunPanel(Container):
