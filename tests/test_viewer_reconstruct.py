@@ -65,7 +65,7 @@ def _reconstruct_widget(viewer, prior_path, method="d3ip", **settings):
             form = widget.basic if key in BASIC else widget.advanced
             form[key].value = value
         widget.advanced["slice_batch"].value = "2"
-        widget.advanced["preview_every"].value = 1
+        widget.advanced["preview_every"].value = "1"
     return widget
 
 

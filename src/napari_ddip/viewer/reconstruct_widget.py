@@ -26,7 +26,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, SpinBox
 from napari.layers import Image
 from napari.qt.threading import FunctionWorker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_ddip.io import InputError
 from napari_ddip.viewer.devices import device_choices
@@ -91,12 +91,21 @@ class ReconstructWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         from napari_ddip.methods import METHODS
+        from napari_ddip.presets import DEFAULT_PRESET, PRESETS
         from napari_ddip.recon.config import ENGINE_SETTINGS
 
         self._viewer = viewer
         self._methods = METHODS
+        self._presets = PRESETS
         self.measurement = ComboBox(label="measurement", choices=self._measurement_layers)
         self.method = ComboBox(label="method", choices=self._method_choices)
+        self.preset = ComboBox(
+            label="preset",
+            choices=list(PRESETS),
+            value=DEFAULT_PRESET,
+            tooltip="\n".join(f"{p.name}: {p.summary}" for p in PRESETS.values())
+            + "\n(sets the fields below; change any of them after)",
+        )
         self.summary = Label(value="")
         self.summary.native.setWordWrap(True)
         self.prior = PriorPicker(follow_new=True)
@@ -125,6 +134,7 @@ class ReconstructWidget(Container):
             widgets=[
                 self.measurement,
                 self.method,
+                self.preset,
                 self.summary,
                 *self.prior.widgets,
                 *self.basic.widgets,
@@ -143,6 +153,7 @@ class ReconstructWidget(Container):
         self.result: Reconstruction | None = None
         self.measurement.changed.connect(self.method.reset_choices)
         self.method.changed.connect(self._show_method_settings)
+        self.preset.changed.connect(self._apply_preset)
         self.panel.run_button.changed.connect(self.run)
         if DEFAULT_METHOD in self.method.choices:
             self.method.value = DEFAULT_METHOD
@@ -178,6 +189,22 @@ class ReconstructWidget(Container):
         self.save_adaptation.enabled = method is not None and method.can_save_adaptation
         for name, form in self.classical.items():
             form.show(form.keys if method is not None and name == method.name else ())
+
+    def _apply_preset(self, *_: Any) -> None:
+        """Set the diffusion settings to the chosen preset's values over the defaults (for
+        the measurement's kind; CT when it has none) and the slices to its middle slices."""
+        preset = self._presets[self.preset.value]
+        layer = self.measurement.value
+        kind = our_metadata(layer.metadata).get("kind") if layer is not None else None
+        values = preset.for_kind(kind if kind in ("ct", "mri") else "ct")
+        self.basic.reset(values)
+        self.advanced.reset(values)
+        if preset.middle_slices is None or layer is None:
+            self.slices.value = "all"
+            return
+        n = int(layer.data.shape[0])
+        start = max(n - preset.middle_slices, 0) // 2
+        self.slices.value = f"{start}:{min(start + preset.middle_slices, n)}"
 
     # -- running ---------------------------------------------------------------------------
     def run(self) -> FunctionWorker | None:
@@ -237,15 +264,33 @@ class ReconstructWidget(Container):
 
         if isinstance(event, Started):
             run.device, run.total = event.device, event.total
-            self.panel.show_progress(0, event.total, None, run.status(event.method))
+            self.panel.show_progress(0, event.total, event.estimate, run.status(event.method))
+            self._show_estimate(event)
         elif isinstance(event, Progress):
             run.step, run.total = event.step, event.total
-            self.panel.show_progress(event.step, event.total, event.eta, run.status(event.phase))
+            status, words = run.status(event.phase), event.describe()
+            self.panel.show_progress(event.step, event.total, event.eta, status, words)
         elif isinstance(event, Adapted):
             run.loss = event.loss
         elif isinstance(event, Preview):
             provenance = {"status": f"preview at t = {event.t}", **place["provenance"]}
             self._show(f"{name} preview", place, event.volume, provenance)
+
+    def _show_estimate(self, event: Any) -> None:
+        """The run's estimated time beside Run; a warning where it is long."""
+        from napari_ddip.run_time import estimate_text, is_long
+
+        if event.estimate is None:
+            return
+        text = estimate_text(event, self._methods[event.method].diffusion)
+        self.panel.note.value = text
+        self.panel.note.tooltip = text
+        if is_long(event.estimate):
+            self.panel.note.value = f"⚠ {text}"
+            show_warning(
+                f"{event.method}: {text}; the preview preset gives a first look in about a "
+                "minute (Cancel keeps what is done)"
+            )
 
     def _on_result(
         self, name: str, place: dict[str, Any], run: _RunState, result: Reconstruction | None
