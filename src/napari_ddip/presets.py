@@ -45,6 +45,14 @@ class Preset:
     by_kind: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     middle_slices: int | None = None
 
+    def slice_range(self, n_slices: int) -> tuple[int, int]:
+        """``(start, stop)`` of the slices to reconstruct of ``n_slices``: the
+        :attr:`middle_slices` middle ones, or all."""
+        if self.middle_slices is None or self.middle_slices >= n_slices:
+            return 0, n_slices
+        start = (n_slices - self.middle_slices) // 2
+        return start, start + self.middle_slices
+
     def for_kind(self, kind: str) -> dict[str, Any]:
         """Every value of the preset for measurements of ``kind``."""
         return dict(self.values) | dict(self.by_kind.get(kind, {}))

@@ -40,12 +40,7 @@ from napari_ddip.recon.adaptation import Adaptation, nearest_state
 from napari_ddip.recon.config import ReconConfig
 from napari_ddip.recon.diffusion_methods import DIFFUSION_METHODS
 from napari_ddip.recon.distributed import current_group
-from napari_ddip.recon.estimate import (
-    UnitCosts,
-    consistency_applications,
-    network_seconds,
-    timed,
-)
+from napari_ddip.recon.estimate import UnitCosts, network_seconds, timed
 from napari_ddip.recon.events import Adapted, Event, Finished, Preview, Progress, Started
 from napari_ddip.recon.lora import LoRA, LoRAState, interpolate_states
 from napari_ddip.recon.problem import Problem
@@ -288,11 +283,11 @@ class _Run:
 
     def _unit_costs(self, prior_key: object) -> UnitCosts:
         """Measured seconds of one network call on one slice (cached per ``prior_key``,
-        device, slice shape and precision) and of one ``AᴴA`` on one slice; no random draw of
-        the run is touched."""
+        device, slice shape and precision), of a sampling step's data consistency per slice,
+        and of an adaptation step on one slice (cached likewise); no random draw of the run is
+        touched."""
         p, cfg, dev = self.problem, self.cfg, self.dev
-        one = p.pinv[:1]
-        x = torch.randn(p.to_prior(one).shape, generator=torch.Generator().manual_seed(0))
+        x = torch.randn(p.to_prior(p.pinv[:1]).shape, generator=torch.Generator().manual_seed(0))
         x, t = x.to(dev), int(self.timesteps[len(self.timesteps) // 2])
 
         def call() -> None:
@@ -301,10 +296,15 @@ class _Run:
 
         key = (prior_key, str(dev), tuple(x.shape), cfg.precision)
         net = network_seconds(key, call, dev)
-        mode = self.spec.consistency.mode
-        dc = consistency_applications(
-            mode, cfg.cg_iters, cfg.admm_iters, cfg.admm_cg, cfg.ddnm_cg_iters
-        )
+        consistency, level = self.spec.consistency, self._level(t)
+        # on one batch (also a consistency that couples the slices: its cost grows with them)
+        b = min(cfg.slice_batch, self.n)
+        iters = cfg.admm_iters if consistency.couples_slices else 1
+        with torch.no_grad():
+            dc = timed(
+                lambda: p.consistency(p.pinv[:b], slice(0, b), consistency.mode, iters, level),
+                dev,
+            )
         train = None
         if self.lora is not None:  # the loss of one adaptation step on one slice, and back
             weights = list(self.lora.parameters())
@@ -314,15 +314,13 @@ class _Run:
                 loss = self._adaptation_loss(volume.to(dev), t, slice(0, 1), ("time",), False)
                 torch.autograd.grad(loss, weights)
 
+            dc_key = (consistency.mode, cfg.cg_iters, cfg.admm_cg, cfg.ddnm_cg_iters)
             self.lora.train(True)
             try:
-                train = network_seconds((*key, mode, dc, "train"), train_call, dev)
+                train = network_seconds((*key, *dc_key, "train"), train_call, dev)
             finally:
                 self.lora.train(False)
-        op = p.op.subset(slice(0, 1))
-        with torch.no_grad():
-            op_seconds = timed(lambda: op.normal(one), dev)
-        return UnitCosts(net, op_seconds, *dc, train, self.spec.guidance)
+        return UnitCosts(net, dc / b, train, self.spec.guidance)
 
     def _check_cancel(self) -> None:
         if is_cancelled(self.cancel):

@@ -4,7 +4,12 @@ Every method runs through :func:`napari_ddip.methods.prepare` (checked when Run 
 and :func:`napari_ddip.methods.run` (in a thread), as on the command line. The form shows the
 settings the chosen method takes (its record in :data:`napari_ddip.methods.METHODS`), and
 for methods that can, files to warm-start from and to save the adaptation to (Advanced).
-The run's events drive the progress bar (with the time left) and a live preview in a layer
+A preset (:data:`napari_ddip.presets.PRESETS`: preview, standard, paper) sets the diffusion
+fields to its values over the defaults (and the preview's middle slices); what the user types
+after wins. When a diffusion run starts, its estimated time (``napari_ddip.recon.estimate``)
+shows beside Run, with a warning where it is long.
+The run's events drive the progress bar (where the run is in sampling and adaptation steps,
+and the time left, from the estimate until work is measured) and a live preview in a layer
 ``"<result> preview"``, so the result of an earlier run stays whole until this one finishes
 (a run that fails leaves it, and the labelled preview).
 Cancel keeps the partial result as ``"<measurement> [<method>, partial <step>/<total>]"``
@@ -199,12 +204,9 @@ class ReconstructWidget(Container):
         values = preset.for_kind(kind if kind in ("ct", "mri") else "ct")
         self.basic.reset(values)
         self.advanced.reset(values)
-        if preset.middle_slices is None or layer is None:
-            self.slices.value = "all"
-            return
-        n = int(layer.data.shape[0])
-        start = max(n - preset.middle_slices, 0) // 2
-        self.slices.value = f"{start}:{min(start + preset.middle_slices, n)}"
+        n = int(layer.data.shape[0]) if layer is not None else 0
+        start, stop = preset.slice_range(n)
+        self.slices.value = "all" if (start, stop) == (0, n) else f"{start}:{stop}"
 
     # -- running ---------------------------------------------------------------------------
     def run(self) -> FunctionWorker | None:
