@@ -65,7 +65,7 @@ def _reconstruct_widget(viewer, prior_path, method="d3ip", **settings):
             form = widget.basic if key in BASIC else widget.advanced
             form[key].value = value
         widget.advanced["slice_batch"].value = "2"
-        widget.advanced["preview_every"].value = 1
+        widget.advanced["preview_every"].value = "1"
     return widget
 
 
@@ -118,7 +118,7 @@ def test_d3ip_result_layer_has_scale_and_provenance_and_reruns_in_place(
 
     statuses = []  # the status line of a classical run after a D3IP one is its own
     show_progress = widget.panel.show_progress
-    widget.panel.show_progress = lambda *args: (statuses.append(args[-1]), show_progress(*args))
+    widget.panel.show_progress = lambda *args: (statuses.append(args[3]), show_progress(*args))
     widget.method.value = "tv"
     _run_and_wait(qtbot, widget)
     assert statuses and set(statuses) == {"tv on cpu"}, statuses
@@ -145,6 +145,42 @@ def test_previews_leave_the_earlier_result_whole_until_the_run_ends(
     assert not np.array_equal(layer.data, earlier)
 
 
+def test_a_preset_sets_the_fields_and_the_run_shows_its_estimate_and_steps(
+    viewer_with_ct, qtbot, prior_path
+) -> None:
+    viewer = viewer_with_ct
+    widget = _dock(viewer, "Reconstruct")
+    widget.measurement.value = viewer.layers["ct"]
+    widget.preset.value = "paper"  # CT: the paper's L and learning rate
+    basic, advanced = widget.basic, widget.advanced
+    assert basic["nfe"].value == 50 and basic["adapt_steps"].value == "10"
+    assert basic["k_slices"].value == 3 and basic["lr"].value == "0.001"
+    assert advanced["timestep_power"].value == "1.0" and widget.slices.value == "all"
+    widget.preset.value = "standard"  # back to the shipped defaults
+    assert basic["adapt_steps"].value == "auto" and basic["lr"].value == "auto"
+    assert advanced["timestep_power"].value == "5.0"
+    widget.preset.value = "preview"
+    assert basic["nfe"].value == 10 and basic["adapt_steps"].value == "3"
+    assert basic["k_slices"].value == 2 and widget.slices.value == "all"  # its 4 middle ones
+
+    widget.method.value, widget.device.value = "d3ip", "cpu"
+    widget.prior.choice.value = FILE
+    widget.prior.file.value = prior_path
+    basic["nfe"].value = 2  # the user's value wins over the preset's
+    advanced["t_min"].value = 0
+    words = []
+    show_progress = widget.panel.show_progress
+    widget.panel.show_progress = lambda *args: (words.append(args), show_progress(*args))
+    _run_and_wait(qtbot, widget)
+    settings = viewer.layers["ct [d3ip]"].metadata[META_KEY]["provenance"]["settings"]
+    assert settings["nfe"] == 2 and settings["adapt_steps"] == 3 and settings["k_slices"] == 2
+    assert widget.panel.note.value.startswith("about ")
+    assert widget.panel.note.value.endswith("on cpu: 4 slices, NFE 2, L 3, K 2")
+    assert words[0][2] is not None  # the bar has a time left from the start
+    assert [w[4] for w in words[1:4]] == [f"step 1/2 · adaptation {a}/3" for a in (1, 2, 3)]
+    assert words[-1][4] == "step 2/2"
+
+
 def _meta(layer) -> dict:
     return {"name": layer.name, "scale": layer.scale, "metadata": layer.metadata}
 
@@ -165,7 +201,8 @@ def test_cancel_keeps_the_partial_result_and_reenables_run(
     assert layer.metadata[META_KEY]["provenance"]["partial"] is True
     assert widget.result.partial and f"'{layer.name}' holds the partial" in _last_message()
     assert 1 <= int(step) < int(total) and widget.panel.progress.value == int(step)
-    assert widget.panel.progress.native.format() == f"cancelled at {step}/{total}"
+    bar = widget.panel.progress.native.format()  # where the run was, in its settings' words
+    assert re.fullmatch(r"cancelled at step \d+/40( · adaptation \d/2)?", bar), bar
     assert not widget.panel.cancel_button.enabled
 
 

@@ -44,6 +44,7 @@ from napari_ddip.methods import (
     run,
     write_adaptation,
 )
+from napari_ddip.presets import DEFAULT_PRESET, PRESETS, apply_preset
 from napari_ddip.settings_doc import settings_epilog
 from napari_ddip.simulate import simulate_ct, simulate_mri
 
@@ -116,7 +117,8 @@ def _reconstruct(args: argparse.Namespace) -> int:
     method = METHODS[args.method]  # one of the parser's choices
     overrides = _method_options(args, method)
     m = load_measurement(args.measurement, rows=args.rows, centre=args.center)
-    request = prepare(m, args.method, overrides, args.device, args.seed)
+    settings = apply_preset(args.preset, method, m.kind, overrides)
+    request = prepare(m, args.method, settings, args.device, args.seed)
     std_path = tagged_path(out, "_std")
     if request.settings.get("samples", 1) > 1:
         check_result_path(std_path, args.overwrite)
@@ -440,6 +442,14 @@ def _add_reconstruct_parser(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="method setting (repeatable)",
+    )
+    rec.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default=DEFAULT_PRESET,
+        help="diffusion settings to start from, --set values win: "
+        + "; ".join(f"{p.name}: {p.summary}" for p in PRESETS.values())
+        + f" (default {DEFAULT_PRESET})",
     )
     rec.add_argument("--device", default="cpu", help="torch device (default cpu)")
     rec.add_argument("--seed", type=seed_value, default=0, help="random seed (default 0)")

@@ -438,20 +438,34 @@ def write_adaptation(path: str | Path, result: Reconstruction) -> Path:
 
 @contextmanager
 def progress_bar(desc: str, quiet: bool = False) -> Iterator[OnEvent]:
-    """A tqdm bar on stderr driven by the :class:`~napari_ddip.recon.Progress` events of
-    :func:`run`; it appears at the first step, so an error raised before any work is done
-    prints alone (``quiet``: no bar)."""
+    """A tqdm bar on stderr driven by the events of :func:`run`: a diffusion run's estimate
+    first (one line, :func:`~napari_ddip.run_time.estimate_text`, with advice where it is
+    long), then the bar, which appears at the first step (so an error raised before any work
+    is done prints alone) and says where the run is in words of its settings
+    (:meth:`~napari_ddip.recon.Progress.describe`) and the time left (``quiet``: neither)."""
+    from napari_ddip.run_time import estimate_text, format_seconds, is_long
+
     bars: list[tqdm] = []
+    form = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
 
     def on_event(event: Any) -> None:
         from napari_ddip.recon import Progress as ProgressEvent
+        from napari_ddip.recon import Started
 
+        if isinstance(event, Started) and event.estimate is not None and not quiet:
+            line = f"{desc}: {estimate_text(event, METHODS[event.method].diffusion)}"
+            if is_long(event.estimate):
+                line += " (long: --preset preview gives a first look in about a minute)"
+            print(line, file=sys.stderr, flush=True)
         if not isinstance(event, ProgressEvent):
             return
         if not bars:
-            bar = tqdm(desc=desc, total=event.total, unit="step", file=sys.stderr, disable=quiet)
-            bars.append(bar)
+            bars.append(
+                tqdm(desc=desc, total=event.total, file=sys.stderr, disable=quiet, bar_format=form)
+            )
         bars[0].total = event.total
+        left = "" if event.eta is None else f" · {format_seconds(event.eta)} left"
+        bars[0].set_postfix_str(event.describe() + left, refresh=False)
         bars[0].update(event.step - bars[0].n)
 
     try:

@@ -171,7 +171,8 @@ class ReconConfig:
         precision: arithmetic of the network passes, one of ``auto`` (TF32 on CUDA, float32
             elsewhere), ``fp32``, ``tf32`` (CUDA) or ``bf16`` (see
             :mod:`napari_ddip.precision`).
-        preview_every: yield a preview every this many sampling steps (0: never).
+        preview_every: yield a preview every this many sampling steps (0: never; None:
+            ``max(1, nfe // 8)``, so the first comes within the first eighth of the run).
         samples: posterior samples; more than one gives their mean and per-voxel std (D3IP
             methods adapt once and reuse the shared LoRA for the further samples).
         seed: seed of every random draw (noise, slices, patch offsets, LoRA init).
@@ -334,8 +335,11 @@ class ReconConfig:
             "network arithmetic: auto (TF32 on a GPU, float32 on the CPU), fp32, tf32 (GPU) or bf16"
         ),
     )
-    preview_every: int = setting(
-        5, COUNT, help="a live preview every this many sampling steps (0: none)"
+    preview_every: int | None = setting(
+        None,
+        COUNT,
+        kind=int,
+        help="a live preview every this many sampling steps (auto: every eighth; 0: none)",
     )
     samples: int = setting(
         1,
@@ -375,6 +379,7 @@ class ReconConfig:
             prior_error=pick(self.prior_error, 2.0, 0.0),
             slice_batch=self.slice_batch or (64 if device_type == "cuda" else 8),
             precision=resolve_precision(self.precision, device_type),
+            preview_every=pick(self.preview_every, max(1, self.nfe // 8), max(1, self.nfe // 8)),
         )
         # Checked when this config was made, and the automatic values are in range: the copy
         # is not checked again (a setting passes its bounds check once).

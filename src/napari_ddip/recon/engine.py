@@ -43,6 +43,7 @@ from napari_ddip.recon.adaptation import Adaptation, nearest_state
 from napari_ddip.recon.config import ReconConfig
 from napari_ddip.recon.diffusion_methods import DIFFUSION_METHODS
 from napari_ddip.recon.distributed import current_group
+from napari_ddip.recon.estimate import UnitCosts, network_seconds, timed
 from napari_ddip.recon.events import Adapted, Event, Finished, Preview, Progress, Started
 from napari_ddip.recon.lora import LoRA, LoRAState, interpolate_states
 from napari_ddip.recon.problem import Problem
@@ -155,17 +156,41 @@ def _with_autograd(events: Iterator[Event]) -> Iterator[Event]:
 
 
 class _Clock:
-    """Counts work units (network passes and adaptation steps) and estimates the time left."""
+    """Counts work units (network passes and adaptation steps) and their estimated cost in
+    seconds (:mod:`napari_ddip.recon.estimate`), and tells the time left: the estimated work
+    left at the rate measured since the first unit (which also warms up: not counted), with
+    the estimate's own rate (one second per estimated second) weighed as a tenth of the run;
+    up to the first unit, the estimate."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, total_cost: float, nfe: int) -> None:
         self.total, self.done, self.start = total, 0, time.perf_counter()
-        self.phase = "sampling"
+        self.total_cost, self.done_cost = total_cost, 0.0
+        self.phase, self.nfe = "sampling", nfe
+        self.first = (0.0, 0.0)  # (elapsed, cost) at the end of the first unit
 
-    def advance(self, n: int = 1) -> Progress:
-        self.done += n
+    def restart(self) -> None:
+        """Count the elapsed time from now."""
+        self.start = time.perf_counter()
+
+    def eta(self, elapsed: float) -> float:
+        left = max(self.total_cost - self.done_cost, 0.0)
+        weight = 0.1 * self.total_cost
+        seconds, cost = elapsed - self.first[0], self.done_cost - self.first[1]
+        if self.done <= 1 or cost + weight <= 0:
+            return left
+        return (seconds + weight) / (cost + weight) * left
+
+    def advance(self, cost: float, j: int, adapt: tuple[int, int] = (0, 0)) -> Progress:
+        """One unit of estimated ``cost`` seconds done at sampling step ``j`` (0-based);
+        ``adapt``: (step, of steps) of the adaptation it belongs to."""
+        self.done += 1
+        self.done_cost += cost
         elapsed = time.perf_counter() - self.start
-        eta = elapsed / self.done * (self.total - self.done) if self.done else None
-        return Progress(self.done, self.total, elapsed, eta, self.phase)
+        if self.done == 1:
+            self.first = (elapsed, self.done_cost)
+        return Progress(
+            self.done, self.total, elapsed, self.eta(elapsed), self.phase, j + 1, self.nfe, *adapt
+        )
 
 
 class _Run:
@@ -207,7 +232,10 @@ class _Run:
         self.keys: tuple[int, ...] = (0, 0)  # (sample, pass)
         self.my_batches = self.group.share(self._batches())
         self.my_slices = [i for b in self.my_batches for i in range(b.start, b.stop)]
-        self.clock = _Clock(self._units(False) + (self.cfg.samples - 1) * self._units(True))
+        self.costs = self._unit_costs(self.prior_name if named else id(base))
+        units = self._units(False) + (self.cfg.samples - 1) * self._units(True)
+        cost = self._cost(False) + (self.cfg.samples - 1) * self._cost(True)
+        self.clock = _Clock(units, cost, self.cfg.nfe)
 
     # -- bookkeeping ----------------------------------------------------------------------
     def _gen(self, *keys: object) -> torch.Generator:
@@ -240,6 +268,63 @@ class _Run:
             "reptile": per_slice + (0 if replay else d3ip),
         }[self.spec.adaptation]
 
+    def _cost(self, replay: bool) -> float:
+        """Estimated seconds of this rank's work of one posterior sample (as :meth:`_units`)."""
+        c, steps, l_steps = self.costs, len(self.timesteps), self.cfg.adapt_steps
+        adapted = sum(self._in_horizon(t) for t in self.timesteps)
+        shared = steps * sum(c.sampling(b.stop - b.start) for b in self.my_batches)
+        mine = len(self.my_slices)
+        per_slice = steps * mine * c.sampling(1) + adapted * mine * l_steps * c.adaptation(1)
+        k = min(self.cfg.k_slices, self.n)
+        d3ip = shared + (0 if replay else adapted * l_steps * c.adaptation(k))
+        return {
+            "none": shared,
+            "shared": d3ip,
+            "per-slice": per_slice,
+            "reptile": per_slice + (0 if replay else d3ip),
+        }[self.spec.adaptation]
+
+    def _unit_costs(self, prior_key: object) -> UnitCosts:
+        """Measured seconds of one network call on one slice (cached per ``prior_key``,
+        device, slice shape and precision), of a sampling step's data consistency per slice,
+        and of an adaptation step on one slice (cached likewise); no random draw of the run is
+        touched."""
+        p, cfg, dev = self.problem, self.cfg, self.dev
+        x = torch.randn(p.to_prior(p.pinv[:1]).shape, generator=torch.Generator().manual_seed(0))
+        x, t = x.to(dev), int(self.timesteps[len(self.timesteps) // 2])
+
+        def call() -> None:
+            with torch.no_grad(), parametrize.cached():
+                self._eps(x, t, torch.Generator().manual_seed(0))
+
+        key = (prior_key, str(dev), tuple(x.shape), cfg.precision)
+        net = network_seconds(key, call, dev)
+        consistency, level = self.spec.consistency, self._level(t)
+        # on one batch (also a consistency that couples the slices: its cost grows with them)
+        b = min(cfg.slice_batch, self.n)
+        iters = cfg.admm_iters if consistency.couples_slices else 1
+        with torch.no_grad():
+            dc = timed(
+                lambda: p.consistency(p.pinv[:b], slice(0, b), consistency.mode, iters, level),
+                dev,
+            )
+        train = None
+        if self.lora is not None:  # the loss of one adaptation step on one slice, and back
+            weights = list(self.lora.parameters())
+            volume = torch.randn(p.to_prior(p.pinv).shape, generator=torch.Generator())
+
+            def train_call() -> None:
+                loss = self._adaptation_loss(volume.to(dev), t, slice(0, 1), ("time",), False)
+                torch.autograd.grad(loss, weights)
+
+            dc_key = (consistency.mode, cfg.cg_iters, cfg.admm_cg, cfg.ddnm_cg_iters)
+            self.lora.train(True)
+            try:
+                train = network_seconds((*key, *dc_key, "train"), train_call, dev)
+            finally:
+                self.lora.train(False)
+        return UnitCosts(net, dc / b, train, self.spec.guidance)
+
     def _check_cancel(self) -> None:
         if is_cancelled(self.cancel):
             raise Cancelled
@@ -264,8 +349,10 @@ class _Run:
     # -- the run --------------------------------------------------------------------------
     def events(self) -> Iterator[Event]:
         cfg = self.cfg
-        yield Started(cfg.method, self.n, self.clock.total, str(self.dev), cfg.to_dict())
+        estimate = round(self.clock.total_cost, 3)
+        yield Started(cfg.method, self.n, self.clock.total, str(self.dev), cfg.to_dict(), estimate)
         start = time.perf_counter()
+        self.clock.restart()
         partial, stats = False, _Moments()
         try:
             for sample in range(cfg.samples):
@@ -391,7 +478,7 @@ class _Run:
             # Not across the yield: grad mode and the cache would hold in the caller's code.
             with torch.no_grad(), parametrize.cached():
                 eps[rows] = self._eps(x[rows], t, self._gen("eps", j, b.start))
-            yield self.clock.advance()
+            yield self.clock.advance(self.costs.sampling(b.stop - b.start), j)
         return self.group.sum_(eps), None
 
     def _eps_dps(self, x: torch.Tensor, t: int, j: int) -> Iterator[Event]:
@@ -408,7 +495,7 @@ class _Run:
             norms = residual.abs().pow(2).reshape(residual.shape[0], -1).sum(1).sqrt()
             (grad,) = torch.autograd.grad(norms.sum(), xb)
             eps[rows], guidance[rows] = e.detach(), grad
-            yield self.clock.advance()
+            yield self.clock.advance(self.costs.sampling(b.stop - b.start), j)
         return self.group.sum_(eps), self.group.sum_(guidance)
 
     def _eps_d3ip(self, x: torch.Tensor, t: int, j: int) -> Iterator[Event]:
@@ -476,7 +563,7 @@ class _Run:
                 rows = p.rows(slice(i, i + 1))
                 with torch.no_grad(), parametrize.cached():
                     eps[rows] = self._eps(x[rows], t, self._gen("eps", j, i))
-                yield self.clock.advance()
+                yield self.clock.advance(self.costs.sampling(1), j)
             if losses:
                 yield Adapted(t, float(np.mean(losses)), tuple(self.my_slices), tuple(losses))
             return self.group.sum_(eps), None
@@ -532,7 +619,8 @@ class _Run:
                         self.group.sum_(param.grad)
                 opt.step()
                 losses.append(self.group.sum_(loss.detach()) if shared else loss.detach())
-                yield self.clock.advance()
+                k = min(cfg.k_slices, self.n) if shared else 1
+                yield self.clock.advance(self.costs.adaptation(k), j, (step + 1, cfg.adapt_steps))
         finally:
             self.lora.train(False)
         values = torch.stack(losses).tolist()

@@ -24,17 +24,40 @@ class Started:
     total: int  # work units (network passes) the run will take
     device: str
     settings: dict[str, Any]
+    estimate: float | None = None  # seconds the run should take (napari_ddip.recon.estimate)
 
 
 @dataclass(frozen=True)
 class Progress:
-    """``step`` of ``total`` work units done; ``eta`` seconds left (None before the first)."""
+    """``step`` of ``total`` work units done; ``eta`` seconds left (None: unknown).
+
+    A diffusion run's unit is one network pass over a batch of slices (or one slice) or one
+    adaptation step; it also says where in the settings the run is: sampling step
+    ``sampling_step`` of ``sampling_steps`` (NFE) and, while adapting, adaptation step
+    ``adaptation_step`` of ``adaptation_steps`` (L).
+    """
 
     step: int
     total: int
     elapsed: float
     eta: float | None
-    phase: str  # "sampling", "meta-learning" or "fine-tuning"
+    phase: str  # "sampling", "meta-learning" or "fine-tuning" (a classical method: its name)
+    sampling_step: int = 0
+    sampling_steps: int = 0
+    adaptation_step: int = 0
+    adaptation_steps: int = 0
+
+    def describe(self) -> str:
+        """Where the run is in words of its settings, e.g. ``step 5/20 · adaptation 3/10``
+        (``meta-learning step 5/20`` in D3IP meta's first pass; a classical method:
+        ``iteration 5/30``)."""
+        if not self.sampling_steps:
+            return f"iteration {self.step}/{self.total}"
+        prefix = "" if self.phase == "sampling" else f"{self.phase} "
+        words = f"{prefix}step {self.sampling_step}/{self.sampling_steps}"
+        if self.adaptation_steps:
+            words += f" · adaptation {self.adaptation_step}/{self.adaptation_steps}"
+        return words
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,12 @@ Every method runs through :func:`napari_ddip.methods.prepare` (checked when Run 
 and :func:`napari_ddip.methods.run` (in a thread), as on the command line. The form shows the
 settings the chosen method takes (its record in :data:`napari_ddip.methods.METHODS`), and
 for methods that can, files to warm-start from and to save the adaptation to (Advanced).
-The run's events drive the progress bar (with the time left) and a live preview in a layer
+A preset (:data:`napari_ddip.presets.PRESETS`: preview, standard, paper) sets the diffusion
+fields to its values over the defaults (and the preview's middle slices); what the user types
+after wins. When a diffusion run starts, its estimated time (``napari_ddip.recon.estimate``)
+shows beside Run, with a warning where it is long.
+The run's events drive the progress bar (where the run is in sampling and adaptation steps,
+and the time left, from the estimate until work is measured) and a live preview in a layer
 ``"<result> preview"``, so the result of an earlier run stays whole until this one finishes
 (a run that fails leaves it, and the labelled preview).
 Cancel keeps the partial result as ``"<measurement> [<method>, partial <step>/<total>]"``
@@ -26,7 +31,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, SpinBox
 from napari.layers import Image
 from napari.qt.threading import FunctionWorker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_ddip.io import InputError
 from napari_ddip.viewer.devices import device_choices
@@ -71,13 +76,22 @@ class ReconstructWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         from napari_ddip.methods import METHODS, WARM_START
+        from napari_ddip.presets import DEFAULT_PRESET, PRESETS
         from napari_ddip.recon.config import ENGINE_SETTINGS
         from napari_ddip.settings_doc import tooltips
 
         self._viewer = viewer
         self._methods = METHODS
+        self._presets = PRESETS
         self.measurement = ComboBox(label="measurement", choices=self._measurement_layers)
         self.method = ComboBox(label="method", choices=self._method_choices)
+        self.preset = ComboBox(
+            label="preset",
+            choices=list(PRESETS),
+            value=DEFAULT_PRESET,
+            tooltip="\n".join(f"{p.name}: {p.summary}" for p in PRESETS.values())
+            + "\n(sets the fields below; change any of them after)",
+        )
         self.summary = Label(value="")
         self.summary.native.setWordWrap(True)
         self.prior = PriorPicker(follow_new=True)
@@ -110,6 +124,7 @@ class ReconstructWidget(Container):
             widgets=[
                 self.measurement,
                 self.method,
+                self.preset,
                 self.summary,
                 *self.prior.widgets,
                 *self.basic.widgets,
@@ -128,6 +143,7 @@ class ReconstructWidget(Container):
         self.result: Reconstruction | None = None
         self.measurement.changed.connect(self.method.reset_choices)
         self.method.changed.connect(self._show_method_settings)
+        self.preset.changed.connect(self._apply_preset)
         self.panel.run_button.changed.connect(self.run)
         if DEFAULT_METHOD in self.method.choices:
             self.method.value = DEFAULT_METHOD
@@ -163,6 +179,19 @@ class ReconstructWidget(Container):
         self.save_adaptation.enabled = method is not None and method.can_save_adaptation
         for name, form in self.classical.items():
             form.show(form.keys if method is not None and name == method.name else ())
+
+    def _apply_preset(self, *_: Any) -> None:
+        """Set the diffusion settings to the chosen preset's values over the defaults (for
+        the measurement's kind; CT when it has none) and the slices to its middle slices."""
+        preset = self._presets[self.preset.value]
+        layer = self.measurement.value
+        kind = our_metadata(layer.metadata).get("kind") if layer is not None else None
+        values = preset.for_kind(kind if kind in ("ct", "mri") else "ct")
+        self.basic.reset(values)
+        self.advanced.reset(values)
+        n = int(layer.data.shape[0]) if layer is not None else 0
+        start, stop = preset.slice_range(n)
+        self.slices.value = "all" if (start, stop) == (0, n) else f"{start}:{stop}"
 
     # -- running ---------------------------------------------------------------------------
     def run(self) -> FunctionWorker | None:
@@ -222,15 +251,33 @@ class ReconstructWidget(Container):
 
         if isinstance(event, Started):
             run.device, run.total = event.device, event.total
-            self.panel.show_progress(0, event.total, None, run.status(event.method))
+            self.panel.show_progress(0, event.total, event.estimate, run.status(event.method))
+            self._show_estimate(event)
         elif isinstance(event, Progress):
             run.step, run.total = event.step, event.total
-            self.panel.show_progress(event.step, event.total, event.eta, run.status(event.phase))
+            status, words = run.status(event.phase), event.describe()
+            self.panel.show_progress(event.step, event.total, event.eta, status, words)
         elif isinstance(event, Adapted):
             run.loss = event.loss
         elif isinstance(event, Preview):
             provenance = {"status": f"preview at t = {event.t}", **place["provenance"]}
             self._show(f"{name} preview", place, event.volume, provenance)
+
+    def _show_estimate(self, event: Any) -> None:
+        """The run's estimated time beside Run; a warning where it is long."""
+        from napari_ddip.run_time import estimate_text, is_long
+
+        if event.estimate is None:
+            return
+        text = estimate_text(event, self._methods[event.method].diffusion)
+        self.panel.note.value = text
+        self.panel.note.tooltip = text
+        if is_long(event.estimate):
+            self.panel.note.value = f"⚠ {text}"
+            show_warning(
+                f"{event.method}: {text}; the preview preset gives a first look in about a "
+                "minute (Cancel keeps what is done)"
+            )
 
     def _on_result(
         self, name: str, place: dict[str, Any], run: _RunState, result: Reconstruction | None

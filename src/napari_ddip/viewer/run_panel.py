@@ -5,7 +5,7 @@
 disabled and Cancel enabled until it ends; Cancel sets the ``threading.Event`` the work polls,
 and so does closing the widget's dock (or the viewer), after which the run leaves the widgets
 alone. A run that fails leaves "failed: <why>" on the status line; a cancelled one leaves
-"cancelled at <step>/<total>" on the bar (no time left).
+"cancelled at <where it was>" on the bar (no time left).
 """
 
 from __future__ import annotations
@@ -18,17 +18,11 @@ from magicgui.widgets import Container, Label, ProgressBar, PushButton, Widget
 from napari.qt.threading import FunctionWorker
 from qtpy.QtWidgets import QSizePolicy
 
+from napari_ddip.run_time import format_seconds
 from napari_ddip.viewer.background import run_with_events
 
 T = TypeVar("T")
 Work = Callable[[Callable[[Any], None], threading.Event], T]
-
-
-def format_seconds(seconds: float) -> str:
-    """``m:ss`` (or ``h:mm:ss``)."""
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 class RunPanel(Container):
@@ -37,7 +31,11 @@ class RunPanel(Container):
     def __init__(self, run_text: str) -> None:
         self.run_button = PushButton(text=run_text)
         self.cancel_button = PushButton(text="Cancel", enabled=False)
-        buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal")
+        #: A note beside the buttons (the Reconstruct widget: the run's estimated time).
+        self.note = Label(value="")
+        buttons = Container(
+            widgets=[self.run_button, self.cancel_button, self.note], layout="horizontal"
+        )
         buttons.margins = (0, 0, 0, 0)
         self.progress = ProgressBar(value=0, min=0, max=1)
         self.status = Label(value="")
@@ -47,7 +45,7 @@ class RunPanel(Container):
         super().__init__(widgets=[buttons, self.progress, self.status], labels=False)
         self.margins = (0, 0, 0, 0)
         self.cancel_event = threading.Event()
-        self._steps = ""  # "<step>/<total>" of the current run's last progress
+        self._steps = ""  # where the current run was at its last progress
         self._failed_run = False
         self.cancel_button.changed.connect(self.cancel)
 
@@ -64,6 +62,7 @@ class RunPanel(Container):
         self.progress.value, self.progress.max = 0, 1
         self.progress.native.setFormat("%p%")
         self.status.value = "starting…"
+        self.note.value = ""
 
         def job(emit: Callable[[Any], None]) -> T:
             return work(emit, cancel)
@@ -80,12 +79,15 @@ class RunPanel(Container):
         self.cancel_button.enabled = False
         self.status.value = "cancelling…"
 
-    def show_progress(self, step: int, total: int, eta: float | None, detail: str = "") -> None:
-        """Move the bar to ``step`` of ``total`` with the time left on it; ``detail`` below."""
+    def show_progress(
+        self, step: int, total: int, eta: float | None, detail: str = "", words: str = ""
+    ) -> None:
+        """Move the bar to ``step`` of ``total`` with ``words`` (where the run is; default
+        ``step/total``) and the time left on it; ``detail`` below."""
         self.progress.max = max(total, 1)
         self.progress.value = min(step, total)
         left = "" if eta is None else f" · {format_seconds(eta)} left"
-        self._steps = f"{step}/{total}"
+        self._steps = words or f"{step}/{total}"
         self.progress.native.setFormat(f"{self._steps}{left}")
         self.status.value = detail
 

@@ -65,6 +65,13 @@ class SettingsForm:
         for key, widget in self._by_key.items():
             widget.visible = key in keys
 
+    def reset(self, values: Mapping[str, Any] | None = None) -> None:
+        """Every field back to its default, then those of ``values`` (the form's settings
+        among them) to their value."""
+        given = {key: value for key, value in (values or {}).items() if key in self._by_key}
+        for key, default in self._defaults.items():
+            self._by_key[key].value = _shown(given.get(key, default), default)
+
     def values(self, keys: Collection[str] | None = None) -> dict[str, Any]:
         """The settings (those of ``keys`` among them, default all), typed as their defaults
         (``None`` for ``auto``)."""
@@ -88,7 +95,14 @@ def _widget(name: str, default: Any, label: str, tooltip: str | None) -> Widget:
         return SpinBox(value=default, min=0, max=INT_MAX, **options)
     if isinstance(default, str):
         return LineEdit(value=default, **options)
-    return LineEdit(value=AUTO if default is None else repr(default), **options)
+    return LineEdit(value=_shown(default, default), **options)
+
+
+def _shown(value: Any, default: Any) -> Any:
+    """``value`` as the field of a setting with ``default`` shows it."""
+    if isinstance(default, bool | int | str):
+        return value
+    return AUTO if value is None else repr(value)
 
 
 def _parse(key: str, text: str, kind: type, default: Any) -> Any:

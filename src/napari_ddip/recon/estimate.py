@@ -1,0 +1,78 @@
+"""How long a reconstruction will take, from the measured time of one network call.
+
+Before its first step a run measures one network call of its prior on one slice of the
+measurement's size (cached in memory per prior, device, slice shape and precision, so a second
+run of the same size measures nothing), one data consistency as a sampling step computes it
+on one batch of slices (``c_dc`` per slice) and, for a method that adapts, one adaptation
+step's loss on one slice and its gradient (``c_train``, cached as the network call is, per
+consistency). Each work unit the engine counts then gets its cost in seconds:
+
+- a sampling unit (one batch of ``b`` slices): ``b·(c_net + c_dc)``; DPS adds a backward pass
+  through the network (about twice a forward);
+- an adaptation step on ``k`` slices: ``k·c_train``.
+
+The sum is the run's estimate; the engine's clock counts the cost of the work done, so the time
+left is about ``elapsed · (total − done) / done`` in seconds of estimated work, right when the
+estimate's proportions are, whatever its absolute error (before any work is done: the
+estimate).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+import torch
+
+#: Seconds of one network call on one slice, by (prior, device, slice shape, precision, …).
+_CALL_SECONDS: dict[Hashable, float] = {}
+#: A backward pass costs about twice its forward pass.
+BACKWARD = 2.0
+
+
+def timed(call: Callable[[], object], device: torch.device) -> float:
+    """Seconds of ``call()`` after one untimed warm-up call (CUDA synchronised)."""
+    call()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    call()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def network_seconds(key: Hashable, call: Callable[[], object], device: torch.device) -> float:
+    """Seconds of one network call: measured by :func:`timed` once per ``key`` (prior,
+    device, slice shape, precision, …), then from memory."""
+    if key not in _CALL_SECONDS:
+        _CALL_SECONDS[key] = timed(call, device)
+    return _CALL_SECONDS[key]
+
+
+@dataclass(frozen=True)
+class UnitCosts:
+    """Estimated seconds of the engine's work units.
+
+    Attributes:
+        net: one network call on one slice (``c_net``).
+        consistency: a sampling step's data consistency, per slice (``c_dc``).
+        train: an adaptation step's loss on one slice and its gradient (``c_train``; None: the
+            method does not adapt).
+        guidance: DPS (a backward pass through the network for every unit).
+    """
+
+    net: float
+    consistency: float
+    train: float | None = None
+    guidance: bool = False
+
+    def sampling(self, slices: int) -> float:
+        """One sampling unit of ``slices`` slices."""
+        network = (1 + BACKWARD) * self.net if self.guidance else self.net
+        return slices * (network + self.consistency)
+
+    def adaptation(self, slices: int) -> float:
+        """One adaptation step on ``slices`` slices."""
+        return slices * (self.train or 0.0)
