@@ -255,28 +255,31 @@ class _Run:
 
     def _units(self, replay: bool) -> int:
         """This rank's work units of one posterior sample (``replay``: reusing the first
-        sample's LoRA)."""
-        adapted = sum(self._in_horizon(t) for t in self.timesteps)
-        shared = len(self.timesteps) * len(self.my_batches)
-        mine = len(self.my_slices)
-        per_slice = len(self.timesteps) * mine + adapted * mine * self.cfg.adapt_steps
-        d3ip = shared + (0 if replay else adapted * self.cfg.adapt_steps)
-        return {
-            "none": shared,
-            "shared": d3ip,
-            "per-slice": per_slice,
-            "reptile": per_slice + (0 if replay else d3ip),
-        }[self.spec.adaptation]
+        sample's LoRA): network passes of a slice batch and adaptation steps."""
+        return round(self._tally(replay, lambda n: 1.0, 1.0, 1.0, 1.0))
 
     def _cost(self, replay: bool) -> float:
         """Estimated seconds of this rank's work of one posterior sample (as :meth:`_units`)."""
-        c, steps, l_steps = self.costs, len(self.timesteps), self.cfg.adapt_steps
+        c, k = self.costs, min(self.cfg.k_slices, self.n)
+        return self._tally(replay, c.sampling, c.sampling(1), c.adaptation(1), c.adaptation(k))
+
+    def _tally(
+        self,
+        replay: bool,
+        batch: Callable[[int], float],
+        one_slice: float,
+        adapt_one: float,
+        adapt_k: float,
+    ) -> float:
+        """The work of one posterior sample, each unit weighed: ``batch(n)`` a sampling pass
+        of a batch of ``n`` slices, ``one_slice`` that of one slice (per-slice methods),
+        ``adapt_one`` / ``adapt_k`` an adaptation step on one slice / on ``K`` slices."""
+        steps, l_steps = len(self.timesteps), self.cfg.adapt_steps
         adapted = sum(self._in_horizon(t) for t in self.timesteps)
-        shared = steps * sum(c.sampling(b.stop - b.start) for b in self.my_batches)
+        shared = steps * sum(batch(b.stop - b.start) for b in self.my_batches)
         mine = len(self.my_slices)
-        per_slice = steps * mine * c.sampling(1) + adapted * mine * l_steps * c.adaptation(1)
-        k = min(self.cfg.k_slices, self.n)
-        d3ip = shared + (0 if replay else adapted * l_steps * c.adaptation(k))
+        per_slice = steps * mine * one_slice + adapted * mine * l_steps * adapt_one
+        d3ip = shared + (0 if replay else adapted * l_steps * adapt_k)
         return {
             "none": shared,
             "shared": d3ip,
