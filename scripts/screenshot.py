@@ -48,7 +48,7 @@ def configure(widget, args: argparse.Namespace) -> None:
     widget.device.value = args.device
     if args.method in widget.classical and args.iters is not None:
         widget.classical[args.method]["iters"].value = args.iters
-    if args.method not in widget._diffusion:
+    if widget._methods[args.method].diffusion is None:
         return
     if args.prior in widget.prior.choice.choices:
         widget.prior.choice.value = args.prior

@@ -180,3 +180,13 @@ def test_a_reconstruction_with_the_denoiser_prior_beats_its_pseudo_inverse(ffdne
     assert finished.volume.shape == volume.shape
     assert _psnr(torch.from_numpy(finished.volume), volume) > _psnr(fbp, volume) + 3
     assert image_scale(torch.from_numpy(finished.volume)) > 0.5
+
+
+def test_fine_tuning_refuses_a_denoiser_prior_before_any_work(tmp_path) -> None:
+    from napari_ddip.prior.train import train_prior
+    from tiny import tiny_train_config
+
+    images = torch.rand(2, 64, 64)
+    with pytest.raises(ValueError, match="denoiser prior"):
+        train_prior(tiny_train_config(1), tmp_path / "out", "cpu", images, init="ffdnet-color")
+    assert not (tmp_path / "out").exists()

@@ -46,12 +46,12 @@ class UserPriors:
 USER_PRIORS = UserPriors()
 
 
-def shipped() -> list[str]:
-    """Names of the shipped priors, the default first."""
+def shipped(first: str | None = None) -> list[str]:
+    """Names of the shipped priors, ``first`` first (default: the default diffusion prior)."""
     from napari_ddip.prior.weights import DEFAULT_PRIOR, shipped_priors
 
     names = shipped_priors()
-    return sorted(names, key=lambda name: name != DEFAULT_PRIOR)
+    return sorted(names, key=lambda name: name != (first or DEFAULT_PRIOR))
 
 
 class PriorPicker:
@@ -59,10 +59,14 @@ class PriorPicker:
     file picker). :attr:`value` is what :func:`napari_ddip.prior.weights.load_prior` takes.
 
     Its :attr:`widgets` go into the caller's container (so that labels line up). With
-    ``follow_new`` a prior added to :data:`USER_PRIORS` becomes the chosen one.
+    ``follow_new`` a prior added to :data:`USER_PRIORS` becomes the chosen one; ``first``: the
+    shipped prior listed (and chosen) first.
     """
 
-    def __init__(self, label: str = "prior", follow_new: bool = False) -> None:
+    def __init__(
+        self, label: str = "prior", follow_new: bool = False, first: str | None = None
+    ) -> None:
+        self._first = first
         self.choice = ComboBox(label=label, choices=self._choices)
         self.file = FileEdit(label=f"{label} file", mode="r", filter="*.safetensors")
         self.hint = Label(value=f"No prior is installed: {HOW_TO_GET_A_PRIOR}.")
@@ -80,7 +84,7 @@ class PriorPicker:
         self._show_file()
 
     def _choices(self, _: ComboBox) -> list[tuple[str, str]]:
-        names = [(name, name) for name in shipped()]
+        names = [(name, name) for name in shipped(self._first)]
         users = [(f"{name} (fine-tuned)", path) for name, path in USER_PRIORS.items()]
         return [*names, *users, (FILE, FILE)]
 

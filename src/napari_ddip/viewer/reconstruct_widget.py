@@ -94,7 +94,7 @@ class ReconstructWidget(Container):
         )
         self.summary = Label(value="")
         self.summary.native.setWordWrap(True)
-        self.prior = PriorPicker(follow_new=True)
+        self.prior = PriorPicker(follow_new=True, first=ENGINE_SETTINGS["prior"].default)
         self.prior.choice.tooltip = ENGINE_SETTINGS["prior"].help
         engine = {k: s for k, s in ENGINE_SETTINGS.items() if k != "prior"}  # its own picker
         defaults = {key: s.default for key, s in engine.items()}

@@ -94,6 +94,11 @@ def train_prior(
     path of the final weights (EMA).
     """
     base = None if init is None else load_prior(init)
+    if base is not None and not isinstance(base, DiffusionPrior):
+        raise ValueError(
+            f"{init} is a denoiser prior, which this training cannot continue: fine-tune a "
+            "diffusion prior (ellipse-patch-v and the other ellipse priors)"
+        )
     if base is not None:
         cfg = _continued(cfg, base.config)
     # Every setting is checked before a file is written or a phantom drawn.
