@@ -11,7 +11,7 @@ own values win over the preset's (:func:`apply_preset`)::
   sampling steps, adaptation steps and slices per step; the widget also picks the
   :attr:`Preset.middle_slices` middle slices.
 - ``standard``: the shipped defaults.
-- ``paper``: the settings of the D3IP paper (paper 002): NFE 50, evenly spaced timesteps,
+- ``paper``: the settings of the D3IP paper (Chung & Ye 2024): NFE 50, evenly spaced timesteps,
   ``L`` 10 for CT and 5 for MRI, ``K`` 3, learning rate 1e-3 for CT and 1e-4 for MRI.
 """
 
