@@ -57,12 +57,7 @@ def reference(name: str) -> np.ndarray:
         return samples.dwi_b0_volume(8)
     first = {"mni152": 28, "mni152-256": 28, "mni152-tune": 44}[name]
     size = 256 if name.endswith("256") else 128
-    saved = samples.MRI_FIRST_SLICE
-    samples.MRI_FIRST_SLICE = first
-    try:
-        return samples.mni_brain_volume(size, 8, voxel_mm=1 if size == 256 else 2)
-    finally:
-        samples.MRI_FIRST_SLICE = saved
+    return samples.mni_brain_volume(size, 8, voxel_mm=1 if size == 256 else 2, first_slice=first)
 
 
 def rows(nfe: int) -> dict[str, tuple[str, dict[str, str]]]:

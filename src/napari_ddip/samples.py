@@ -70,12 +70,15 @@ def ct_phantom_sample(seed: int = 0) -> Sample:
 
 
 def mni_brain_volume(
-    size: int = MRI_SIZE, n_slices: int = MRI_SLICES, voxel_mm: int = int(MRI_VOXEL_MM)
+    size: int = MRI_SIZE,
+    n_slices: int = MRI_SLICES,
+    voxel_mm: int = int(MRI_VOXEL_MM),
+    first_slice: int = MRI_FIRST_SLICE,
 ) -> np.ndarray:
     """Axial slices of the MNI152 T1 template: float32 ``(n_slices, size, size)`` in [0, 1].
 
     ``voxel_mm`` 2 (117×99 slices) or 1 (233×197); the slab starts at the same height
-    (``MRI_FIRST_SLICE`` at 2 mm) whatever the resolution. Axes run inferior → superior,
+    (``first_slice`` at 2 mm) whatever the resolution. Axes run inferior → superior,
     anterior → posterior (anterior at the top) and from the subject's left to right
     (neurological view); slices are zero-padded (centred) to ``size``×``size``. Needs nilearn
     (``napari-ddip[data]``).
@@ -90,7 +93,7 @@ def mni_brain_volume(
     if voxel_mm not in (1, 2):
         raise InputError(f"the MNI152 template comes at 1 or 2 mm, not {voxel_mm}")
     template, _ = nifti_to_zyx(load_mni152_template(resolution=voxel_mm), "MNI152 template")
-    first = MRI_FIRST_SLICE * int(MRI_VOXEL_MM) // voxel_mm
+    first = first_slice * int(MRI_VOXEL_MM) // voxel_mm
     if first + n_slices > template.shape[0]:
         raise InputError(f"the template has only {template.shape[0] - first} slices above the slab")
     volume = template[first : first + n_slices]

@@ -97,11 +97,10 @@ class DenoiserPrior(nn.Module):
             gain = gain.clamp_max(self.config.sigma_max / level)
         images = (gain[:, None, None] * y).unsqueeze(1).expand(-1, channels, -1, -1)
         sigmas = gain * level
+        n = call_batch(images)
         outs = [
             self.net(chunk, sigma).mean(1)
-            for chunk, sigma in zip(
-                images.split(call_batch(images)), sigmas.split(call_batch(images)), strict=True
-            )
+            for chunk, sigma in zip(images.split(n), sigmas.split(n), strict=True)
         ]
         return torch.cat(outs) / gain[:, None, None]
 

@@ -17,7 +17,7 @@ from napari_ddip.physics.noise import estimate_noise_std
 from napari_ddip.physics.operator import LinearOperator
 from napari_ddip.recon.config import ReconConfig
 from napari_ddip.solvers.cg import conjugate_gradient
-from napari_ddip.solvers.classical import admm_tv, image_scale
+from napari_ddip.solvers.classical import admm_tv, image_scale, tv_noise
 
 #: The axes of the total variation of each ADMM data consistency: DiffusionMBIR's TV along z
 #: (across slices, what a 2D prior lacks) and 3D TV.
@@ -46,12 +46,11 @@ class Problem:
             self.pinv = pinv / self.scale
             # ‖A‖² (the same for every slice up to the mask): scales γ and the mbir data term.
             self.norm = op.subset(slice(0, 1)).norm(self.pinv[:1])
-            given = cfg.noise_std
+            tv = tv_noise(op, y, cfg.noise_std)
             #: The measurement noise's standard deviation in the prior's units.
-            self.noise = (estimate_noise_std(y) if given is None else given) / self.scale
-            #: The noise the TV weight follows: given, or estimated for a real measurement
-            #: (``solvers.classical.tv_weight``).
-            self.tv_noise = None if given is None and op.is_complex else self.noise
+            self.noise = (estimate_noise_std(y) if tv is None else tv) / self.scale
+            #: The noise the TV weight follows (``solvers.classical.tv_noise``).
+            self.tv_noise = None if tv is None else self.noise
 
     # -- representation -------------------------------------------------------------------
     def rows(self, slices: slice | Sequence[int] | torch.Tensor) -> slice | torch.Tensor:

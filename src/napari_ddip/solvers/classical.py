@@ -48,14 +48,22 @@ def image_scale(x: torch.Tensor, quantile: float = 0.99) -> float:
     return float(values.kthvalue(k).values)
 
 
+def tv_noise(op: LinearOperator, y: torch.Tensor, noise_std: float | None) -> float | None:
+    """The measurement noise that :func:`tv_weight` follows: ``noise_std`` if given, else
+    estimated for a real measurement (a sinogram), else None (k-space, whose estimate of
+    noise-free or lightly noisy data is the fine detail itself)."""
+    if noise_std is not None:
+        return noise_std
+    return None if op.is_complex else estimate_noise_std(y)
+
+
 def tv_weight(x: torch.Tensor, image_noise: float | None) -> float:
     """The default TV weight ``λ`` of :func:`admm_tv` for images like ``x``.
 
-    With the noise known (``image_noise = σ/‖A‖``, the measurement noise seen in image units):
-    ``λ = max(TV_NOISE_WEIGHT · σ/‖A‖, TV_FLOOR · s)``, the noise-aware weight; without it (a
-    k-space measurement, whose noise estimate of noise-free or lightly noisy data is the fine
-    detail itself): ``λ = TV_WEIGHT · s``. ``s``: the 99th percentile of ``|x|`` (about the
-    brightest tissue), because TV scales linearly with the intensities.
+    With the noise known (``image_noise = σ/‖A‖``, the measurement noise seen in image units,
+    σ from :func:`tv_noise`): ``λ = max(TV_NOISE_WEIGHT · σ/‖A‖, TV_FLOOR · s)``, the
+    noise-aware weight; without it: ``λ = TV_WEIGHT · s``. ``s``: the 99th percentile of
+    ``|x|`` (about the brightest tissue), because TV scales linearly with the intensities.
     """
     scale = image_scale(x)
     if image_noise is None:
@@ -103,8 +111,7 @@ def admm_tv(
     x = op.pinv(y) if x0 is None else x0
     norm = op.norm(x) if norm is None else norm
     if lam is None:
-        if noise_std is None and not op.is_complex:
-            noise_std = estimate_noise_std(y)
+        noise_std = tv_noise(op, y, noise_std)
         lam = tv_weight(x, None if noise_std is None else noise_std / norm**0.5)
     rho = ADMM_RHO if rho is None else rho
     rhs_data = op.adjoint(y) / norm + anchor * x

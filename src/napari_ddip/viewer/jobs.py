@@ -182,7 +182,8 @@ class FinetuneResult:
 
 def run_finetune(job: FinetuneJob, emit: Emit, cancel: threading.Event) -> FinetuneResult:
     """Fine-tune ``job.base`` on ``job.images`` as ``napari-ddip finetune-prior`` does,
-    reporting every step; a cancel stops after writing a checkpoint and the prior so far."""
+    reporting every step; a cancel stops after writing a checkpoint and the prior trained
+    until then."""
     from napari_ddip.prior.train import (
         check_config,
         finetune_config,

@@ -5,8 +5,8 @@ evenly over the chosen image layers, fine-tune a prior (shipped, fine-tuned befo
 as ``napari-ddip finetune-prior`` does (same defaults: flips and 90° rotations, EMA 0.99). The
 run writes ``<folder>/<name>/<name>.safetensors`` (+ ``.json`` config, ``.md`` model card,
 ``loss.csv`` and a checkpoint) and makes the new prior selectable in the Reconstruct widget.
-Cancel stops after the current step and still writes the prior so far; running again with the
-same folder and name resumes from the checkpoint.
+Cancel stops after the current step and still writes the prior trained until then; running
+again with the same folder and name resumes from the checkpoint.
 """
 
 from __future__ import annotations

@@ -323,7 +323,7 @@ class ReconstructWidget(Container):
 
 @dataclass
 class _RunState:
-    """What one run has reported so far (the status line and a partial result's name)."""
+    """What one run has reported up to now (the status line and a partial result's name)."""
 
     source: str  # the measurement layer's name
     method: str
