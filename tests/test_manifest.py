@@ -53,3 +53,12 @@ def test_napari_face_imports_without_torch() -> None:
     modules += ["napari_ddip.viewer.simulate_widget", "napari_ddip.viewer.compare_widget"]
     code = f"import sys; import {', '.join(modules)}; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_napari_offers_its_builtin_reader_before_ours() -> None:
+    # napari's reader dialog lists the compatible readers by sorted display name and
+    # pre-selects the first; a user who did not ask for napari-ddip keeps the builtin one.
+    pm = npe2.PluginManager()
+    pm.discover()
+    builtins, ours = pm.get_manifest("napari").display_name, pm.get_manifest("napari-ddip")
+    assert sorted([ours.display_name, builtins])[0] == builtins

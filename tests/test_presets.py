@@ -128,6 +128,32 @@ def test_the_first_preview_comes_within_the_first_eighth_of_the_steps(ct, prior_
     assert sum(isinstance(e, Preview) for e in events) == 8
 
 
+def test_d3ip_shows_its_first_adapted_slices_before_the_first_step_ends(ct, prior_path) -> None:
+    settings = {"prior": prior_path, "nfe": 8, "adapt_steps": 3, "k_slices": 2, "t_min": 0}
+    events, _ = _events(ct, "d3ip", settings | {"slice_batch": 4})
+    first = next(i for i, e in enumerate(events) if isinstance(e, Preview))
+    done = [e for e in events[:first] if isinstance(e, Progress)]
+    assert done[-1].step / done[-1].total <= 0.15
+    preview = events[first]
+    assert len(preview.slices) == 2 and preview.volume.shape == (2, 32, 32)
+    assert np.isfinite(preview.volume).all() and preview.volume.std() > 0
+    later = [e for e in events[first + 1 :] if isinstance(e, Preview)]
+    assert later and all(e.slices == (0, 1, 2, 3) for e in later)
+
+
+def test_a_preview_of_some_slices_fills_those_of_the_preview_volume() -> None:
+    from napari_ddip.viewer.layers import merge_preview
+
+    part = np.full((2, 3, 3), 5.0, np.float32)
+    merged = merge_preview(None, 4, (1, 3), part)
+    assert merged.shape == (4, 3, 3)
+    assert (merged[[1, 3]] == 5).all() and (merged[[0, 2]] == 0).all()
+    again = merge_preview(merged, 4, (0,), np.ones((1, 3, 3), np.float32))
+    assert (again[0] == 1).all() and (again[[1, 3]] == 5).all()
+    whole = np.ones((4, 3, 3), np.float32)
+    assert merge_preview(merged, 4, (0, 1, 2, 3), whole) is whole
+
+
 def test_the_command_line_takes_a_preset_and_prints_the_estimate(
     tmp_path, capsys, ct, prior_path
 ) -> None:

@@ -317,7 +317,7 @@ class _Run:
             volume = torch.randn(p.to_prior(p.pinv).shape, generator=torch.Generator())
 
             def train_call() -> None:
-                loss = self._adaptation_loss(volume.to(dev), t, slice(0, 1), ("time",), False)
+                loss, _, _ = self._adaptation_loss(volume.to(dev), t, slice(0, 1), ("time",), False)
                 torch.autograd.grad(loss, weights)
 
             dc_key = (consistency.mode, cfg.cg_iters, cfg.admm_cg, cfg.ddnm_cg_iters)
@@ -357,6 +357,7 @@ class _Run:
         start = time.perf_counter()
         self.clock.restart()
         partial, stats = False, _Moments()
+        self.previewed = False  # set by the run's first Preview
         try:
             for sample in range(cfg.samples):
                 self.keys = (sample, 0)
@@ -464,6 +465,7 @@ class _Run:
                         x = x - cfg.dps_step / self.problem.norm**0.5 * guidance
             last = j + 1 == len(ts)
             if cfg.preview_every and (last or (j + 1) % cfg.preview_every == 0):
+                self.previewed = True
                 yield Preview(t, tuple(range(self.n)), self._volume(x0))
 
     # -- network passes -------------------------------------------------------------------
@@ -611,7 +613,7 @@ class _Run:
                 if shared:
                     seed = int(torch.randint(2**62, (1,), generator=self._gen(*keys)))
                     chosen = self._choose_slices(np.random.default_rng(seed))
-                loss = self._adaptation_loss(x, t, chosen, keys, shared)
+                loss, mine, estimate = self._adaptation_loss(x, t, chosen, keys, shared)
                 opt.zero_grad(set_to_none=True)
                 with tf32_switches(cfg.precision, self.dev):
                     loss.backward()
@@ -624,6 +626,11 @@ class _Run:
                 losses.append(self.group.sum_(loss.detach()) if shared else loss.detach())
                 k = min(cfg.k_slices, self.n) if shared else 1
                 yield self.clock.advance(self.costs.adaptation(k), j, (step + 1, cfg.adapt_steps))
+                if not self.previewed and cfg.preview_every and mine:
+                    # The run's first look comes here, not after the first step's L
+                    # adaptation steps (a quarter or more of a D3IP run at small NFE).
+                    self.previewed = True
+                    yield Preview(t, mine, self._volume(estimate))
         finally:
             self.lora.train(False)
         values = torch.stack(losses).tolist()
@@ -654,8 +661,9 @@ class _Run:
         chosen: slice | torch.Tensor,
         keys: tuple[object, ...],
         shared: bool,
-    ) -> torch.Tensor:
-        """This rank's part of ``Σ_chosen ‖A x̃₀ − y‖² / Σ_chosen ‖y‖²`` with gradients.
+    ) -> tuple[torch.Tensor, tuple[int, ...], torch.Tensor | None]:
+        """This rank's part of ``Σ_chosen ‖A x̃₀ − y‖² / Σ_chosen ‖y‖²`` with gradients, the
+        slices this rank computed and their ``x̃₀`` (detached; None where it has none).
 
         Each slice's network call draws from its own keyed generator, so the loss does not
         depend on how the slices are split over ranks. mbir's z-TV couples its contiguous
@@ -669,8 +677,8 @@ class _Run:
             )
         else:
             mine = chosen.tolist()[self.group.rank :: self.group.world]
-        if not mine:
-            return sum(q.sum() for q in self.lora.parameters()) * 0.0  # no slices here
+        if not mine:  # no slices here
+            return sum(q.sum() for q in self.lora.parameters()) * 0.0, (), None
         eps = torch.cat(
             [self._eps(x[p.rows(slice(i, i + 1))], t, self._gen(*keys, i)) for i in mine]
         )
@@ -678,7 +686,7 @@ class _Run:
         x0 = p.from_prior(self.schedule.tweedie(x[rows], eps, t))
         index = chosen if isinstance(chosen, slice) else torch.as_tensor(mine)
         x_dc = p.consistency(x0, index, self.spec.consistency.mode, 1, self._level(t))
-        return p.relative_loss(x_dc, index, denominator)
+        return p.relative_loss(x_dc, index, denominator), tuple(mine), x_dc.detach()
 
 
 class _Moments:

@@ -174,3 +174,19 @@ def show_layer(viewer: napari.Viewer, layer_data: LayerData) -> Layer:
             layer.reset_contrast_limits()
         return layer
     return getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+
+
+def merge_preview(
+    earlier: np.ndarray | None, n_slices: int, slices: tuple[int, ...], volume: np.ndarray
+) -> np.ndarray:
+    """The preview volume ``(n_slices, Y, X)`` after a preview of ``slices`` (``volume``:
+    ``(len(slices), Y, X)``): those slices replace the ``earlier`` preview's (zeros where there
+    was none, e.g. D3IP's first look at the slices of its first adaptation step)."""
+    if len(slices) == n_slices:
+        return volume
+    shape = (n_slices, *volume.shape[1:])
+    merged = np.zeros(shape, volume.dtype)
+    if earlier is not None and earlier.shape == shape:
+        merged[:] = earlier
+    merged[list(slices)] = volume
+    return merged

@@ -39,6 +39,7 @@ from napari_ddip.viewer.jobs import ReconJob, measurement_slab, run_recon, slice
 from napari_ddip.viewer.layers import (
     STD_OUTPUT,
     measurement_from_layer,
+    merge_preview,
     our_metadata,
     show_layer,
     volume_layer,
@@ -250,7 +251,7 @@ class ReconstructWidget(Container):
         from napari_ddip.recon import Adapted, Preview, Progress, Started
 
         if isinstance(event, Started):
-            run.device, run.total = event.device, event.total
+            run.device, run.total, run.n_slices = event.device, event.total, event.n_slices
             self.panel.show_progress(0, event.total, event.estimate, run.status(event.method))
             self._show_estimate(event)
         elif isinstance(event, Progress):
@@ -260,8 +261,11 @@ class ReconstructWidget(Container):
         elif isinstance(event, Adapted):
             run.loss = event.loss
         elif isinstance(event, Preview):
+            shown = f"{name} preview"
+            earlier = self._viewer.layers[shown].data if shown in self._viewer.layers else None
+            volume = merge_preview(earlier, run.n_slices, event.slices, event.volume)
             provenance = {"status": f"preview at t = {event.t}", **place["provenance"]}
-            self._show(f"{name} preview", place, event.volume, provenance)
+            self._show(shown, place, volume, provenance)
 
     def _show_estimate(self, event: Any) -> None:
         """The run's estimated time beside Run; a warning where it is long."""
@@ -331,6 +335,7 @@ class _RunState:
     loss: float | None = None
     step: int = 0
     total: int = 0
+    n_slices: int = 0
 
     def status(self, phase: str) -> str:
         """``<phase> on <device>[ · loss <loss>]``."""
