@@ -139,6 +139,11 @@ class ReconConfig:
             next (D3IP methods) instead of a fresh optimiser per step. A fresh Adam's first
             step moves every parameter by about ``lr`` whatever its gradient.
         lora_rank: LoRA rank.
+        holdout: fraction of the measurement's entries (a fixed random choice, seeded)
+            held out of the adaptation: its loss fits the rest and scores the held-out part,
+            ``‖M_Λ(A·DC_Θ(x̂₀(θ)) − y)‖² / ‖M_Λ y‖²`` — the split of SSDU (Yaman et al. 2020),
+            so the LoRA cannot lower the loss by fitting noise or aliasing; 0: the paper's
+            loss on all of it.
         t_min, t_max: adaptation horizon (adapt only for ``t_min ≤ t ≤ t_max``).
         cg_iters: CG iterations of the data consistency (also inside the adaptation loss).
         gamma: proximal weight of the data consistency ``(I + γAᴴA/‖A‖²)`` (None: CT none,
@@ -233,6 +238,15 @@ class ReconConfig:
         ),
     )
     lora_rank: int = setting(4, AT_LEAST_ONE, ADAPTATION, help="rank of the LoRA adapters")
+    holdout: float = setting(
+        0.0,
+        Bound(0, 0.5),
+        ADAPTATION,
+        help=(
+            "fraction of the measurement entries left out of the adaptation's data "
+            "consistency and scored by its loss (0: fit and score all of it, as the paper)"
+        ),
+    )
     t_min: int = setting(20, COUNT, ADAPTATION, help="adapt only at timesteps t ≥ t_min (of 1000)")
     t_max: int = setting(980, COUNT, ADAPTATION, help="adapt only at timesteps t ≤ t_max (of 1000)")
     cg_iters: int = setting(

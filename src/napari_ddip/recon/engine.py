@@ -594,7 +594,8 @@ class _Run:
         report: bool = True,
     ) -> Iterator[Event]:
         """``L`` AdamW steps (a fresh optimiser, or the run's shared one with
-        ``keep_optimizer``) of the LoRA on ``‖y − A·DC(x̂₀(θ))‖² / ‖y‖²``
+        ``keep_optimizer``) of the LoRA on ``‖y − A·DC(x̂₀(θ))‖² / ‖y‖²`` (with ``holdout``:
+        on the held-out entries of a DC from the rest)
         over ``fixed`` slices (this rank's own LoRA) or over ``K`` slices drawn per step for
         the shared LoRA (split over the ranks, gradients summed); returns the mean loss (None
         if L = 0)."""
@@ -669,8 +670,8 @@ class _Run:
         depend on how the slices are split over ranks. mbir's z-TV couples its contiguous
         block, which rank 0 computes whole.
         """
-        p = self.problem
-        denominator = p.y[chosen].abs().pow(2).sum()
+        p, held_out = self.problem, self.cfg.holdout > 0
+        denominator = p.measured(chosen, held_out).abs().pow(2).sum()
         if isinstance(chosen, slice):  # mbir block, or one slice of DDIP
             mine = (
                 list(range(*chosen.indices(self.n))) if self.group.rank == 0 or not shared else []
@@ -685,8 +686,10 @@ class _Run:
         rows = p.rows(torch.as_tensor(mine))
         x0 = p.from_prior(self.schedule.tweedie(x[rows], eps, t))
         index = chosen if isinstance(chosen, slice) else torch.as_tensor(mine)
-        x_dc = p.consistency(x0, index, self.spec.consistency.mode, 1, self._level(t))
-        return p.relative_loss(x_dc, index, denominator), tuple(mine), x_dc.detach()
+        mode, level = self.spec.consistency.mode, self._level(t)
+        x_dc = p.consistency(x0, index, mode, 1, level, fitted=held_out)
+        loss = p.relative_loss(x_dc, index, denominator, scored=held_out)
+        return loss, tuple(mine), x_dc.detach()
 
 
 class _Moments:

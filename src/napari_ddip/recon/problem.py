@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from napari_ddip.physics.noise import estimate_noise_std
-from napari_ddip.physics.operator import LinearOperator
+from napari_ddip.physics.operator import LinearOperator, MaskedOperator
 from napari_ddip.recon.config import ReconConfig
 from napari_ddip.solvers.cg import conjugate_gradient
 from napari_ddip.solvers.classical import admm_tv, image_scale, tv_noise
@@ -51,6 +51,15 @@ class Problem:
             self.noise = (estimate_noise_std(y) if tv is None else tv) / self.scale
             #: The noise the TV weight follows (``solvers.classical.tv_noise``).
             self.tv_noise = None if tv is None else self.noise
+        #: The adaptation's split of the measurement entries (``holdout``): the operator its
+        #: data consistency fits and the one its loss scores; the whole measurement for both
+        #: without a hold-out.
+        self.fitted, self.scored = self.op, self.op
+        if cfg.holdout > 0:
+            draw = torch.Generator().manual_seed(cfg.seed)
+            shape = op.measurement_shape or tuple(y.shape[1:])
+            held = (torch.rand(shape, generator=draw) < cfg.holdout).to(y.device)
+            self.fitted, self.scored = MaskedOperator(op, ~held), MaskedOperator(op, held)
 
     # -- representation -------------------------------------------------------------------
     def rows(self, slices: slice | Sequence[int] | torch.Tensor) -> slice | torch.Tensor:
@@ -101,9 +110,11 @@ class Problem:
         mode: str,
         admm_iters: int,
         level: float = 0.0,
+        fitted: bool = False,
     ) -> torch.Tensor:
         """``x̃₀`` from images ``x0 (n, Y, X)`` of slices ``slices`` at a sampling step of
-        noise level ``level`` (``s_t``, for :meth:`proximal_weight`).
+        noise level ``level`` (``s_t``, for :meth:`proximal_weight`); ``fitted``: from the
+        adaptation's fitted part of the measurement only (:attr:`fitted`).
 
         ``mode``: ``"cg"`` — ``cg_iters`` CG steps from ``x̂₀`` on the normal equations (``γ``
         None) or on ``(I + γAᴴA/‖A‖²) x = x̂₀ + γAᴴy/‖A‖²`` (``‖A‖² = 1`` for MRI);
@@ -114,7 +125,7 @@ class Problem:
         Differentiable.
         """
         cfg = self.cfg
-        op, y = self.op.subset(slices), self.y[slices]
+        op, y = (self.fitted if fitted else self.op).subset(slices), self.y[slices]
         if mode == "none" or (mode == "cg" and cfg.cg_iters == 0):
             return x0
         if mode == "cg":
@@ -152,10 +163,20 @@ class Problem:
         x: torch.Tensor,
         slices: slice | torch.Tensor,
         denominator: torch.Tensor | None = None,
+        scored: bool = False,
     ) -> torch.Tensor:
         """``‖A x − y‖² / ‖y‖²`` over slices ``slices`` (images ``x (n, Y, X)``);
-        ``denominator`` replaces ``‖y‖²`` (a larger set's, when the slices are a part)."""
-        y = self.y[slices]
-        residual = self.op.subset(slices).forward(x) - y
+        ``denominator`` replaces ``‖y‖²`` (a larger set's, when the slices are a part);
+        ``scored``: over the adaptation's held-out entries only (:attr:`scored`)."""
+        op = (self.scored if scored else self.op).subset(slices)
+        y = self.measured(slices, scored)
+        residual = op.forward(x) - y
         norm = y.abs().pow(2).sum() if denominator is None else denominator
         return residual.abs().pow(2).sum() / norm.clamp_min(1e-12)
+
+    def measured(self, slices: slice | torch.Tensor, scored: bool = False) -> torch.Tensor:
+        """``y`` of slices ``slices``; ``scored``: its held-out entries only (zeros elsewhere)."""
+        y = self.y[slices]
+        if scored and isinstance(self.scored, MaskedOperator):
+            return y * self.scored.keep
+        return y
