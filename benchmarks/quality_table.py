@@ -47,6 +47,8 @@ ORDER = [
     ("d3ip-mbir", "ellipse"),
     ("d3ip", "ellipse"),
     ("d3ip-mbir", "FFDNet"),
+    ("d3ip-tv", "FFDNet"),
+    ("d3ip-tv", "ellipse"),
 ]
 VOLUMES = ("mni152", "mni152-256", "dwi", "mni152-tune")
 
