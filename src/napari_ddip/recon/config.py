@@ -133,8 +133,10 @@ class ReconConfig:
         adapt_steps: ``L`` optimiser steps per sampling step (None: 10 CT, 5 MRI; 0 with a
             warm start uses its states as they are).
         k_slices: ``K`` slices per adaptation step (D3IP).
-        lr: AdamW learning rate (None: 1e-4; the paper's 1e-3 for CT costs detail on real
-            anatomy with the ellipse prior and 6 dB with the FFDNet prior).
+        lr: AdamW learning rate (None: 1e-4 with a diffusion prior, 1e-5 with a denoiser
+            prior; the paper's 1e-3 for CT costs detail on real anatomy with the ellipse prior
+            and 6 dB with the FFDNet prior, whose D3IP comes closer to DDS the smaller the
+            rate: BENCHMARKS "Quality on real anatomy").
         keep_optimizer: carry the AdamW state of the shared LoRA from one sampling step to the
             next (D3IP methods) instead of a fresh optimiser per step. A fresh Adam's first
             step moves every parameter by about ``lr`` whatever its gradient.
@@ -227,7 +229,10 @@ class ReconConfig:
         help="K: slices drawn for each adaptation step of the shared LoRA",
     )
     lr: float | None = setting(
-        None, POSITIVE, ADAPTATION, help="AdamW learning rate of the LoRA (auto: 1e-4)"
+        None,
+        POSITIVE,
+        ADAPTATION,
+        help="AdamW learning rate of the LoRA (auto: 1e-4; 1e-5 with a denoiser prior)",
     )
     keep_optimizer: bool = setting(
         False,
@@ -376,8 +381,9 @@ class ReconConfig:
         """The record of :attr:`method`."""
         return diffusion_method(self.method)
 
-    def resolved(self, kind: str, device_type: str) -> ReconConfig:
-        """A copy with every ``None`` replaced by the default for ``kind`` (``ct``/``mri``)."""
+    def resolved(self, kind: str, device_type: str, denoiser: bool = False) -> ReconConfig:
+        """A copy with every ``None`` replaced by the default for ``kind`` (``ct``/``mri``)
+        and the prior (``denoiser``: a denoiser prior such as FFDNet)."""
         mri = kind == "mri"
 
         def pick(value: Any, ct: Any, mri_value: Any) -> Any:
@@ -385,7 +391,7 @@ class ReconConfig:
 
         values = dict(
             adapt_steps=pick(self.adapt_steps, 10, 5),
-            lr=pick(self.lr, 1e-4, 1e-4),
+            lr=self.lr if self.lr is not None else (1e-5 if denoiser else 1e-4),
             gamma=pick(self.gamma, None, 5.0),
             admm_lam=pick(self.admm_lam, None, 1e-3),
             admm_rho=pick(self.admm_rho, None, 1e-2),

@@ -38,6 +38,7 @@ from torch.nn.utils import parametrize
 from napari_ddip.device import available_device
 from napari_ddip.physics.operator import LinearOperator
 from napari_ddip.precision import network_precision, tf32_switches
+from napari_ddip.prior.denoiser import DenoiserPrior
 from napari_ddip.prior.weights import Prior, load_prior
 from napari_ddip.recon.adaptation import Adaptation, nearest_state
 from napari_ddip.recon.config import ReconConfig
@@ -213,10 +214,10 @@ class _Run:
     ) -> None:
         self.group = current_group()
         self.kind = "mri" if op.is_complex else "ct"
-        self.cfg = cfg.resolved(self.kind, dev.type)
+        base = prior if isinstance(prior, torch.nn.Module) else load_prior(prior or cfg.prior)
+        self.cfg = cfg.resolved(self.kind, dev.type, isinstance(base, DenoiserPrior))
         self.spec = cfg.spec
         self.dev, self.cancel = dev, cancel
-        base = prior if isinstance(prior, torch.nn.Module) else load_prior(prior or cfg.prior)
         named = prior is None or not isinstance(prior, torch.nn.Module)
         self.prior_name = str(prior or cfg.prior) if named else "in-memory prior"
         self.prior = copy.deepcopy(base).to(dev).eval()
