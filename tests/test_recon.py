@@ -361,7 +361,7 @@ def test_config_resolves_the_modality_defaults() -> None:
     ct = ReconConfig(method="d3ip-mbir").resolved("ct", "cpu")
     mri = ReconConfig(method="d3ip-mbir").resolved("mri", "cpu")
     assert (ct.adapt_steps, ct.lr, ct.gamma, ct.prior_error) == (10, 1e-4, None, 2.0)
-    assert (mri.adapt_steps, mri.lr, mri.gamma, mri.prior_error) == (5, 1e-4, 5.0, 0.0)
+    assert (mri.adapt_steps, mri.lr, mri.gamma, mri.prior_error) == (5, 1e-4, None, 0.0)
     # mbir: hard data consistency with data-scaled λ/ρ for CT, proximal for MRI.
     assert (ct.mbir_anchor, ct.admm_lam, ct.admm_rho) == (0.0, None, None)
     assert (mri.mbir_anchor, mri.admm_lam, mri.admm_rho) == (0.2, 1e-3, 1e-2)
