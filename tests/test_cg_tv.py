@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from napari_ddip.physics.masks import uniform1d_mask
+from napari_ddip.physics.mri import MRIOperator
 from napari_ddip.solvers import conjugate_gradient, grad, grad_adjoint, shrink
 
 
@@ -55,6 +57,19 @@ def test_cg_tolerance_stops_early_and_zero_slices_stay_finite() -> None:
     assert len(calls) < 60
     assert torch.isfinite(x).all() and torch.equal(x[1], torch.zeros(n, dtype=torch.float64))
     torch.testing.assert_close(x, torch.linalg.solve(h, rhs), rtol=1e-5, atol=1e-5)
+
+
+def test_cg_from_a_start_that_already_solves_a_projection_stays_there() -> None:
+    # AᴴA of single-coil Cartesian MRI is a projection: from a consistent start the residual
+    # is rounding noise of Aᴴy, and a step along it must not blow up (the last, hard data
+    # consistency of a noise-free MRI run).
+    op = MRIOperator(uniform1d_mask((32, 32), accel=4, seed=0))
+    g = torch.Generator().manual_seed(0)
+    x_true = torch.randn(8, 32, 32, generator=g, dtype=torch.complex64)
+    rhs = op.adjoint(op.forward(x_true))
+    x0 = x_true + op.normal(x_true) - op.normal(op.normal(x_true))  # consistent, rounded
+    x = conjugate_gradient(op.normal, rhs, x0=x0, n_iter=5)
+    torch.testing.assert_close(x, x0, rtol=1e-4, atol=1e-4)
 
 
 def test_cg_is_differentiable() -> None:

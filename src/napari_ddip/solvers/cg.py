@@ -45,7 +45,7 @@ def conjugate_gradient(
     over all axes but the first). The iteration is out-of-place, so autograd differentiates
     through it (gradients w.r.t. ``rhs``, ``x0`` and anything ``apply_normal`` closes over).
     Slices whose residual falls to rounding level (``CONVERGED_EPS`` machine epsilons of the
-    initial one) stop moving instead
+    initial one or of ``rhs``, whichever is larger) stop moving instead
     of amplifying rounding errors (or producing NaN at exactly zero).
     """
     x = torch.zeros_like(rhs) if x0 is None else x0
@@ -54,7 +54,11 @@ def conjugate_gradient(
     rs = batch_dot(r, r)
     threshold = tol**2 * batch_dot(rhs, rhs)
     # A slice whose residual fell to rounding level stops: its next direction would be noise.
-    floor = (CONVERGED_EPS * torch.finfo(rs.dtype).eps) ** 2 * rs
+    # That level is set by the larger of the first residual and the right-hand side: a start
+    # that already solves the system leaves a residual of rounding errors of ``rhs``.
+    floor = (CONVERGED_EPS * torch.finfo(rs.dtype).eps) ** 2 * torch.maximum(
+        rs, batch_dot(rhs, rhs)
+    )
     for _ in range(n_iter):
         if tol > 0 and bool((rs <= threshold).all()):
             break
