@@ -110,7 +110,7 @@ def test_evaluate_plain_text(tmp_path, capsys, volume_file) -> None:
 def test_help_lists_methods_and_settings(capsys) -> None:
     assert main(["reconstruct", "--help"]) == 0
     out = capsys.readouterr().out
-    for text in ("fbp", "zero-filled", "cg", "tv", "iters=30", "lam=auto", "--set KEY=VALUE"):
+    for text in ("fbp", "zero-filled", "cg", "tv", "iters=100", "lam=auto", "--set KEY=VALUE"):
         assert text in out
 
 

@@ -543,7 +543,7 @@ register(
         ("ct", "mri"),
         "3D total variation by ADMM (lam from the noise level unless given)",
         {
-            "iters": _setting(30, AT_LEAST_ONE, "ADMM iterations"),
+            "iters": _setting(100, AT_LEAST_ONE, "ADMM iterations"),
             "cg_iters": _setting(5, AT_LEAST_ONE, "CG steps per ADMM iteration"),
             "lam": _setting(
                 None, NON_NEGATIVE, "TV weight λ (auto: from the noise level and the intensities)"
