@@ -63,3 +63,19 @@ def test_the_split_fits_the_kept_entries_and_scores_the_held_out_ones() -> None:
     assert float(spoiled.relative_loss(truth / spoiled.scale, slice(None), scored=True)) > 0.1
     with pytest.raises(ValueError, match="holdout"):
         ReconConfig(method="d3ip", holdout=0.7).resolved("ct", "cpu")
+
+
+def test_on_mri_the_hard_consistency_leaves_the_papers_loss_nothing_to_score() -> None:
+    # AᴴA is a projection: CG's x̃₀ fits the sampled k-space exactly whatever x̂₀ is, so
+    # ‖A x̃₀ − y‖² is zero and carries no gradient; the held-out entries still score x̂₀.
+    op = MRIOperator(uniform1d_mask((32, 32), accel=2, seed=0))
+    g = torch.Generator().manual_seed(3)
+    truth = torch.randn(2, 32, 32, generator=g, dtype=torch.complex64)
+    x0 = torch.randn(2, 32, 32, generator=g, dtype=torch.complex64)
+    cfg = ReconConfig(method="d3ip").resolved("mri", "cpu")
+    assert cfg.gamma is None and cfg.holdout == 0.25
+    p = Problem(op, op.forward(truth), cfg)
+    whole = p.consistency(x0, slice(None), "cg", 1)
+    assert float(p.relative_loss(whole, slice(None))) < 1e-10
+    part = p.consistency(x0, slice(None), "cg", 1, fitted=True)
+    assert float(p.relative_loss(part, slice(None), scored=True)) > 0.1

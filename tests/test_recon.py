@@ -365,6 +365,7 @@ def test_config_resolves_the_modality_defaults() -> None:
     # mbir: hard data consistency with data-scaled λ/ρ for CT, proximal for MRI.
     assert (ct.mbir_anchor, ct.admm_lam, ct.admm_rho) == (0.0, None, None)
     assert (mri.mbir_anchor, mri.admm_lam, mri.admm_rho) == (0.2, 1e-3, 1e-2)
+    assert (ct.holdout, mri.holdout) == (0.0, 0.25)
     # a denoiser prior takes smaller LoRA steps unless the user gives a rate
     assert ReconConfig(method="d3ip").resolved("ct", "cpu", denoiser=True).lr == 1e-5
     assert ReconConfig(method="d3ip", lr=3e-4).resolved("ct", "cpu", denoiser=True).lr == 3e-4

@@ -145,7 +145,9 @@ class ReconConfig:
             held out of the adaptation: its loss fits the rest and scores the held-out part,
             ``‖M_Λ(A·DC_Θ(x̂₀(θ)) − y)‖² / ‖M_Λ y‖²`` — the split of SSDU (Yaman et al. 2020),
             so the LoRA cannot lower the loss by fitting noise or aliasing; 0: the paper's
-            loss on all of it.
+            loss on all of it (None: 0 for CT; 0.25 for MRI, where the hard consistency
+            makes ``A x̃₀ = y`` on the sampled k-space, so the paper's loss is zero whatever
+            the LoRA and D3IP would sample as DDS at twice its time).
         t_min, t_max: adaptation horizon (adapt only for ``t_min ≤ t ≤ t_max``).
         cg_iters: CG iterations of the data consistency (also inside the adaptation loss).
         gamma: proximal weight of the data consistency ``(I + γAᴴA/‖A‖²)`` (None: a hard
@@ -245,13 +247,14 @@ class ReconConfig:
         ),
     )
     lora_rank: int = setting(4, AT_LEAST_ONE, ADAPTATION, help="rank of the LoRA adapters")
-    holdout: float = setting(
-        0.0,
+    holdout: float | None = setting(
+        None,
         Bound(0, 0.5),
         ADAPTATION,
         help=(
             "fraction of the measurement entries left out of the adaptation's data "
-            "consistency and scored by its loss (0: fit and score all of it, as the paper)"
+            "consistency and scored by its loss (0: fit and score all of it, as the paper; "
+            "auto: 0 CT, 0.25 MRI)"
         ),
     )
     t_min: int = setting(20, COUNT, ADAPTATION, help="adapt only at timesteps t ≥ t_min (of 1000)")
@@ -398,6 +401,7 @@ class ReconConfig:
             admm_rho=pick(self.admm_rho, None, 1e-2),
             mbir_anchor=pick(self.mbir_anchor, 0.0, 0.2),
             prior_error=pick(self.prior_error, 2.0, 0.0),
+            holdout=pick(self.holdout, 0.0, 0.25),
             slice_batch=self.slice_batch or (64 if device_type == "cuda" else 8),
             precision=resolve_precision(self.precision, device_type),
             preview_every=pick(self.preview_every, max(1, self.nfe // 8), max(1, self.nfe // 8)),
