@@ -4,20 +4,24 @@ Tweedie's formula."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from napari_ddip.physics.ct import ParallelBeamCT
-from napari_ddip.physics.masks import uniform1d_mask
+from napari_ddip.physics.masks import poisson_disc_mask, uniform1d_mask
 from napari_ddip.physics.mri import MRIOperator
 from napari_ddip.physics.noise import estimate_noise_std
 from napari_ddip.prior.denoiser import DenoiserPrior
 from napari_ddip.prior.phantoms import ellipsoid_volume
+from napari_ddip.prior.schedule import VPSchedule
 from napari_ddip.prior.weights import load_prior
 from napari_ddip.recon import ReconConfig, reconstruct, run_to_end
 from napari_ddip.recon.lora import LoRA
 from napari_ddip.recon.problem import Problem
+from napari_ddip.samples import mni_brain_volume
 from napari_ddip.solvers.classical import image_scale
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -180,6 +184,26 @@ def test_a_reconstruction_with_the_denoiser_prior_beats_its_pseudo_inverse(ffdne
     assert finished.volume.shape == volume.shape
     assert _psnr(torch.from_numpy(finished.volume), volume) > _psnr(fbp, volume) + 3
     assert image_scale(torch.from_numpy(finished.volume)) > 0.5
+
+
+def test_on_noiseless_mri_the_level_schedule_beats_the_diffusion_priors_linear_beta(
+    ffdnet,
+) -> None:
+    """The same network walked by its geometric levels (down to 0.001) and by the diffusion
+    priors' linear β (down to 0.01, at their timestep power 5): on a brain the last steps
+    below 0.01 restore detail that the sampled k-space does not hold (+1.7 dB here)."""
+    volume = mni_brain_volume(128, 2, first_slice=44)
+    op = MRIOperator(poisson_disc_mask((128, 128), 4, seed=0))
+    y = op.forward(torch.from_numpy(volume).to(torch.complex64))
+    cfg = ReconConfig(method="dds", nfe=12, preview_every=0)
+    level = run_to_end(reconstruct(y, op, cfg, prior=ffdnet)).volume
+    linear = DenoiserPrior(ffdnet.config)
+    linear.net.load_state_dict(ffdnet.net.state_dict())
+    linear.schedule = VPSchedule(n_steps=1000)
+    assert float(linear.schedule.sigma(0)) == pytest.approx(0.01, rel=1e-3)
+    power5 = replace(cfg, timestep_power=5.0)
+    beta = run_to_end(reconstruct(y, op, power5, prior=linear.eval())).volume
+    assert _psnr(torch.from_numpy(level), volume) > _psnr(torch.from_numpy(beta), volume) + 1
 
 
 def test_fine_tuning_refuses_a_denoiser_prior_before_any_work(tmp_path) -> None:

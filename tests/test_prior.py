@@ -29,7 +29,7 @@ from napari_ddip.prior.phantoms import (
     ellipse_phantoms,
     ellipsoid_volume,
 )
-from napari_ddip.prior.schedule import VPSchedule
+from napari_ddip.prior.schedule import LevelSchedule, VPSchedule
 from napari_ddip.prior.train import (
     TrainConfig,
     TrainingOutputError,
@@ -98,6 +98,21 @@ def test_schedule_maths() -> None:
     assert s.sampling_timesteps(50)[:3] == [980, 960, 940] and s.sampling_timesteps(50)[-1] == 0
     with pytest.raises(ValueError, match="NFE"):
         s.sampling_timesteps(0)
+
+
+def test_a_level_schedule_spaces_its_noise_levels_geometrically() -> None:
+    s = LevelSchedule(n_steps=101, level_min=1e-3, level_max=0.1)
+    levels = s.sigma(torch.arange(101)) / s.ab(torch.arange(101)).sqrt()
+    assert levels[0].item() == pytest.approx(1e-3, rel=1e-5)
+    assert levels[-1].item() == pytest.approx(0.1, rel=1e-5)
+    assert levels[50].item() == pytest.approx(1e-2, rel=1e-5)  # the geometric mean
+    ratios = levels[1:] / levels[:-1]
+    assert torch.allclose(ratios, torch.full_like(ratios, 100 ** (1 / 100)), rtol=1e-4)
+    x0, eps = torch.rand(2, 8, 8), torch.randn(2, 8, 8)
+    xt = s.add_noise(x0, eps, torch.tensor([60, 60]))
+    assert torch.allclose(s.tweedie(xt, eps, 60), x0, atol=1e-5)
+    with pytest.raises(ValueError, match="level_min < level_max"):
+        LevelSchedule(level_min=0.5, level_max=0.1)
 
 
 @pytest.mark.parametrize("power", [1.0, 2.0, 3.0, 7.0])

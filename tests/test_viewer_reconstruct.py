@@ -158,7 +158,7 @@ def test_a_preset_sets_the_fields_and_the_run_shows_its_estimate_and_steps(
     assert advanced["timestep_power"].value == "1.0" and widget.slices.value == "all"
     widget.preset.value = "standard"  # back to the shipped defaults
     assert basic["adapt_steps"].value == "auto" and basic["lr"].value == "auto"
-    assert advanced["timestep_power"].value == "5.0"
+    assert advanced["timestep_power"].value == "auto"
     widget.preset.value = "preview"
     assert basic["nfe"].value == 10 and basic["adapt_steps"].value == "3"
     assert basic["k_slices"].value == 2 and widget.slices.value == "all"  # its 4 middle ones

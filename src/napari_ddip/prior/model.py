@@ -83,7 +83,10 @@ class DiffusionPrior(nn.Module):
         self.config = config
         self.net = UNet(config.unet)
         self.schedule = VPSchedule(
-            config.n_steps, config.beta_min, config.beta_max, config.data_scale
+            n_steps=config.n_steps,
+            data_scale=config.data_scale,
+            beta_min=config.beta_min,
+            beta_max=config.beta_max,
         )
 
     @property

@@ -1,12 +1,23 @@
-"""VP diffusion schedule with linear β (DDPM), ε-prediction (docs/architecture.md §4).
+"""Variance-preserving diffusion schedules, ε-prediction (docs/architecture.md §4).
 
 The network's images are ``s·x`` for images ``x`` in the engine's units (about [0, 1]) and a
-data scale ``s`` (``PriorConfig.data_scale``), noised as ``s·x_t = √ᾱ_t · s·x_0 + √(1 − ᾱ_t) · ε``
-with ``β_t = linspace(β_min, β_max, T)`` and ``ᾱ_t = Π_{s≤t} (1 − β_s)``, ``t ∈ {0, …, T−1}``.
-Everything here is in the engine's units: ``x_t = √ᾱ_t · x_0 + σ_t · ε`` with
-``σ_t = √(1 − ᾱ_t) / s``. With ``s = 1`` (the reference schedule) images of standard deviation
-≈ 0.16 are drowned below SNR 0.05 by t = 200; a larger ``s`` spreads the schedule's noise
-levels over the range where the image is still visible, as for DDPM's [−1, 1] images.
+data scale ``s`` (``PriorConfig.data_scale``), noised as ``s·x_t = √ᾱ_t · s·x_0 + √(1 − ᾱ_t) · ε``,
+``t ∈ {0, …, T−1}``. Everything here is in the engine's units: ``x_t = √ᾱ_t · x_0 + σ_t · ε``
+with ``σ_t = √(1 − ᾱ_t) / s``; ``x_t / √ᾱ_t`` is the clean image plus noise of standard
+deviation ``s_t = σ_t / √ᾱ_t``, the step's *noise level*.
+
+Two ways to set ``ᾱ_t``:
+
+- :class:`VPSchedule`, the trained diffusion priors': linear ``β_t = linspace(β_min, β_max, T)``
+  and ``ᾱ_t = Π_{s≤t} (1 − β_s)`` (DDPM). With ``s = 1`` (the reference schedule) images of
+  standard deviation ≈ 0.16 are drowned below SNR 0.05 by t = 200; a larger ``s`` spreads the
+  schedule's noise levels over the range where the image is still visible, as for DDPM's
+  [−1, 1] images. Its lowest level is ``s_0 = √β_min`` (0.01).
+- :class:`LevelSchedule`, a denoiser prior's (which knows no trained timesteps): noise levels
+  geometric from ``level_min`` at t = 0 to ``level_max`` at t = T − 1, ``ᾱ_t = 1/(1 + s_t²)``
+  (the log-spaced levels of DPIR, Zhang et al. 2021, and of k-diffusion's schedules). Evenly
+  spaced sampling steps then spend as many steps on each decade of noise, and the last ones
+  reach below 0.01, where an undersampled measurement without noise (MRI) still gains detail.
 """
 
 from __future__ import annotations
@@ -17,18 +28,20 @@ import torch
 
 
 @dataclass(frozen=True)
-class VPSchedule:
-    """Linear-β variance-preserving schedule."""
+class Schedule:
+    """A variance-preserving schedule of ``n_steps`` timesteps: everything that follows from
+    ``ᾱ_t``; a subclass says how ``ᾱ_t`` is set (``_alpha_bar``)."""
 
     n_steps: int = 1000
-    beta_min: float = 1e-4
-    beta_max: float = 0.02
     data_scale: float = 1.0
     alpha_bar: torch.Tensor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        betas = torch.linspace(self.beta_min, self.beta_max, self.n_steps, dtype=torch.float64)
-        object.__setattr__(self, "alpha_bar", torch.cumprod(1.0 - betas, 0).float())
+        object.__setattr__(self, "alpha_bar", self._alpha_bar().float())
+
+    def _alpha_bar(self) -> torch.Tensor:
+        """``ᾱ_t`` ``(n_steps,)`` in float64, decreasing."""
+        raise NotImplementedError
 
     def ab(self, t: torch.Tensor | int, like: torch.Tensor | None = None) -> torch.Tensor:
         """``ᾱ_t`` for integer timesteps ``t``, in ``like``'s dtype; on ``like``'s device, except
@@ -76,3 +89,34 @@ class VPSchedule:
             t = round(top * (i / max(nfe - 1, 1)) ** power)
             steps.append(max(t, steps[-1] + 1) if steps else t)
         return steps[::-1]
+
+
+@dataclass(frozen=True)
+class VPSchedule(Schedule):
+    """Linear-β schedule of the trained diffusion priors (DDPM; module docstring)."""
+
+    beta_min: float = 1e-4
+    beta_max: float = 0.02
+
+    def _alpha_bar(self) -> torch.Tensor:
+        betas = torch.linspace(self.beta_min, self.beta_max, self.n_steps, dtype=torch.float64)
+        return torch.cumprod(1.0 - betas, 0)
+
+
+@dataclass(frozen=True)
+class LevelSchedule(Schedule):
+    """A schedule given by its noise levels ``s_t = σ_t/√ᾱ_t``: geometric from ``level_min``
+    (t = 0) to ``level_max`` (t = T − 1), ``ᾱ_t = 1/(1 + s_t²)`` (module docstring), in the
+    engine's image units."""
+
+    level_min: float = 1e-3
+    level_max: float = 0.5
+
+    def _alpha_bar(self) -> torch.Tensor:
+        if not 0 < self.level_min < self.level_max:
+            raise ValueError(
+                f"need 0 < level_min < level_max, got {self.level_min}, {self.level_max}"
+            )
+        steps = torch.arange(self.n_steps, dtype=torch.float64) / max(self.n_steps - 1, 1)
+        levels = self.level_min * (self.level_max / self.level_min) ** steps
+        return 1.0 / (1.0 + levels**2)

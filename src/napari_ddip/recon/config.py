@@ -128,8 +128,11 @@ class ReconConfig:
         eta: DDS stochasticity ``η``.
         timestep_power: spacing of the ``nfe`` timesteps, ``t_i ∝ (i / (nfe − 1))^p``: 1 is
             the paper's even spacing, larger values spend more of the steps near ``t = 0``,
-            where the last denoising steps set the detail; with the default 5 DDS gains
-            2.2–3.7 dB over 1 (BENCHMARKS "Settings that change the result").
+            where the last denoising steps set the detail; with 5, the automatic value for a
+            diffusion prior's linear β, DDS gains 2.2–3.7 dB over 1 (BENCHMARKS "Settings
+            that change the result"). A denoiser prior's schedule is geometric in noise level
+            (:class:`~napari_ddip.prior.schedule.LevelSchedule`): 1, its automatic value,
+            spaces the steps evenly in log noise level (2: the same within 0.1 dB).
         adapt_steps: ``L`` optimiser steps per sampling step (None: 10 CT, 5 MRI; 0 with a
             warm start uses its states as they are).
         k_slices: ``K`` slices per adaptation step (D3IP).
@@ -208,12 +211,13 @@ class ReconConfig:
             "deterministic)"
         ),
     )
-    timestep_power: float = setting(
-        5.0,
+    timestep_power: float | None = setting(
+        None,
         Bound(1),
         help=(
             "spacing of the sampling steps, t ∝ (i/(nfe−1))^p: 1 is even (the paper), larger "
-            "spends more steps near t = 0, where detail is set"
+            "spends more steps near t = 0, where detail is set (auto: 5 with a diffusion "
+            "prior, 1 with a denoiser prior, whose even steps are already log-spaced in noise)"
         ),
     )
     adapt_steps: int | None = setting(
@@ -397,6 +401,7 @@ class ReconConfig:
         values = dict(
             adapt_steps=pick(self.adapt_steps, 10, 5),
             lr=self.lr if self.lr is not None else (1e-5 if denoiser else 1e-4),
+            timestep_power=self.timestep_power or (1.0 if denoiser else 5.0),
             admm_lam=pick(self.admm_lam, None, 1e-3),
             admm_rho=pick(self.admm_rho, None, 1e-2),
             mbir_anchor=pick(self.mbir_anchor, 0.0, 0.2),

@@ -11,7 +11,7 @@ import torch
 
 from napari_ddip.device import to_device
 from napari_ddip.prior.model import DiffusionPrior
-from napari_ddip.prior.schedule import VPSchedule
+from napari_ddip.prior.schedule import Schedule
 
 
 def gaussian(
@@ -34,7 +34,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor) -> torch.Tens
 
 
 def initial_state(
-    schedule: VPSchedule,
+    schedule: Schedule,
     t: int,
     pinv_rows: torch.Tensor,
     channels: int,
@@ -64,7 +64,7 @@ def initial_state(
 
 
 def dds_update(
-    schedule: VPSchedule,
+    schedule: Schedule,
     x0: torch.Tensor,
     eps: torch.Tensor,
     t_next: int,
@@ -98,7 +98,7 @@ def sample_unconditional(
     the training range ``[0, 1]`` — what the prior believes images look like (most
     faithfully at ``eta=0`` with fine steps; larger η draws them smoother, see
     :func:`dds_update`).
-    ``timestep_power``: spacing of the ``nfe`` steps (``VPSchedule.sampling_timesteps``)."""
+    ``timestep_power``: spacing of the ``nfe`` steps (``Schedule.sampling_timesteps``)."""
     generator = torch.Generator().manual_seed(seed)
     schedule = prior.schedule
     timesteps = schedule.sampling_timesteps(nfe, timestep_power)
