@@ -29,7 +29,7 @@ from napari_ddip.recon import (
 )
 from napari_ddip.recon.lora import LoRA, interpolate_states
 from napari_ddip.recon.problem import Problem
-from napari_ddip.recon.sampler import initial_state, sample_unconditional, slerp
+from napari_ddip.recon.sampler import dds_update, initial_state, sample_unconditional, slerp
 from tiny import tiny_prior
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -357,6 +357,20 @@ def test_config_refuses_bad_settings(setting: dict, message: str) -> None:
         ReconConfig(**setting)
 
 
+def test_the_sampler_update_puts_back_the_share_renoise_of_its_noise() -> None:
+    schedule = tiny_prior().schedule
+    x0, eps = torch.rand(2, 6, 6), torch.randn(2, 6, 6)
+    ab, sigma = schedule.ab(40), schedule.sigma(40)
+
+    def update(eta: float, renoise: float) -> torch.Tensor:
+        return dds_update(schedule, x0, eps, 40, eta, torch.Generator().manual_seed(0), renoise)
+
+    torch.testing.assert_close(update(0.0, 1.0), ab.sqrt() * x0 + sigma * eps)  # DDIM
+    torch.testing.assert_close(update(0.85, 0.0), ab.sqrt() * x0)  # annealed plug-and-play
+    half = update(0.85, 0.5) - ab.sqrt() * x0
+    torch.testing.assert_close(half, 0.5 * (update(0.85, 1.0) - ab.sqrt() * x0))
+
+
 def test_config_resolves_the_modality_defaults() -> None:
     ct = ReconConfig(method="d3ip-mbir").resolved("ct", "cpu")
     mri = ReconConfig(method="d3ip-mbir").resolved("mri", "cpu")
@@ -369,6 +383,12 @@ def test_config_resolves_the_modality_defaults() -> None:
     # a denoiser prior takes smaller LoRA steps unless the user gives a rate
     assert ReconConfig(method="d3ip").resolved("ct", "cpu", denoiser=True).lr == 1e-5
     assert ReconConfig(method="d3ip", lr=3e-4).resolved("ct", "cpu", denoiser=True).lr == 3e-4
+    # the denoiser prior's geometric levels are walked evenly, and on MRI without re-noising
+    den_ct = ReconConfig(method="dds").resolved("ct", "cpu", denoiser=True)
+    den_mri = ReconConfig(method="dds").resolved("mri", "cpu", denoiser=True)
+    assert (ct.timestep_power, mri.timestep_power, den_ct.timestep_power) == (5.0, 5.0, 1.0)
+    assert (ct.renoise, mri.renoise, den_ct.renoise, den_mri.renoise) == (1.0, 1.0, 1.0, 0.0)
+    assert ReconConfig(renoise=0.5).resolved("mri", "cpu", denoiser=True).renoise == 0.5
     given = ReconConfig(method="d3ip-mbir", mbir_anchor=0.0, admm_rho=1e-3).resolved("mri", "cpu")
     assert (given.mbir_anchor, given.admm_lam, given.admm_rho) == (0.0, 1e-3, 1e-3)
 

@@ -460,7 +460,9 @@ class _Run:
                 self.estimate = x0
                 if j + 1 < len(ts):
                     gen = self._gen("step", j)
-                    x = dds_update(self.schedule, p.to_prior(x0), eps, ts[j + 1], cfg.eta, gen)
+                    x = dds_update(
+                        self.schedule, p.to_prior(x0), eps, ts[j + 1], cfg.eta, gen, cfg.renoise
+                    )
                     if guidance is not None:
                         # ∇‖y − A x̂₀‖ carries ‖A‖: divide it out so ζ is unit-free.
                         x = x - cfg.dps_step / self.problem.norm**0.5 * guidance

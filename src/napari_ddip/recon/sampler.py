@@ -70,17 +70,20 @@ def dds_update(
     t_next: int,
     eta: float,
     generator: torch.Generator,
+    renoise: float = 1.0,
 ) -> torch.Tensor:
-    """``x_next = √ᾱ·x̃₀ + η·σ·z + √(1−η²)·σ·ε̂`` at ``t_next``.
+    """``x_next = √ᾱ·x̃₀ + λ·σ·(η·z + √(1−η²)·ε̂)`` at ``t_next``, ``λ = renoise``.
 
     η is the share of fresh noise whatever the step's size, not DDIM's η: for η > 0 the chain
     draws less variance than its prior however fine the steps (about 73 % at η 0.85 for a
     Gaussian prior; η 0 is DDIM and converges), which pulls a reconstruction toward the
     posterior mean — the better PSNR estimate (BENCHMARKS, "Settings that change the result").
+    ``renoise`` λ < 1 puts back less noise than the level ``t_next`` stands for; at 0 the next
+    network call denoises ``x̃₀`` itself at that level (annealed plug-and-play, DPIR).
     """
     z = gaussian(tuple(x0.shape), generator, x0)
-    sigma = schedule.sigma(t_next, x0)
-    return schedule.ab(t_next, x0).sqrt() * x0 + eta * sigma * z + (1 - eta**2) ** 0.5 * sigma * eps
+    noise = eta * z + (1 - eta**2) ** 0.5 * eps
+    return schedule.ab(t_next, x0).sqrt() * x0 + renoise * schedule.sigma(t_next, x0) * noise
 
 
 @torch.no_grad()
