@@ -112,6 +112,27 @@ def test_lora_adapts_the_inner_convolutions_of_a_plain_cnn(ffdnet) -> None:
     assert all(p.requires_grad == (id(p) in trainable) for p in net.parameters())
 
 
+def test_the_lora_bypass_gives_the_base_network_and_restores_the_adapter(ffdnet) -> None:
+    prior = DenoiserPrior(ffdnet.config)
+    prior.net.load_state_dict(ffdnet.net.state_dict())
+    x = torch.rand(1, 32, 32)
+    with torch.no_grad():
+        base = prior.denoise(x, 0.05)
+        lora = LoRA(prior.net, rank=2, generator=torch.Generator().manual_seed(0))
+        for p in lora.parameters():  # a trained-looking adapter: every factor and bias moved
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+        adapted = prior.denoise(x, 0.05)
+        state = lora.state()
+        with lora.bypassed():
+            bypassed = prior.denoise(x, 0.05)
+        after = prior.denoise(x, 0.05)
+    assert not torch.allclose(adapted, base, atol=1e-3)
+    torch.testing.assert_close(bypassed, base)
+    torch.testing.assert_close(after, adapted)
+    for name, value in lora.state().items():
+        torch.testing.assert_close(value, state[name])
+
+
 @pytest.mark.parametrize("relative", [0.02, 0.1])
 def test_the_noise_estimate_of_a_sinogram_finds_white_noise(relative) -> None:
     volume = _phantom(2, 128)

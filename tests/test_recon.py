@@ -389,6 +389,12 @@ def test_config_resolves_the_modality_defaults() -> None:
     assert (ct.timestep_power, mri.timestep_power, den_ct.timestep_power) == (5.0, 5.0, 1.0)
     assert (ct.renoise, mri.renoise, den_ct.renoise, den_mri.renoise) == (1.0, 1.0, 1.0, 0.0)
     assert ReconConfig(renoise=0.5).resolved("mri", "cpu", denoiser=True).renoise == 0.5
+    # a denoiser prior adapts (and uses its LoRA) at high noise levels only
+    assert (ct.t_min, den_ct.t_min, ReconConfig(t_min=5).resolved("ct", "cpu", True).t_min) == (
+        20,
+        600,
+        5,
+    )
     given = ReconConfig(method="d3ip-mbir", mbir_anchor=0.0, admm_rho=1e-3).resolved("mri", "cpu")
     assert (given.mbir_anchor, given.admm_lam, given.admm_rho) == (0.0, 1e-3, 1e-3)
 

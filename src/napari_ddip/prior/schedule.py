@@ -15,7 +15,7 @@ Two ways to set ``ᾱ_t``:
   [−1, 1] images. Its lowest level is ``s_0 = √β_min`` (0.01).
 - :class:`LevelSchedule`, a denoiser prior's (which knows no trained timesteps): noise levels
   geometric from ``level_min`` at t = 0 to ``level_max`` at t = T − 1, ``ᾱ_t = 1/(1 + s_t²)``
-  (the log-spaced levels of DPIR, Zhang et al. 2021, and of k-diffusion's schedules). Evenly
+  (the log-spaced levels of DPIR, Zhang et al. 2022, and of k-diffusion's schedules). Evenly
   spaced sampling steps then spend as many steps on each decade of noise, and the last ones
   reach below 0.01, where an undersampled measurement without noise (MRI) still gains detail.
 """

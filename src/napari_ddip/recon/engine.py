@@ -225,6 +225,9 @@ class _Run:
         self.problem = Problem(op, y, self.cfg)
         self.n = self.problem.n_slices
         self.lora = LoRA(self.prior.net, self.cfg.lora_rank) if self.spec.adapts else None
+        #: A denoiser prior's adapted LoRA acts only inside the horizon; below it the base
+        #: network denoises (architecture §6).
+        self.base_below_horizon = isinstance(base, DenoiserPrior)
         self.timesteps = self.schedule.sampling_timesteps(self.cfg.nfe, self.cfg.timestep_power)
         self.warm = self._check_warm_start(warm_start)
         self.record: Adaptation = {}
@@ -473,8 +476,14 @@ class _Run:
 
     # -- network passes -------------------------------------------------------------------
     def _eps(self, x: torch.Tensor, t: int, generator: torch.Generator) -> torch.Tensor:
-        """``ε̂`` (float32) of prior-space slices ``x`` at ``t`` in the run's precision."""
+        """``ε̂`` (float32) of prior-space slices ``x`` at ``t`` in the run's precision (by the
+        base network below the horizon where :attr:`base_below_horizon`)."""
+        below = self.lora is not None and self.base_below_horizon and not self._in_horizon(t)
         with network_precision(self.cfg.precision, self.dev):
+            if below:
+                assert self.lora is not None
+                with self.lora.bypassed():
+                    return self.prior.eps(x, t, generator).float()
             return self.prior.eps(x, t, generator).float()
 
     def _eps_shared(self, x: torch.Tensor, t: int, j: int) -> Iterator[Event]:

@@ -10,7 +10,9 @@ is what DDIP (one state per slice), D3IP (one shared state) and D3IP-meta (Repti
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -98,6 +100,21 @@ class LoRA:
             delta.up.zero_()
         for name, bias in self._biases.items():
             bias.copy_(self._base_biases[name])
+
+    @contextlib.contextmanager
+    def bypassed(self) -> Iterator[None]:
+        """The base network inside the block (``U = 0``, the base biases); the adapter's
+        state is set aside and restored after."""
+        kept = self.state()
+        with torch.no_grad():
+            for delta in self._deltas.values():
+                delta.up.zero_()
+            for name, bias in self._biases.items():
+                bias.copy_(self._base_biases[name])
+        try:
+            yield
+        finally:
+            self.load(kept)
 
     def state(self) -> LoRAState:
         """A detached copy of the trainable state (factors and biases), by name."""
