@@ -18,7 +18,7 @@ from napari_ddip.prior.denoiser import DenoiserPrior
 from napari_ddip.prior.phantoms import ellipsoid_volume
 from napari_ddip.prior.schedule import VPSchedule
 from napari_ddip.prior.weights import load_prior
-from napari_ddip.recon import ReconConfig, reconstruct, run_to_end
+from napari_ddip.recon import Adapted, ReconConfig, reconstruct, run_to_end
 from napari_ddip.recon.lora import LoRA
 from napari_ddip.recon.problem import Problem
 from napari_ddip.samples import mni_brain_volume
@@ -225,6 +225,22 @@ def test_on_noiseless_mri_the_level_schedule_beats_the_diffusion_priors_linear_b
     power5 = replace(cfg, timestep_power=5.0)
     beta = run_to_end(reconstruct(y, op, power5, prior=linear.eval())).volume
     assert _psnr(torch.from_numpy(level), volume) > _psnr(torch.from_numpy(beta), volume) + 1
+
+
+def test_d3ip_with_the_denoiser_adapts_above_its_horizon_and_denoises_with_the_base_below(
+    ffdnet,
+) -> None:
+    volume = _phantom(2, 32)
+    op = ParallelBeamCT(32, n_views=16)
+    y = op.forward(torch.from_numpy(volume))
+    cfg = ReconConfig(method="d3ip", nfe=4, adapt_steps=2, k_slices=1, preview_every=0)
+    events: list = []
+    finished = run_to_end(reconstruct(y, op, cfg, prior=ffdnet), events.append)
+    adapted = [e.t for e in events if isinstance(e, Adapted)]
+    assert adapted and min(adapted) >= 600  # the automatic horizon of a denoiser prior
+    assert finished.adaptation and all(t >= 600 for t in finished.adaptation)
+    assert np.isfinite(finished.volume).all()
+    assert _psnr(torch.from_numpy(finished.volume), volume) > _psnr(op.pinv(y), volume)
 
 
 def test_fine_tuning_refuses_a_denoiser_prior_before_any_work(tmp_path) -> None:

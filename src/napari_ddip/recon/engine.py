@@ -476,15 +476,17 @@ class _Run:
 
     # -- network passes -------------------------------------------------------------------
     def _eps(self, x: torch.Tensor, t: int, generator: torch.Generator) -> torch.Tensor:
-        """``ε̂`` (float32) of prior-space slices ``x`` at ``t`` in the run's precision (by the
-        base network below the horizon where :attr:`base_below_horizon`)."""
-        below = self.lora is not None and self.base_below_horizon and not self._in_horizon(t)
+        """``ε̂`` (float32) of prior-space slices ``x`` at ``t`` in the run's precision."""
         with network_precision(self.cfg.precision, self.dev):
-            if below:
-                assert self.lora is not None
-                with self.lora.bypassed():
-                    return self.prior.eps(x, t, generator).float()
             return self.prior.eps(x, t, generator).float()
+
+    def _sampling_eps(self, x: torch.Tensor, t: int, generator: torch.Generator) -> torch.Tensor:
+        """:meth:`_eps` of a sampling step: by the base network below the horizon where
+        :attr:`base_below_horizon`."""
+        if self.lora is None or not self.base_below_horizon or self._in_horizon(t):
+            return self._eps(x, t, generator)
+        with self.lora.bypassed():
+            return self._eps(x, t, generator)
 
     def _eps_shared(self, x: torch.Tensor, t: int, j: int) -> Iterator[Event]:
         """``ε̂`` of every slice with the current weights, ``slice_batch`` slices per call."""
@@ -494,7 +496,7 @@ class _Run:
             rows = self.problem.rows(b)
             # Not across the yield: grad mode and the cache would hold in the caller's code.
             with torch.no_grad(), parametrize.cached():
-                eps[rows] = self._eps(x[rows], t, self._gen("eps", j, b.start))
+                eps[rows] = self._sampling_eps(x[rows], t, self._gen("eps", j, b.start))
             yield self.clock.advance(self.costs.sampling(b.stop - b.start), j)
         return self.group.sum_(eps), None
 
@@ -506,7 +508,7 @@ class _Run:
             self._check_cancel()
             rows = p.rows(b)
             xb = x[rows].detach().requires_grad_(True)
-            e = self._eps(xb, t, self._gen("eps", j, b.start))
+            e = self._sampling_eps(xb, t, self._gen("eps", j, b.start))
             x0 = p.from_prior(self.schedule.tweedie(xb, e, t))
             residual = p.op.subset(b).forward(x0) - p.y[b]
             norms = residual.abs().pow(2).reshape(residual.shape[0], -1).sum(1).sqrt()
@@ -579,7 +581,7 @@ class _Run:
                 self._check_cancel()
                 rows = p.rows(slice(i, i + 1))
                 with torch.no_grad(), parametrize.cached():
-                    eps[rows] = self._eps(x[rows], t, self._gen("eps", j, i))
+                    eps[rows] = self._sampling_eps(x[rows], t, self._gen("eps", j, i))
                 yield self.clock.advance(self.costs.sampling(1), j)
             if losses:
                 yield Adapted(t, float(np.mean(losses)), tuple(self.my_slices), tuple(losses))
