@@ -102,12 +102,15 @@ def test_schedule_maths() -> None:
 
 def test_a_level_schedule_spaces_its_noise_levels_geometrically() -> None:
     s = LevelSchedule(n_steps=101, level_min=1e-3, level_max=0.1)
-    levels = s.sigma(torch.arange(101)) / s.ab(torch.arange(101)).sqrt()
-    assert levels[0].item() == pytest.approx(1e-3, rel=1e-5)
-    assert levels[-1].item() == pytest.approx(0.1, rel=1e-5)
-    assert levels[50].item() == pytest.approx(1e-2, rel=1e-5)  # the geometric mean
+    ab = s._alpha_bar()  # float64: in the float32 ᾱ the level 0.001 is kept to about 1 %
+    levels = ((1 - ab) / ab).sqrt()
+    assert levels[0].item() == pytest.approx(1e-3, rel=1e-9)
+    assert levels[-1].item() == pytest.approx(0.1, rel=1e-9)
+    assert levels[50].item() == pytest.approx(1e-2, rel=1e-9)  # the geometric mean
     ratios = levels[1:] / levels[:-1]
-    assert torch.allclose(ratios, torch.full_like(ratios, 100 ** (1 / 100)), rtol=1e-4)
+    assert torch.allclose(ratios, torch.full_like(ratios, 100 ** (1 / 100)), rtol=1e-9)
+    used = s.sigma(torch.arange(101)) / s.ab(torch.arange(101)).sqrt()
+    assert torch.allclose(used, levels.float(), rtol=0.01)
     x0, eps = torch.rand(2, 8, 8), torch.randn(2, 8, 8)
     xt = s.add_noise(x0, eps, torch.tensor([60, 60]))
     assert torch.allclose(s.tweedie(xt, eps, 60), x0, atol=1e-5)

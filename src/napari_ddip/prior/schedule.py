@@ -27,6 +27,15 @@ from dataclasses import dataclass, field
 import torch
 
 
+def _lookup(table: torch.Tensor, t: torch.Tensor | int, like: torch.Tensor | None) -> torch.Tensor:
+    """``table[t]`` for integer timesteps ``t``, as :meth:`Schedule.ab` describes."""
+    t = torch.as_tensor(t, dtype=torch.long)
+    value = table[t.cpu()]
+    if like is not None:
+        value = value.to(device=like.device if value.dim() else None, dtype=like.dtype)
+    return value
+
+
 @dataclass(frozen=True)
 class Schedule:
     """A variance-preserving schedule of ``n_steps`` timesteps: everything that follows from
@@ -35,9 +44,14 @@ class Schedule:
     n_steps: int = 1000
     data_scale: float = 1.0
     alpha_bar: torch.Tensor = field(init=False, repr=False, compare=False)
+    #: ``√(1 − ᾱ_t)``, from ``ᾱ_t`` in float64: at a level of 0.001, ``1 − ᾱ`` = 1e-6 is
+    #: kept to only a few per cent by a float32 ``ᾱ``.
+    noise_std: torch.Tensor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "alpha_bar", self._alpha_bar().float())
+        alpha_bar = self._alpha_bar()
+        object.__setattr__(self, "alpha_bar", alpha_bar.float())
+        object.__setattr__(self, "noise_std", (1 - alpha_bar).sqrt().float())
 
     def _alpha_bar(self) -> torch.Tensor:
         """``ᾱ_t`` ``(n_steps,)`` in float64, decreasing."""
@@ -47,15 +61,11 @@ class Schedule:
         """``ᾱ_t`` for integer timesteps ``t``, in ``like``'s dtype; on ``like``'s device, except
         that one timestep gives a 0-dim CPU tensor, which joins arithmetic on any device as a
         scalar (copying it to a GPU would synchronise the stream at every sampling step)."""
-        t = torch.as_tensor(t, dtype=torch.long)
-        value = self.alpha_bar[t.cpu()]
-        if like is not None:
-            value = value.to(device=like.device if value.dim() else None, dtype=like.dtype)
-        return value
+        return _lookup(self.alpha_bar, t, like)
 
     def sigma(self, t: torch.Tensor | int, like: torch.Tensor | None = None) -> torch.Tensor:
         """``σ_t = √(1 − ᾱ_t) / s``: the noise's standard deviation in ``x_t`` (as ``ab``)."""
-        return (1 - self.ab(t, like)).sqrt() / self.data_scale
+        return _lookup(self.noise_std, t, like) / self.data_scale
 
     def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``x_t`` from ``x_0 (B, ...)``, noise ``ε (B, ...)`` and timesteps ``t (B,)``."""
