@@ -215,7 +215,8 @@ class _Run:
         self.group = current_group()
         self.kind = "mri" if op.is_complex else "ct"
         base = prior if isinstance(prior, torch.nn.Module) else load_prior(prior or cfg.prior)
-        self.cfg = cfg.resolved(self.kind, dev.type, isinstance(base, DenoiserPrior))
+        denoiser = isinstance(base, DenoiserPrior)
+        self.cfg = cfg.resolved(self.kind, dev.type, denoiser)
         self.spec = cfg.spec
         self.dev, self.cancel = dev, cancel
         named = prior is None or not isinstance(prior, torch.nn.Module)
@@ -227,7 +228,7 @@ class _Run:
         self.lora = LoRA(self.prior.net, self.cfg.lora_rank) if self.spec.adapts else None
         #: A denoiser prior's adapted LoRA acts only inside the horizon; below it the base
         #: network denoises (architecture §6).
-        self.base_below_horizon = isinstance(base, DenoiserPrior)
+        self.base_below_horizon = denoiser
         self.timesteps = self.schedule.sampling_timesteps(self.cfg.nfe, self.cfg.timestep_power)
         self.warm = self._check_warm_start(warm_start)
         self.record: Adaptation = {}

@@ -97,20 +97,22 @@ class LoRA:
         for delta in self._deltas.values():
             noise = torch.randn(delta.down.shape, generator=generator) / math.sqrt(self.rank)
             delta.down.copy_(noise)
+        self._to_base()
+
+    @torch.no_grad()
+    def _to_base(self) -> None:
+        """``U = 0`` and the base biases: the network computes as without the adapter."""
+        for delta in self._deltas.values():
             delta.up.zero_()
         for name, bias in self._biases.items():
             bias.copy_(self._base_biases[name])
 
     @contextlib.contextmanager
     def bypassed(self) -> Iterator[None]:
-        """The base network inside the block (``U = 0``, the base biases); the adapter's
-        state is set aside and restored after."""
+        """The base network inside the block; the adapter's state is set aside and restored
+        after."""
         kept = self.state()
-        with torch.no_grad():
-            for delta in self._deltas.values():
-                delta.up.zero_()
-            for name, bias in self._biases.items():
-                bias.copy_(self._base_biases[name])
+        self._to_base()
         try:
             yield
         finally:

@@ -52,13 +52,12 @@ def conjugate_gradient(
     r = rhs - apply_normal(x) if x0 is not None else rhs
     p = r
     rs = batch_dot(r, r)
-    threshold = tol**2 * batch_dot(rhs, rhs)
+    rhs_norm = batch_dot(rhs, rhs)
+    threshold = tol**2 * rhs_norm
     # A slice whose residual fell to rounding level stops: its next direction would be noise.
     # That level is set by the larger of the first residual and the right-hand side: a start
     # that already solves the system leaves a residual of rounding errors of ``rhs``.
-    floor = (CONVERGED_EPS * torch.finfo(rs.dtype).eps) ** 2 * torch.maximum(
-        rs, batch_dot(rhs, rhs)
-    )
+    floor = (CONVERGED_EPS * torch.finfo(rs.dtype).eps) ** 2 * torch.maximum(rs, rhs_norm)
     for _ in range(n_iter):
         if tol > 0 and bool((rs <= threshold).all()):
             break
