@@ -22,7 +22,7 @@ from napari_ddip.recon import Adapted, ReconConfig, reconstruct, run_to_end
 from napari_ddip.recon.lora import LoRA
 from napari_ddip.recon.problem import Problem
 from napari_ddip.samples import mni_brain_volume
-from napari_ddip.solvers.classical import image_scale
+from napari_ddip.solvers.classical import admm_tv, default_tv_weight, image_scale
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -192,6 +192,28 @@ def test_the_3d_tv_consistency_smooths_within_slices_where_mbir_does_not() -> No
         return float(x.diff(dim=1).abs().sum() + x.diff(dim=2).abs().sum())
 
     assert in_plane_tv(both) < 0.9 * in_plane_tv(z_only)
+
+
+def test_the_tv_consistency_weighs_tv_by_its_share_of_admm_tvs_own_weight() -> None:
+    """On CT with λ automatic, the TV consistency is ADMM-TV with ``tv_share`` times ADMM-TV's
+    own noise-aware λ (share 1: exactly ADMM-TV's), and the noise-aware ζ is the
+    consistency's: 8 with 3D TV, 2 with CG and with mbir's TV along z (whose share is 1)."""
+    rough = torch.rand(2, 32, 32, generator=torch.Generator().manual_seed(2))
+    for share in (1.0, 0.5):
+        p, op = _ct_problem(method="dds-tv", tv_share=share, prior_error=0.0)
+        assert p.cfg.admm_lam is None
+        got = p.consistency(rough, slice(None), "tv", 3)
+        lam = share * default_tv_weight(op, p.y, rough, p.norm, p.tv_noise)
+        expected = admm_tv(op, p.y, lam=lam, n_iter=3, n_cg=p.cfg.admm_cg, x0=rough, norm=p.norm)
+        torch.testing.assert_close(got, expected)
+        if share == 1.0:
+            own = admm_tv(
+                op, p.y, n_iter=3, n_cg=p.cfg.admm_cg, x0=rough, norm=p.norm, noise_std=p.tv_noise
+            )
+            torch.testing.assert_close(got, own)
+    auto = {m: _ct_problem(method=m)[0].cfg for m in ("dds", "dds-tv", "d3ip-mbir")}
+    assert {m: c.prior_error for m, c in auto.items()} == {"dds": 2, "dds-tv": 8, "d3ip-mbir": 2}
+    assert (auto["dds-tv"].tv_share, auto["d3ip-mbir"].tv_share) == (0.5, 1.0)
 
 
 def test_a_reconstruction_with_the_denoiser_prior_beats_its_pseudo_inverse(ffdnet) -> None:

@@ -174,10 +174,16 @@ class ReconConfig:
             ``prior_error`` where that is on. On MRI hard is 0.3–1.3 dB better than γ 5 on
             the held-out slab, BENCHMARKS "How the defaults were chosen").
         admm_iters, admm_cg: ADMM iterations and CG steps per ADMM iteration (mbir).
-        admm_lam, admm_rho: TV weight and ADMM penalty (None: CT ``λ`` from the noise level
-            and ``ρ`` dimensionless, as ADMM-TV's own defaults, see ``admm_tv``; MRI 1e-3 and
-            1e-2 in the prior's units, DiffusionMBIR's stronger TV, also the better one for the
-            3D TV of ``dds-tv`` on the held-out slab).
+        admm_lam, admm_rho: TV weight and ADMM penalty (None: CT ``λ`` ``tv_share`` times
+            ADMM-TV's own noise-aware weight and ``ρ`` dimensionless as ADMM-TV's, see
+            ``admm_tv``; MRI 1e-3 and 1e-2 in the prior's units, DiffusionMBIR's stronger TV,
+            also the better one for the 3D TV of ``dds-tv`` on the held-out slab).
+        tv_share: on CT with ``admm_lam`` automatic, the TV consistency's ``λ`` as a share of
+            ADMM-TV's own (``solvers.classical.default_tv_weight``; None: the consistency's
+            own, ``Consistency.tv_share``, 0.5 for 3D TV and 1 for mbir's TV along z). With
+            the prior beside it, 3D TV at ADMM-TV's weight over-smooths (held-out slab, DDS +
+            3D TV at ζ 8: 36.39 / 36.72 / 36.80 / 36.70 / 36.49 dB at share 1 / 0.7 / 0.5 /
+            0.35 / 0.25; ADMM-TV 36.65).
         mbir_anchor: weight ``μ`` of a proximal term ``μ/2 ‖x − x̂₀‖²`` in mbir's ADMM, next to
             the normalised data term and the z-TV (None: CT 0, MRI 0.2; 0: none, the data
             consistency is hard as in DiffusionMBIR; 0.2 matches a CG data consistency with
@@ -186,7 +192,8 @@ class ReconConfig:
             (None: estimated from the data, ``physics.noise.estimate_noise_std``).
         prior_error: ``ζ``, the noise-aware data consistency's model of the prior estimate's
             error, ``ζ·s_t`` at a step of noise level ``s_t``; it sets the proximal weight
-            from ``noise_std`` (``Problem.proximal_weight``); 0: off (None: 2 for CT, off for
+            from ``noise_std`` (``Problem.proximal_weight``); 0: off (None: on CT the data
+            consistency's own, ``Consistency.prior_error``: 2, and 8 with 3D TV; off for
             MRI, whose noise estimate cannot tell noise from the fine detail of noise-free
             k-space; chosen on a held-out MNI152 slab, BENCHMARKS "Quality on real anatomy").
         meta_step_start, meta_step_end: Reptile step ``ε``, decaying linearly over the horizon.
@@ -319,8 +326,18 @@ class ReconConfig:
         NON_NEGATIVE,
         MBIR.mode,
         help=(
-            "TV weight λ of the ADMM data consistency (auto: from the noise level and the "
-            "intensities for CT, 1e-3 MRI)"
+            "TV weight λ of the ADMM data consistency (auto: CT tv_share × ADMM-TV's own, "
+            "from the noise level and the intensities; MRI 1e-3)"
+        ),
+    )
+    tv_share: float | None = setting(
+        None,
+        POSITIVE,
+        MBIR.mode,
+        help=(
+            "the share of ADMM-TV's own noise-aware weight λ that the TV data consistency "
+            "uses when admm_lam is auto on CT, the prior doing the rest (auto: 0.5 for 3D TV, "
+            "1 for mbir's TV along z)"
         ),
     )
     admm_rho: float | None = setting(
@@ -350,7 +367,8 @@ class ReconConfig:
         NOISE_AWARE,
         help=(
             "ζ: the modelled error of the network's estimate, ζ·s_t at noise level s_t, which "
-            "sets the data consistency's weight from noise_std (auto: 2 CT, 0 MRI; 0: off)"
+            "sets the data consistency's weight from noise_std (auto: CT 2, 8 with 3D TV; "
+            "MRI 0; 0: off)"
         ),
     )
     meta_step_start: float = setting(
@@ -437,7 +455,8 @@ class ReconConfig:
             admm_lam=pick(self.admm_lam, None, 1e-3),
             admm_rho=pick(self.admm_rho, None, 1e-2),
             mbir_anchor=pick(self.mbir_anchor, 0.0, 0.2),
-            prior_error=pick(self.prior_error, 2.0, 0.0),
+            prior_error=pick(self.prior_error, self.spec.consistency.prior_error, 0.0),
+            tv_share=self.tv_share or self.spec.consistency.tv_share,
             holdout=pick(self.holdout, 0.0, 0.25),
             renoise=pick(self.renoise, 1.0, 0.0 if denoiser else 1.0),
             t_min=self.t_min if self.t_min is not None else (600 if denoiser else 20),

@@ -17,7 +17,7 @@ from napari_ddip.physics.noise import estimate_noise_std
 from napari_ddip.physics.operator import LinearOperator, MaskedOperator
 from napari_ddip.recon.config import ReconConfig
 from napari_ddip.solvers.cg import conjugate_gradient
-from napari_ddip.solvers.classical import admm_tv, image_scale, tv_noise
+from napari_ddip.solvers.classical import admm_tv, default_tv_weight, image_scale, tv_noise
 
 #: The axes of the total variation of each ADMM data consistency: DiffusionMBIR's TV along z
 #: (across slices, what a 2D prior lacks) and 3D TV.
@@ -121,7 +121,8 @@ class Problem:
         ``"project"`` — DDNM's ``x̂₀ + A⁺(y − A x̂₀)`` with ``A⁺`` by CG; ``"mbir"`` /
         ``"tv"`` — ``admm_iters`` ADMM iterations of TV along z (contiguous slices) / over
         all three axes, with the proximal term ``μ/2 ‖x − x̂₀‖²`` (``μ = mbir_anchor``, or
-        ``1/γ`` when noise-aware); ``"none"``.
+        ``1/γ`` when noise-aware) and ``λ = admm_lam`` (auto: ``tv_share`` times ADMM-TV's
+        own); ``"none"``.
         Differentiable.
         """
         cfg = self.cfg
@@ -143,10 +144,13 @@ class Problem:
         if mode in TV_AXES:
             fixed = 1 / cfg.mbir_anchor if cfg.mbir_anchor else None
             weight = self.proximal_weight(level, fixed)
+            lam = cfg.admm_lam
+            if lam is None:
+                lam = cfg.tv_share * default_tv_weight(op, y, x0, self.norm, self.tv_noise)
             return admm_tv(
                 op,
                 y,
-                lam=cfg.admm_lam,
+                lam=lam,
                 rho=cfg.admm_rho,
                 n_iter=admm_iters,
                 n_cg=cfg.admm_cg,

@@ -71,6 +71,20 @@ def tv_weight(x: torch.Tensor, image_noise: float | None) -> float:
     return max(TV_NOISE_WEIGHT * image_noise, TV_FLOOR * scale)
 
 
+def default_tv_weight(
+    op: LinearOperator,
+    y: torch.Tensor,
+    x: torch.Tensor,
+    norm: float,
+    noise_std: float | None = None,
+) -> float:
+    """The automatic ``λ`` of :func:`admm_tv` for measurement ``y`` of ``op`` and images like
+    ``x``: :func:`tv_weight` with the noise of :func:`tv_noise` seen in image units,
+    ``σ/‖A‖`` (``norm`` = ``‖A‖²``)."""
+    noise = tv_noise(op, y, noise_std)
+    return tv_weight(x, None if noise is None else noise / norm**0.5)
+
+
 def admm_tv(
     op: LinearOperator,
     y: torch.Tensor,
@@ -111,8 +125,7 @@ def admm_tv(
     x = op.pinv(y) if x0 is None else x0
     norm = op.norm(x) if norm is None else norm
     if lam is None:
-        noise_std = tv_noise(op, y, noise_std)
-        lam = tv_weight(x, None if noise_std is None else noise_std / norm**0.5)
+        lam = default_tv_weight(op, y, x, norm, noise_std)
     rho = ADMM_RHO if rho is None else rho
     rhs_data = op.adjoint(y) / norm + anchor * x
 
