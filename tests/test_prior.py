@@ -118,6 +118,21 @@ def test_a_level_schedule_spaces_its_noise_levels_geometrically() -> None:
         LevelSchedule(level_min=0.5, level_max=0.1)
 
 
+def test_sampling_from_a_start_level_spends_every_step_below_it() -> None:
+    s = LevelSchedule(n_steps=1000, level_min=1e-3, level_max=0.5)
+    for t in (0, 250, 628, 999):
+        assert s.timestep_at(s.level(t)) == t
+    top = s.timestep_at(0.05)  # 0.001·500^(t/999) ≤ 0.05 ⇔ t ≤ 999·ln 50 / ln 500 = 628.9
+    assert top == 628 and s.level(top) <= 0.05 < s.level(top + 1)
+    steps = s.sampling_timesteps(50, 1.0, start_level=0.05)
+    assert len(steps) == 50 and steps[0] == 628 and steps[-1] == 0
+    assert all(a > b for a, b in itertools.pairwise(steps))
+    # a start above the highest level is the full schedule; below the lowest there is no room
+    assert s.sampling_timesteps(50, 1.0, start_level=10.0) == s.sampling_timesteps(50)
+    with pytest.raises(ValueError, match="do not fit below"):
+        s.sampling_timesteps(20, 1.0, start_level=1.01e-3)
+
+
 @pytest.mark.parametrize("power", [1.0, 2.0, 3.0, 7.0])
 @pytest.mark.parametrize("nfe", [1, 2, 20, 50, 333, 1000])
 def test_timestep_spacing_is_strictly_descending_from_the_same_top(nfe: int, power: float) -> None:

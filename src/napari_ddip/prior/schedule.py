@@ -81,19 +81,40 @@ class Schedule:
         """``ε = (x_t − √ᾱ_t x_0) / σ_t``: the noise that takes ``x0`` to ``xt`` at ``t``."""
         return (xt - self.ab(t, xt).sqrt() * x0) / self.sigma(t, xt)
 
-    def sampling_timesteps(self, nfe: int, power: float = 1.0) -> list[int]:
-        """``nfe`` timesteps, strictly descending, from ``t_top = (T // nfe)·(nfe − 1)`` to 0.
+    def level(self, t: int) -> float:
+        """``s_t = σ_t / √ᾱ_t``: the noise level of ``x_t / √ᾱ_t`` in image units."""
+        return float(self.sigma(t) / self.ab(t).sqrt())
+
+    def timestep_at(self, level: float) -> int:
+        """The last timestep whose noise level ``s_t`` is at most ``level`` (0 if none is)."""
+        levels = self.noise_std / self.data_scale / self.alpha_bar.sqrt()
+        return max(int((levels <= level).sum()) - 1, 0)
+
+    def sampling_timesteps(
+        self, nfe: int, power: float = 1.0, start_level: float | None = None
+    ) -> list[int]:
+        """``nfe`` timesteps, strictly descending, from ``t_top = (T // nfe)·(nfe − 1)`` to 0,
+        or from the last timestep at ``start_level`` if that is lower.
 
         Step ``i`` of ``nfe − 1`` sits at ``t_top·(i / (nfe − 1))^power``, rounded: power 1
         spaces them evenly (50 → 980, 960, …, 0), larger powers pack them towards ``t = 0``
         (2 is DDIM's "quadratic" spacing), where the last denoising steps set the image's
         detail. Rounding ties are pushed up one timestep, which never passes ``t_top``.
+        ``start_level``: a sampler that starts from a noised estimate at that level
+        (CCDF, Chung et al. 2022) spends all its steps below it.
         """
         if not 1 <= nfe <= self.n_steps:
             raise ValueError(f"NFE must be in [1, {self.n_steps}], got {nfe}")
         if power < 1:
             raise ValueError(f"the timestep power must be at least 1, got {power}")
         top = self.n_steps // nfe * (nfe - 1)
+        if start_level is not None:
+            top = min(top, self.timestep_at(start_level))
+            if top < nfe - 1:
+                raise ValueError(
+                    f"{nfe} steps do not fit below the noise level {start_level} "
+                    f"({top + 1} timesteps of this schedule do)"
+                )
         steps: list[int] = []
         for i in range(nfe):
             t = round(top * (i / max(nfe - 1, 1)) ** power)

@@ -229,7 +229,9 @@ class _Run:
         #: A denoiser prior's adapted LoRA acts only inside the horizon; below it the base
         #: network denoises (architecture §6).
         self.base_below_horizon = denoiser
-        self.timesteps = self.schedule.sampling_timesteps(self.cfg.nfe, self.cfg.timestep_power)
+        self.timesteps = self.schedule.sampling_timesteps(
+            self.cfg.nfe, self.cfg.timestep_power, self.cfg.start_level
+        )
         self.warm = self._check_warm_start(warm_start)
         self.record: Adaptation = {}
         self.shared_optimizer: torch.optim.Optimizer | None = None
@@ -246,10 +248,6 @@ class _Run:
     def _gen(self, *keys: object) -> torch.Generator:
         """A CPU generator for the draw named by ``keys`` within this sample and pass."""
         return torch.Generator().manual_seed(derive_seed(self.cfg.seed, *self.keys, *keys))
-
-    def _level(self, t: int) -> float:
-        """``s_t = σ_t / √ᾱ_t``: the noise level of ``x_t / √ᾱ_t`` in image units."""
-        return float(self.schedule.sigma(t) / self.schedule.ab(t).sqrt())
 
     def _in_horizon(self, t: int) -> bool:
         return self.cfg.t_min <= t <= self.cfg.t_max
@@ -307,7 +305,7 @@ class _Run:
 
         key = (prior_key, str(dev), tuple(x.shape), cfg.precision)
         net = network_seconds(key, call, dev)
-        consistency, level = self.spec.consistency, self._level(t)
+        consistency, level = self.spec.consistency, self.schedule.level(t)
         # on one batch (also a consistency that couples the slices: its cost grows with them)
         b = min(cfg.slice_batch, self.n)
         iters = cfg.admm_iters if consistency.couples_slices else 1
@@ -451,7 +449,7 @@ class _Run:
         mode = consistency.mode
         for j, t in enumerate(ts):
             eps, guidance = yield from step_eps(x, t, j)
-            level = self._level(t)
+            level = self.schedule.level(t)
             with torch.no_grad():
                 x0 = p.from_prior(self.schedule.tweedie(x, eps, t))
                 if consistency.couples_slices:  # e.g. z-TV: every rank solves the volume
@@ -701,7 +699,7 @@ class _Run:
         rows = p.rows(torch.as_tensor(mine))
         x0 = p.from_prior(self.schedule.tweedie(x[rows], eps, t))
         index = chosen if isinstance(chosen, slice) else torch.as_tensor(mine)
-        mode, level = self.spec.consistency.mode, self._level(t)
+        mode, level = self.spec.consistency.mode, self.schedule.level(t)
         x_dc = p.consistency(x0, index, mode, 1, level, fitted=held_out)
         loss = p.relative_loss(x_dc, index, denominator, scored=held_out)
         return loss, tuple(mine), x_dc.detach()
