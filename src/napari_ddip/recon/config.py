@@ -151,7 +151,9 @@ class ReconConfig:
             detail is set (tune slab, DDS at NFE 50: 36.09 / 36.28 / 36.42 / 36.54 / 36.60 dB
             from 0.5, the top, / 0.2 / 0.1 / 0.05 / 0.02; at NFE 20 34.48 → 35.11 from
             0.05). 0.05 rather than 0.02 leaves room for stronger aliasing. D3IP keeps the
-            top: its adaptation lives at levels above 0.04 (from 0.1 it loses 0.1 dB).
+            top: its adaptation lives at levels above 0.04 (from 0.1 it loses 0.2 dB). On the
+            reported b0 scan the gain holds at 50 steps, not at 20 or 100 (BENCHMARKS
+            "Quality on real anatomy").
         adapt_steps: ``L`` optimiser steps per sampling step (None: 10 CT, 5 MRI; 0 with a
             warm start uses its states as they are).
         k_slices: ``K`` slices per adaptation step (D3IP).
