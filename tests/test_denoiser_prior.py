@@ -19,6 +19,7 @@ from napari_ddip.prior.phantoms import ellipsoid_volume
 from napari_ddip.prior.schedule import VPSchedule
 from napari_ddip.prior.weights import load_prior
 from napari_ddip.recon import Adapted, ReconConfig, reconstruct, run_to_end
+from napari_ddip.recon.events import Started
 from napari_ddip.recon.lora import LoRA
 from napari_ddip.recon.problem import Problem
 from napari_ddip.samples import mni_brain_volume
@@ -249,16 +250,22 @@ def test_on_noiseless_mri_the_level_schedule_beats_the_diffusion_priors_linear_b
     assert _psnr(torch.from_numpy(level), volume) > _psnr(torch.from_numpy(beta), volume) + 1
 
 
-def test_on_noiseless_mri_starting_at_a_low_level_beats_the_whole_schedule(ffdnet) -> None:
-    """DDS with FFDNet on ×4 MRI, the same 12 steps from the automatic start level 0.05 (the
-    zero-filled image noised to it) and from the top of the schedule (0.5): the steps spent
-    below 0.05 set more of the detail."""
+def test_on_noiseless_mri_starting_at_the_aliasing_level_beats_the_whole_schedule(
+    ffdnet,
+) -> None:
+    """DDS with FFDNet on ×4 MRI, the same 12 steps from the automatic start level (7× the
+    zero-filled image's noise estimate, the image noised to it) and from the top of the
+    schedule (0.5): the steps spent below the aliasing set more of the detail."""
     volume = mni_brain_volume(128, 2, first_slice=44)
     op = MRIOperator(poisson_disc_mask((128, 128), 4, seed=0))
     y = op.forward(torch.from_numpy(volume).to(torch.complex64))
     cfg = ReconConfig(method="dds", nfe=12, preview_every=0)
-    assert cfg.resolved("mri", "cpu", denoiser=True).start_level == 0.05
-    low = run_to_end(reconstruct(y, op, cfg, prior=ffdnet)).volume
+    events: list = []
+    low = run_to_end(reconstruct(y, op, cfg, prior=ffdnet), events.append).volume
+    start = next(e for e in events if isinstance(e, Started)).settings["start_level"]
+    pinv = op.pinv(y)
+    aliasing = estimate_noise_std(pinv.real) / image_scale(pinv)
+    assert start == pytest.approx(7 * aliasing, rel=1e-4) and 0.005 < start < 0.2
     top = run_to_end(reconstruct(y, op, replace(cfg, start_level=10.0), prior=ffdnet)).volume
     assert _psnr(torch.from_numpy(low), volume) > _psnr(torch.from_numpy(top), volume) + 0.3
 

@@ -389,19 +389,21 @@ def test_config_resolves_the_modality_defaults() -> None:
     assert (ct.timestep_power, mri.timestep_power, den_ct.timestep_power) == (5.0, 5.0, 1.0)
     assert (ct.renoise, mri.renoise, den_ct.renoise, den_mri.renoise) == (1.0, 1.0, 1.0, 0.0)
     assert ReconConfig(renoise=0.5).resolved("mri", "cpu", denoiser=True).renoise == 0.5
-    # and without adaptation from a low noise level, which needs the pseudo-inverse start
+    # and without adaptation from the zero-filled image's aliasing level, which needs the
+    # pseudo-inverse start
     starts = [
-        ReconConfig(method=m, init_pinv=pinv).resolved(kind, "cpu", denoiser=den).start_level
-        for m, kind, den, pinv in [
-            ("dds", "mri", True, True),
-            ("dds-tv", "mri", True, True),
-            ("d3ip", "mri", True, True),
-            ("dds", "ct", True, True),
-            ("dds", "mri", False, True),
-            ("dds", "mri", True, False),
+        ReconConfig(method=m, init_pinv=pinv, start_level=given).starts_at_aliasing(kind, den)
+        for m, kind, den, pinv, given in [
+            ("dds", "mri", True, True, None),
+            ("dds-tv", "mri", True, True, None),
+            ("d3ip", "mri", True, True, None),
+            ("dds", "ct", True, True, None),
+            ("dds", "mri", False, True, None),
+            ("dds", "mri", True, False, None),
+            ("dds", "mri", True, True, 0.2),
         ]
     ]
-    assert starts == [0.05, 0.05, None, None, None, None]
+    assert starts == [True, True, False, False, False, False, False]
     with pytest.raises(ValueError, match="start_level needs init_pinv"):
         ReconConfig(start_level=0.1, init_pinv=False)
     # a denoiser prior adapts (and uses its LoRA) at high noise levels only

@@ -68,6 +68,11 @@ NON_NEGATIVE = Bound(0)
 POSITIVE = Bound(0, open=True)
 FRACTION = Bound(0, 1)
 
+#: The automatic ``start_level`` as a multiple of the pseudo-inverse's noise estimate
+#: (``Problem.pinv_noise``): 7 puts the ×8 MNI tune slab at 0.048, next to its best fixed
+#: level 0.05 (BENCHMARKS "How the defaults were chosen").
+START_PER_ALIASING = 7.0
+
 
 def check_bounds(values: Mapping[str, Any], bounds: Mapping[str, Bound]) -> None:
     """Raise ``ValueError`` for the first of ``values`` outside its bound in ``bounds``
@@ -146,14 +151,15 @@ class ReconConfig:
         start_level: the noise level ``s_t`` (image units) of the first sampling step, which
             starts from the pseudo-inverse noised to it (needs ``init_pinv``; CCDF, Chung et
             al. 2022), so that all ``nfe`` steps are spent below it. None: the prior's highest
-            level; automatic 0.05 on MRI with a denoiser prior for a method without
-            adaptation: the ×8 zero-filled image needs no more, and the steps go where the
-            detail is set (tune slab, DDS at NFE 50: 36.09 / 36.28 / 36.42 / 36.54 / 36.60 dB
-            from 0.5, the top, / 0.2 / 0.1 / 0.05 / 0.02; at NFE 20 34.48 → 35.11 from
-            0.05). 0.05 rather than 0.02 leaves room for stronger aliasing. D3IP keeps the
-            top: its adaptation lives at levels above 0.04 (from 0.1 it loses 0.2 dB). On the
-            reported b0 scan the gain holds at 50 steps, not at 20 or 100 (BENCHMARKS
-            "Quality on real anatomy").
+            level, except on MRI with a denoiser prior for a method without adaptation
+            (:meth:`starts_at_aliasing`), which starts at :data:`START_PER_ALIASING` times
+            the aliasing of the zero-filled image (``Problem.pinv_noise``): no higher level
+            is needed to remove it, and the steps go where the detail is set (tune slab, DDS
+            at NFE 50: 36.09 / 36.28 / 36.42 / 36.54 / 36.60 dB from 0.5, the top, / 0.2 /
+            0.1 / 0.05 / 0.02; at NFE 20 34.48 → 35.11 from 0.05). A fixed 0.05 failed on
+            the b0 scan, whose aliasing is twice the MNI slab's, at 20 steps (32.31 dB
+            against 33.48 from the top). D3IP keeps the top: its adaptation lives at levels
+            above 0.04 (from 0.1 it loses 0.2 dB on the tune slab).
         adapt_steps: ``L`` optimiser steps per sampling step (None: 10 CT, 5 MRI; 0 with a
             warm start uses its states as they are).
         k_slices: ``K`` slices per adaptation step (D3IP).
@@ -266,8 +272,8 @@ class ReconConfig:
         POSITIVE,
         help=(
             "noise level (image units) of the first sampling step: the sampler starts from "
-            "the pseudo-inverse noised to it (auto: 0.05 on MRI with a denoiser prior and no "
-            "adaptation, else the prior's highest level)"
+            "the pseudo-inverse noised to it (auto: on MRI with a denoiser prior and no "
+            "adaptation 7× the zero-filled image's aliasing, else the prior's highest level)"
         ),
     )
     adapt_steps: int | None = setting(
@@ -483,11 +489,6 @@ class ReconConfig:
             tv_share=self.tv_share or self.spec.consistency.tv_share,
             holdout=pick(self.holdout, 0.0, 0.25),
             renoise=pick(self.renoise, 1.0, 0.0 if denoiser else 1.0),
-            start_level=pick(
-                self.start_level,
-                None,
-                0.05 if denoiser and self.init_pinv and not self.spec.adapts else None,
-            ),
             t_min=self.t_min if self.t_min is not None else (600 if denoiser else 20),
             slice_batch=self.slice_batch or (64 if device_type == "cuda" else 8),
             precision=resolve_precision(self.precision, device_type),
@@ -498,6 +499,18 @@ class ReconConfig:
         resolved = copy.copy(self)
         resolved.__dict__.update(values)
         return resolved
+
+    def starts_at_aliasing(self, kind: str, denoiser: bool) -> bool:
+        """Whether the automatic ``start_level`` follows the pseudo-inverse's aliasing
+        (:data:`START_PER_ALIASING`): on MRI with a denoiser prior, for a method without
+        adaptation that starts from the pseudo-inverse."""
+        return (
+            self.start_level is None
+            and kind == "mri"
+            and denoiser
+            and self.init_pinv
+            and not self.spec.adapts
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

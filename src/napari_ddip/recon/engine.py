@@ -24,6 +24,7 @@ at a time.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import threading
 import time
@@ -41,7 +42,7 @@ from napari_ddip.precision import network_precision, tf32_switches
 from napari_ddip.prior.denoiser import DenoiserPrior
 from napari_ddip.prior.weights import Prior, load_prior
 from napari_ddip.recon.adaptation import Adaptation, nearest_state
-from napari_ddip.recon.config import ReconConfig
+from napari_ddip.recon.config import START_PER_ALIASING, ReconConfig
 from napari_ddip.recon.diffusion_methods import DIFFUSION_METHODS
 from napari_ddip.recon.distributed import current_group
 from napari_ddip.recon.estimate import UnitCosts, network_seconds, timed
@@ -224,6 +225,11 @@ class _Run:
         self.prior = copy.deepcopy(base).to(dev).eval()
         self.schedule = self.prior.schedule
         self.problem = Problem(op, y, self.cfg)
+        if self.cfg.starts_at_aliasing(self.kind, denoiser):
+            # the first step at the zero-filled image's aliasing, with room for the nfe steps
+            lowest = self.schedule.level(self.cfg.nfe - 1)
+            level = max(START_PER_ALIASING * self.problem.pinv_noise, lowest)
+            self.cfg = self.problem.cfg = dataclasses.replace(self.cfg, start_level=level)
         self.n = self.problem.n_slices
         self.lora = LoRA(self.prior.net, self.cfg.lora_rank) if self.spec.adapts else None
         #: A denoiser prior's adapted LoRA acts only inside the horizon; below it the base
