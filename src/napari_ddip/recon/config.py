@@ -271,9 +271,9 @@ class ReconConfig:
         None,
         POSITIVE,
         help=(
-            "noise level (image units) of the first sampling step: the sampler starts from "
-            "the pseudo-inverse noised to it (auto: on MRI with a denoiser prior and no "
-            "adaptation 7× the zero-filled image's aliasing, else the prior's highest level)"
+            "noise level of the first sampling step, from the pseudo-inverse noised to it "
+            "(auto: 7× the zero-filled image's aliasing on MRI with a denoiser prior and no "
+            "adaptation; else the top)"
         ),
     )
     adapt_steps: int | None = setting(
