@@ -47,11 +47,15 @@ class Schedule:
     #: ``√(1 − ᾱ_t)``, from ``ᾱ_t`` in float64: at a level of 0.001, ``1 − ᾱ`` = 1e-6 is
     #: kept to only a few per cent by a float32 ``ᾱ``.
     noise_std: torch.Tensor = field(init=False, repr=False, compare=False)
+    #: ``s_t = σ_t / √ᾱ_t``, each timestep's noise level in image units, increasing.
+    levels: torch.Tensor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         alpha_bar = self._alpha_bar()
         object.__setattr__(self, "alpha_bar", alpha_bar.float())
         object.__setattr__(self, "noise_std", (1 - alpha_bar).sqrt().float())
+        levels = self.noise_std / self.data_scale / self.alpha_bar.sqrt()
+        object.__setattr__(self, "levels", levels)
 
     def _alpha_bar(self) -> torch.Tensor:
         """``ᾱ_t`` ``(n_steps,)`` in float64, decreasing."""
@@ -83,12 +87,11 @@ class Schedule:
 
     def level(self, t: int) -> float:
         """``s_t = σ_t / √ᾱ_t``: the noise level of ``x_t / √ᾱ_t`` in image units."""
-        return float(self.sigma(t) / self.ab(t).sqrt())
+        return float(self.levels[t])
 
     def timestep_at(self, level: float) -> int:
         """The last timestep whose noise level ``s_t`` is at most ``level`` (0 if none is)."""
-        levels = self.noise_std / self.data_scale / self.alpha_bar.sqrt()
-        return max(int((levels <= level).sum()) - 1, 0)
+        return max(int((self.levels <= level).sum()) - 1, 0)
 
     def sampling_timesteps(
         self, nfe: int, power: float = 1.0, start_level: float | None = None

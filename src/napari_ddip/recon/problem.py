@@ -9,6 +9,7 @@ image ``(Z, Y, X)`` is handed to the prior as ``(2Z, Y, X)``: real and imaginary
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -51,12 +52,6 @@ class Problem:
             self.noise = (estimate_noise_std(y) if tv is None else tv) / self.scale
             #: The noise the TV weight follows (``solvers.classical.tv_noise``).
             self.tv_noise = None if tv is None else self.noise
-            #: The error of the pseudo-inverse as white noise, in the prior's units: the noise
-            #: estimate of its finest scale (``estimate_noise_std`` of its real part), which
-            #: on undersampled MRI measures the incoherent aliasing (×8 Poisson disc: about a
-            #: ninth of the zero-filled image's RMS error, 0.0069 on the MNI tune slab, 0.0147
-            #: on the b0 scan, 0.0037 on the MNI slab at 256²).
-            self.pinv_noise = estimate_noise_std(self.pinv.real)
         #: The adaptation's split of the measurement entries (``holdout``): the operator its
         #: data consistency fits and the one its loss scores; the whole measurement for both
         #: without a hold-out.
@@ -82,6 +77,15 @@ class Problem:
         if not x.is_complex():
             return x
         return torch.view_as_real(x).permute(0, 3, 1, 2).reshape(-1, *x.shape[1:])
+
+    @functools.cached_property
+    def pinv_noise(self) -> float:
+        """The error of the pseudo-inverse as white noise, in the prior's units: the noise
+        estimate of its finest scale (``estimate_noise_std`` of its real part), which on
+        undersampled MRI measures the incoherent aliasing (×8 Poisson disc: about a ninth of
+        the zero-filled image's RMS error, 0.0069 on the MNI tune slab, 0.0147 on the b0
+        scan, 0.0037 on the MNI slab at 256²). Computed when first asked for."""
+        return estimate_noise_std(self.pinv.real)
 
     def from_prior(self, v: torch.Tensor) -> torch.Tensor:
         """Prior rows ``(Z·channels, Y, X)`` → images ``(Z, Y, X)``."""
