@@ -78,8 +78,9 @@ def test_distributed_refuses_a_device_that_is_not_there(tmp_path, device) -> Non
     args = f"reconstruct m.npz r.tif --method fbp --device {device} --distributed".split()
     done = _torchrun(*args, cwd=tmp_path)
     assert done.returncode != 0
-    # One error line from each rank (their lines may interleave), and no hang.
-    assert done.stderr.count("napari-ddip: error: --device") == 2, done.stderr
+    # An error line from a rank, and no hang. torchrun stops the other rank as soon as one
+    # exits, so the second line may or may not be written.
+    assert done.stderr.count("napari-ddip: error: --device") in (1, 2), done.stderr
     assert "napari_ddip/" not in done.stderr  # no traceback of ours (torchrun adds its own)
     assert not (tmp_path / "r.tif").exists()
 
@@ -90,6 +91,8 @@ def test_torchrun_without_distributed_is_refused_before_any_work(tmp_path) -> No
     assert main(["simulate", "ct", str(tmp_path / "v.npy"), str(tmp_path / "m.npz")]) == 0
     done = _torchrun("reconstruct", "m.npz", "r.tif", "--method", "fbp", cwd=tmp_path)
     assert done.returncode != 0
-    assert done.stderr.count("napari-ddip: error: started as one of 2 processes") == 2
+    # torchrun stops the other rank as soon as one exits: one or two error lines.
+    errors = done.stderr.count("napari-ddip: error: started as one of 2 processes")
+    assert errors in (1, 2), done.stderr
     assert "napari_ddip/" not in done.stderr
     assert not (tmp_path / "r.tif").exists()
