@@ -89,17 +89,50 @@ def test_a_slice_brighter_than_the_training_range_denoises_as_well(ffdnet) -> No
     assert _psnr(bright, volume) > _psnr(unscaled / 2, volume) + 2
 
 
+def _with_level_factor(prior: DenoiserPrior, factor: float) -> DenoiserPrior:
+    """``prior``'s network with ``estimated_level_factor`` set to ``factor``."""
+    other = DenoiserPrior(replace(prior.config, estimated_level_factor=factor))
+    other.load_state_dict(prior.state_dict())
+    return other
+
+
 def test_eps_of_the_denoiser_prior_is_tweedie_of_its_denoised_image(ffdnet) -> None:
     volume = torch.from_numpy(_phantom(2, 32, seed=2)[:, :33, :31].copy())  # odd sides
     t = 150
-    schedule = ffdnet.schedule
+    prior = _with_level_factor(ffdnet, 0.0)  # the schedule's level alone
+    schedule = prior.schedule
     ab, sigma = schedule.ab(t), schedule.sigma(t)
     xt = ab.sqrt() * volume + sigma * torch.randn(volume.shape)
     with torch.no_grad():
-        eps = ffdnet.eps(xt, t)
-        x0 = ffdnet.denoise(xt / ab.sqrt(), float(sigma / ab.sqrt()))
+        eps = prior.eps(xt, t)
+        x0 = prior.denoise(xt / ab.sqrt(), float(sigma / ab.sqrt()))
     assert eps.shape == volume.shape
     torch.testing.assert_close(schedule.tweedie(xt, eps, t), x0, atol=1e-4, rtol=1e-4)
+
+
+def test_a_slice_noisier_than_the_schedule_says_is_denoised_at_its_estimated_level(
+    ffdnet,
+) -> None:
+    """The sampler's image may carry more than the schedule's noise (the last data
+    consistency's error): the shipped prior denoises each slice at the larger of the
+    schedule's level and the level estimated from the slice. With 4× the schedule's noise
+    that is close to the best level; with the schedule's own noise it changes little."""
+    volume = mni_brain_volume(128, 2)
+    t = 300
+    schedule = ffdnet.schedule
+    ab, sigma = schedule.ab(t), schedule.sigma(t)
+    level = float(sigma / ab.sqrt())
+    blind = _with_level_factor(ffdnet, 0.0)
+    scores = {}
+    for extra in (1.0, 4.0):
+        xt = ab.sqrt() * _noisy(volume, extra * level)
+        with torch.no_grad():
+            x0 = [schedule.tweedie(xt, p.eps(xt, t), t) for p in (ffdnet, blind)]
+            best = ffdnet.denoise(xt / ab.sqrt(), extra * level)
+        scores[extra] = [_psnr(x, volume) for x in (*x0, best)]
+    assert scores[4.0][0] > scores[4.0][1] + 1.5  # the estimate sees the extra noise
+    assert scores[4.0][0] > scores[4.0][2] - 0.7
+    assert scores[1.0][0] > scores[1.0][1] - 1.0
 
 
 def test_lora_adapts_the_inner_convolutions_of_a_plain_cnn(ffdnet) -> None:

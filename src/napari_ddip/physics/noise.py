@@ -69,6 +69,18 @@ _QUARTILE_REAL = 0.31863936396437514
 _MEDIAN_COMPLEX = 0.8325546111576977
 
 
+def estimate_slice_noise_std(slices: torch.Tensor) -> torch.Tensor:
+    """:func:`estimate_noise_std` of real data for each of ``slices (B, ...)``: ``(B,)``, the
+    lower quartile of the third difference along the last axis, ``q₂₅|Δ³y| / (0.3186·√20)``
+    (0 where the last axis is shorter than 4)."""
+    slices = slices.detach()
+    if slices.shape[-1] < 4:
+        return slices.new_zeros(slices.shape[0], dtype=torch.float32)
+    third = torch.diff(slices.float(), n=3, dim=-1).abs().flatten(1)
+    sample = third[:, :: max(1, third.numel() // 2**22)]  # quantile's size limit
+    return torch.quantile(sample, 0.25, dim=1) / (_QUARTILE_REAL * 20**0.5)
+
+
 def estimate_noise_std(y: torch.Tensor) -> float:
     """The standard deviation ``σ`` of white Gaussian noise in a measurement, from its finest
     scale, where the noise outweighs the signal (robust quantiles, as Donoho & Johnstone's
@@ -87,11 +99,7 @@ def estimate_noise_std(y: torch.Tensor) -> float:
     """
     y = y.detach()
     if not y.is_complex():
-        if y.shape[-1] < 4:
-            return 0.0
-        third = torch.diff(y.float(), n=3, dim=-1).abs().flatten()
-        sample = third[:: max(1, third.numel() // 2**22)]  # quantile's size limit
-        return float(torch.quantile(sample, 0.25)) / (_QUARTILE_REAL * 20**0.5)
+        return float(estimate_slice_noise_std(y.unsqueeze(0))[0])
     ky, kx = y.shape[-2:]
     fy = torch.linspace(-1, 1, ky, device=y.device).reshape(-1, 1)
     fx = torch.linspace(-1, 1, kx, device=y.device).reshape(1, -1)

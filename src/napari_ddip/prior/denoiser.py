@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from napari_ddip.physics.noise import estimate_slice_noise_std
 from napari_ddip.prior.ffdnet import FFDNet, FFDNetConfig
 from napari_ddip.prior.model import call_batch
 from napari_ddip.prior.schedule import LevelSchedule
@@ -47,6 +48,12 @@ class DenoiserPriorConfig:
     an undersampled measurement without noise still gains detail (MNI152 ×8 MRI, DDS at NFE
     40: 33.3 dB with their linear β, 35.5 dB with levels from 0.001 to 0.5; BENCHMARKS, "How
     the defaults were chosen").
+    ``estimated_level_factor``: ``κ``; each slice is denoised at the larger of the schedule's
+    level ``s_t`` and ``κ·σ̂``, ``σ̂`` the noise level estimated from the slice itself
+    (:func:`~napari_ddip.physics.noise.estimate_slice_noise_std`); 0: ``s_t`` alone. Between
+    steps the sampler's image carries, besides the schedule's noise, the error of the last
+    data consistency (streaks and measurement noise it let through), which the schedule does
+    not know of.
     """
 
     ffdnet: FFDNetConfig = field(default_factory=FFDNetConfig)
@@ -54,6 +61,7 @@ class DenoiserPriorConfig:
     n_steps: int = 1000
     level_min: float = 1e-3
     level_max: float = 0.5
+    estimated_level_factor: float = 1.0
     network: str = "ffdnet"
 
     def to_dict(self) -> dict:
@@ -64,6 +72,7 @@ class DenoiserPriorConfig:
             "n_steps": self.n_steps,
             "level_min": self.level_min,
             "level_max": self.level_max,
+            "estimated_level_factor": self.estimated_level_factor,
         }
 
     @classmethod
@@ -89,20 +98,19 @@ class DenoiserPrior(nn.Module):
             n_steps=config.n_steps, level_min=config.level_min, level_max=config.level_max
         )
 
-    def denoise(self, y: torch.Tensor, s: float) -> torch.Tensor:
+    def denoise(self, y: torch.Tensor, s: float | torch.Tensor) -> torch.Tensor:
         """``D(y, s)`` for grey slices ``y (B, H, W)`` with Gaussian noise of standard
-        deviation ``s`` (image units), with the adjustments of the module docstring: each
+        deviation ``s`` (image units; a number, or one per slice ``(B,)``), with the adjustments of the module docstring: each
         slice is denoised as ``c·y`` at noise ``c·√3·s`` and divided by ``c``, with the
         largest ``c ≤ 1`` that keeps the noise level within the training range and the slice
         within [−1, 1] (a slice brighter than 1, as where the engine's 99th-percentile scale
         leaves bright spots above 1, is otherwise clipped by the network: 34.1 against 44.4 dB
         at ``s = 0.02`` on a b0 scan scaled to a peak of 2)."""
         channels = self.config.ffdnet.channels
-        level = s * math.sqrt(channels)
-        peak = y.detach().abs().amax(dim=(-2, -1)).clamp_min(1.0)
-        gain = 1.0 / peak
-        if level > 0:
-            gain = gain.clamp_max(self.config.sigma_max / level)
+        level = torch.as_tensor(s, dtype=torch.float32, device=y.device).expand(len(y))
+        level = level * math.sqrt(channels)
+        peak = y.detach().abs().amax(dim=(-2, -1)).float().clamp_min(1.0)
+        gain = torch.minimum(1.0 / peak, self.config.sigma_max / level.clamp_min(1e-12))
         images = (gain[:, None, None] * y).unsqueeze(1).expand(-1, channels, -1, -1)
         sigmas = gain * level
         n = call_batch(images)
@@ -116,8 +124,14 @@ class DenoiserPrior(nn.Module):
         self, x: torch.Tensor, t: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """``ε̂`` for slices ``x (B, H, W)`` (engine units) at timestep ``t`` by Tweedie from the
-        denoiser's ``x̂₀`` (``generator`` is unused: the denoiser draws nothing)."""
+        denoiser's ``x̂₀`` (``generator`` is unused: the denoiser draws nothing). Each slice is
+        denoised at the larger of the schedule's level and ``estimated_level_factor`` times
+        the level estimated from the slice itself (:class:`DenoiserPriorConfig`)."""
         ab = float(self.schedule.ab(t))
         sigma = float(self.schedule.sigma(t))
-        x0 = self.denoise(x / math.sqrt(ab), sigma / math.sqrt(ab))
-        return (x - math.sqrt(ab) * x0) / sigma
+        y = x / math.sqrt(ab)
+        level = torch.full((len(x),), sigma / math.sqrt(ab), device=x.device)
+        if self.config.estimated_level_factor > 0:
+            estimate = self.config.estimated_level_factor * estimate_slice_noise_std(y)
+            level = torch.maximum(level, estimate.to(level.device))
+        return (x - math.sqrt(ab) * self.denoise(y, level)) / sigma
