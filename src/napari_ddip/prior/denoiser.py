@@ -100,12 +100,13 @@ class DenoiserPrior(nn.Module):
 
     def denoise(self, y: torch.Tensor, s: float | torch.Tensor) -> torch.Tensor:
         """``D(y, s)`` for grey slices ``y (B, H, W)`` with Gaussian noise of standard
-        deviation ``s`` (image units; a number, or one per slice ``(B,)``), with the adjustments of the module docstring: each
-        slice is denoised as ``c·y`` at noise ``c·√3·s`` and divided by ``c``, with the
-        largest ``c ≤ 1`` that keeps the noise level within the training range and the slice
-        within [−1, 1] (a slice brighter than 1, as where the engine's 99th-percentile scale
-        leaves bright spots above 1, is otherwise clipped by the network: 34.1 against 44.4 dB
-        at ``s = 0.02`` on a b0 scan scaled to a peak of 2)."""
+        deviation ``s`` (image units; one number, or one per slice ``(B,)``), with the
+        adjustments of the module docstring: each slice is denoised as ``c·y`` at noise
+        ``c·√3·s`` and divided by ``c``, with the largest ``c ≤ 1`` that keeps the noise level
+        within the training range and the slice within [−1, 1] (a slice brighter than 1, as
+        where the engine's 99th-percentile scale leaves bright spots above 1, is otherwise
+        clipped by the network: 34.1 against 44.4 dB at ``s = 0.02`` on a b0 scan scaled to
+        a peak of 2)."""
         channels = self.config.ffdnet.channels
         level = torch.as_tensor(s, dtype=torch.float32, device=y.device).expand(len(y))
         level = level * math.sqrt(channels)
