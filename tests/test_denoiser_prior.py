@@ -246,7 +246,7 @@ def test_the_tv_consistency_weighs_tv_by_its_share_of_admm_tvs_own_weight() -> N
             )
             torch.testing.assert_close(got, own)
     auto = {m: _ct_problem(method=m)[0].cfg for m in ("dds", "dds-tv", "d3ip-mbir")}
-    assert {m: c.prior_error for m, c in auto.items()} == {"dds": 2, "dds-tv": 8, "d3ip-mbir": 2}
+    assert {m: c.prior_error for m, c in auto.items()} == {"dds": 8, "dds-tv": 8, "d3ip-mbir": 2}
     assert (auto["dds-tv"].tv_share, auto["d3ip-mbir"].tv_share) == (0.5, 1.0)
 
 

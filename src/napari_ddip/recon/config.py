@@ -210,7 +210,7 @@ class ReconConfig:
         prior_error: ``ζ``, the noise-aware data consistency's model of the prior estimate's
             error, ``ζ·s_t`` at a step of noise level ``s_t``; it sets the proximal weight
             from ``noise_std`` (``Problem.proximal_weight``); 0: off (None: on CT the data
-            consistency's own, ``Consistency.prior_error``: 2, and 8 with 3D TV; off for
+            consistency's own, ``Consistency.prior_error``: 8, and 2 with mbir's TV; off for
             MRI, whose noise estimate cannot tell noise from the fine detail of noise-free
             k-space; chosen on a held-out MNI152 slab, BENCHMARKS "Quality on real anatomy").
         meta_step_start, meta_step_end: Reptile step ``ε``, decaying linearly over the horizon.
@@ -393,7 +393,7 @@ class ReconConfig:
         NOISE_AWARE,
         help=(
             "ζ: the modelled error of the network's estimate, ζ·s_t at noise level s_t, which "
-            "sets the data consistency's weight from noise_std (auto: CT 2, 8 with 3D TV; "
+            "sets the data consistency's weight from noise_std (auto: CT 8, 2 with mbir's TV; "
             "MRI 0; 0: off)"
         ),
     )
