@@ -134,5 +134,5 @@ class DenoiserPrior(nn.Module):
         level = torch.full((len(x),), sigma / math.sqrt(ab), device=x.device)
         if self.config.estimated_level_factor > 0:
             estimate = self.config.estimated_level_factor * estimate_slice_noise_std(y)
-            level = torch.maximum(level, estimate.to(level.device))
+            level = torch.maximum(level, estimate)
         return (x - math.sqrt(ab) * self.denoise(y, level)) / sigma
