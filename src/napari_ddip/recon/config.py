@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from napari_ddip.precision import check_precision, resolve_precision
+from napari_ddip.prior.symmetry import check_ensemble
 from napari_ddip.recon.diffusion_methods import (
     ADAPTATION,
     CG,
@@ -130,6 +131,9 @@ class ReconConfig:
             best on real anatomy), ``"default"`` (the ellipse diffusion prior), or a
             ``.safetensors`` path.
         nfe: sampling steps (network evaluations per slice).
+        ensemble: the network's ``ε̂`` of each slice averaged over this many of its
+            symmetries (1, 2, 4 or 8: half turn, transposes, quarter turns and flips;
+            :mod:`napari_ddip.prior.symmetry`), at that many network calls per step.
         eta: DDS stochasticity ``η``.
         renoise: ``λ``, the share of the next step's noise put back after the data
             consistency, ``x_{t'} = √ᾱ_{t'} x̃₀ + λ σ_{t'} (η z + √(1 − η²) ε̂)``
@@ -242,6 +246,14 @@ class ReconConfig:
     )
     nfe: int = setting(
         50, AT_LEAST_ONE, help="sampling steps: network evaluations per slice (the D3IP paper: 50)"
+    )
+    ensemble: int = setting(
+        1,
+        AT_LEAST_ONE,
+        help=(
+            "the network's estimate averaged over 1, 2, 4 or 8 rotations and transposes of "
+            "each slice, at that many network calls per step"
+        ),
     )
     eta: float = setting(
         0.85,
@@ -458,6 +470,7 @@ class ReconConfig:
         diffusion_method(self.method)
         check_bounds(vars(self), SETTING_BOUNDS)
         check_precision(self.precision)
+        check_ensemble(self.ensemble)
         if self.start_level is not None and not self.init_pinv:
             raise ValueError(
                 "start_level needs init_pinv: the sampler starts from the pseudo-inverse"

@@ -40,6 +40,7 @@ from napari_ddip.device import available_device
 from napari_ddip.physics.operator import LinearOperator
 from napari_ddip.precision import network_precision, tf32_switches
 from napari_ddip.prior.denoiser import DenoiserPrior
+from napari_ddip.prior.symmetry import ensemble_mean
 from napari_ddip.prior.weights import Prior, load_prior
 from napari_ddip.recon.adaptation import Adaptation, nearest_state
 from napari_ddip.recon.config import START_PER_ALIASING, ReconConfig
@@ -297,7 +298,7 @@ class _Run:
         }[self.spec.adaptation]
 
     def _unit_costs(self, prior_key: object) -> UnitCosts:
-        """Measured seconds of one network call on one slice (cached per ``prior_key``,
+        """Measured seconds of one network call on one slice (cached per ``prior_key``, ensemble,
         device, slice shape and precision), of a sampling step's data consistency per slice,
         and of an adaptation step on one slice (cached likewise); no random draw of the run is
         touched."""
@@ -309,7 +310,7 @@ class _Run:
             with torch.no_grad(), parametrize.cached():
                 self._eps(x, t, torch.Generator().manual_seed(0))
 
-        key = (prior_key, str(dev), tuple(x.shape), cfg.precision)
+        key = (prior_key, str(dev), tuple(x.shape), cfg.precision, cfg.ensemble)
         net = network_seconds(key, call, dev)
         consistency, level = self.spec.consistency, self.schedule.level(t)
         # on one batch (also a consistency that couples the slices: its cost grows with them)
@@ -481,9 +482,14 @@ class _Run:
 
     # -- network passes -------------------------------------------------------------------
     def _eps(self, x: torch.Tensor, t: int, generator: torch.Generator) -> torch.Tensor:
-        """``ε̂`` (float32) of prior-space slices ``x`` at ``t`` in the run's precision."""
+        """``ε̂`` (float32) of prior-space slices ``x`` at ``t`` in the run's precision,
+        averaged over ``ensemble`` symmetries of the slices (:func:`ensemble_mean`)."""
+
+        def eps(v: torch.Tensor) -> torch.Tensor:
+            return self.prior.eps(v, t, generator).float()
+
         with network_precision(self.cfg.precision, self.dev):
-            return self.prior.eps(x, t, generator).float()
+            return ensemble_mean(eps, x, self.cfg.ensemble)
 
     def _sampling_eps(self, x: torch.Tensor, t: int, generator: torch.Generator) -> torch.Tensor:
         """:meth:`_eps` of a sampling step: by the base network below the horizon where
