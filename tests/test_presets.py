@@ -64,10 +64,13 @@ def test_the_paper_preset_follows_the_modality() -> None:
     assert mri_values["adapt_steps"] == 5 and mri_values["lr"] == 1e-4
     assert preset_settings("paper", METHODS["dds"], "ct") == {"nfe": 50, "timestep_power": 1.0}
     assert preset_settings("standard", d3ip, "ct") == {}
+    assert preset_settings("quality", METHODS["dds"], "mri") == {"ensemble": 4}
+    assert preset_settings("quality", METHODS["tv"], "ct") == {}
     assert preset_settings("preview", METHODS["tv"], "ct") == {}
     assert PRESETS["preview"].slice_range(32) == (14, 18)  # the widget's slices
     assert PRESETS["preview"].slice_range(3) == PRESETS["paper"].slice_range(3) == (0, 3)
-    with pytest.raises(InputError, match=r"unknown preset 'fast'.*preview, standard, paper"):
+    names = r"unknown preset 'fast'.*preview, standard, quality, paper"
+    with pytest.raises(InputError, match=names):
         preset_settings("fast", d3ip, "ct")
 
 
