@@ -7,12 +7,15 @@ chosen on, not reported as a result). Measurements as ``recon_table.py`` makes t
 parallel-beam CT with 1 % Gaussian noise, single-coil ×8 Poisson-disc MRI without noise.
 
 Each cell (volume, modality, row) is one JSON file in ``--out``, written when it finishes and
-skipped when it exists, so an interrupted run resumes where it stopped. Every row runs with
+skipped when it exists, so an interrupted run resumes where it stopped. A cell also holds its
+error split over rings of spatial frequency (``metrics.band_errors``), which ``--bands``
+prints for every cell that has it. Every row runs with
 the method's shipped defaults except the prior and the sampling steps (``--nfe``, 20 by
 default: the CPU budget), the same for every volume.
 
     python benchmarks/quality_table.py --volumes mni152 dwi --modalities ct mri
     python benchmarks/quality_table.py --print   # the Markdown table of what is there
+    python benchmarks/quality_table.py --print --bands   # where the error lies (see below)
     python benchmarks/quality_table.py --volumes mni152-tune --modalities ct \
         --rows "dds-tv, FFDNet" --set prior_error=4 --tag _prior-error-4   # a tuning run
 """
@@ -23,6 +26,7 @@ import argparse
 import json
 import platform
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +34,7 @@ import torch
 
 import napari_ddip.samples as samples
 from napari_ddip.methods import reconstruct_measurement
-from napari_ddip.metrics import score
+from napari_ddip.metrics import band_errors, score
 from recon_table import measurement
 
 #: The classical rows: label → (method, settings).
@@ -94,6 +98,7 @@ def run_cell(volume: str, modality: str, label: str, method: str, settings: dict
         "settings": result.provenance["settings"],
         "psnr": s.psnr,
         "ssim": s.ssim,
+        "bands": band_errors(result.volume, ref).as_dict(),
         "seconds": seconds,
         "machine": f"{platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}",
@@ -117,6 +122,42 @@ def print_table(out: Path, volumes: list[str], modalities: list[str], nfe: int) 
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
+def print_bands(out: Path, volumes: list[str], modalities: list[str]) -> None:
+    """The Markdown table of each cell's error per frequency ring (10⁻⁴ per voxel) and, in
+    brackets, the share of the reference's ring it carries; the reference's own power first."""
+    header = None
+    for volume in volumes:
+        for modality in modalities:
+            cells = sorted(out.glob(f"{volume}_{modality}_*.json"))
+            cells = [json.loads(p.read_text()) | {"file": p.stem} for p in cells]
+            cells = [c for c in cells if "bands" in c]
+            if not cells:
+                continue
+            edges = cells[0]["bands"]["edges"]
+            if header is None:
+                rings = [f"{a:g}–{b:g}" for a, b in pairwise(edges)]
+                rings.append(f"≥ {edges[-1]:g}")
+                print("| volume | cell | " + " | ".join(rings) + " | all |")
+                print("|---|---|" + "---|" * (len(rings) + 1))
+                header = edges
+            ref = cells[0]["bands"]["reference"]
+            print(
+                f"| {volume} {modality.upper()} | reference power | "
+                + " | ".join(f"{1e4 * r:.3f}" for r in ref)
+                + f" | {1e4 * sum(ref):.3f} |"
+            )
+            for c in cells:
+                b = c["bands"]
+                tag = c["file"].split(cell_path(out, volume, modality, c["row"]).stem, 1)[-1]
+                pairs = zip(b["error"], b["gain"], strict=True)
+                ring = [f"{1e4 * e:.3f} ({g:.2f})" for e, g in pairs]
+                print(
+                    f"| | {c['row']}{' ' + tag if tag else ''} | "
+                    + " | ".join(ring)
+                    + f" | {1e4 * sum(b['error']):.3f} |"
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--volumes", nargs="+", choices=VOLUMES, default=["mni152", "dwi"])
@@ -125,6 +166,9 @@ def main() -> None:
     parser.add_argument("--nfe", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/quality"))
     parser.add_argument("--print", action="store_true", help="print the table and stop")
+    parser.add_argument(
+        "--bands", action="store_true", help="with --print: the error per frequency ring"
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -137,6 +181,9 @@ def main() -> None:
     if args.set and not (args.rows and args.tag):
         parser.error("--set needs --rows and a --tag, so no default cell is overwritten")
     overrides = dict(item.split("=", 1) for item in args.set)
+    if args.print and args.bands:
+        print_bands(args.out, args.volumes, args.modalities)
+        return
     if args.print:
         print_table(args.out, args.volumes, args.modalities, args.nfe)
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_ddip.metrics import score
+from napari_ddip.metrics import BAND_EDGES, band_errors, score
 
 
 def _reference() -> np.ndarray:
@@ -47,3 +47,43 @@ def test_score_rejects_bad_shapes_and_constant_reference() -> None:
 def test_scores_as_dict_is_json_ready() -> None:
     ref = _reference()
     assert set(score(ref + 0.1, ref).as_dict()) == {"psnr", "ssim", "n_slices"}
+
+
+def test_band_errors_sum_to_the_mean_squared_error() -> None:
+    """Parseval: the rings split the MSE without loss, and the reference's power likewise."""
+    rng = np.random.default_rng(2)
+    ref = rng.uniform(0, 1, (3, 24, 20))
+    recon = ref + rng.normal(0, 0.1, ref.shape)
+    bands = band_errors(recon, ref)
+    assert bands.edges == BAND_EDGES
+    assert sum(bands.error) == pytest.approx(np.mean((recon - ref) ** 2), rel=1e-10)
+    assert sum(bands.reference) == pytest.approx(np.mean(ref**2), rel=1e-10)
+
+
+def test_band_errors_put_a_cosine_in_its_ring() -> None:
+    """An error a·cos(2π·0.25·x) has power a²/2, all at |f| = 0.25 (the ring from 0.2)."""
+    ref = np.random.default_rng(3).uniform(0, 1, (2, 32, 32))
+    x = np.arange(32)
+    recon = ref + 0.3 * np.cos(2 * np.pi * 0.25 * x)[None, None, :]
+    error = band_errors(recon, ref).error
+    assert error[2] == pytest.approx(0.3**2 / 2, rel=1e-10)
+    assert sum(error) - error[2] == pytest.approx(0.0, abs=1e-20)
+
+
+def test_band_gain_is_the_share_of_the_reference_kept() -> None:
+    ref = np.random.default_rng(4).uniform(0, 1, (2, 16, 16))
+    assert band_errors(0.5 * ref, ref).gain == pytest.approx((0.5,) * len(BAND_EDGES))
+    noise = np.random.default_rng(5).normal(0, 0.05, ref.shape)
+    kept = band_errors(ref + noise, ref)
+    assert kept.gain == pytest.approx((1.0,) * len(BAND_EDGES), abs=0.05)  # noise adds no gain
+    assert sum(kept.error) == pytest.approx(0.05**2, rel=0.2)
+
+
+def test_band_errors_refuse_bad_edges_and_shapes() -> None:
+    ref = np.zeros((1, 8, 8))
+    with pytest.raises(ValueError, match="start at 0"):
+        band_errors(ref, ref, edges=(0.1, 0.2))
+    with pytest.raises(ValueError, match="increase"):
+        band_errors(ref, ref, edges=(0.0, 0.3, 0.2))
+    with pytest.raises(ValueError, match="shapes differ"):
+        band_errors(ref[:, :4], ref)
