@@ -60,8 +60,8 @@ class Consistency:
     share 1 (36.07 dB; 35.79 at ζ 8, 35.67 at ζ 8 and share 0.5); BENCHMARKS "Quality on
     real anatomy". On ×8 MRI the 3D TV is weak and the data consistency nearly hard (``λ``
     5e-5, ``μ`` 0.02): on the held-out slab DDS + 3D TV at 50 steps gives 37.73 dB, against
-    35.13 at mbir's ``λ`` 1e-3 and ``μ`` 0.2, 36.34 with a hard consistency (``μ`` 0) and
-    36.53 for DDS with CG.
+    35.13 at mbir's ``λ`` 1e-3 and ``μ`` 0.2, 36.34 with a hard consistency (``λ`` 1e-4,
+    ``μ`` 0) and 36.53 for DDS with CG.
     """
 
     mode: str
@@ -77,7 +77,7 @@ CG = Consistency("cg", ("cg", NOISE_AWARE), prior_error=8.0)
 PROJECT = Consistency("project", ("project",))
 NONE = Consistency("none")
 MBIR = Consistency("mbir", ("mbir", NOISE_AWARE), couples_slices=True, prior_error=2.0)
-#: ADMM-TV over all three axes: the prior and 3D TV together (same settings as mbir's).
+#: ADMM-TV over all three axes: the prior and 3D TV together (mbir's settings, its own defaults).
 TV = Consistency(
     "tv",
     ("mbir", NOISE_AWARE),
