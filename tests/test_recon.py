@@ -376,9 +376,9 @@ def test_config_resolves_the_modality_defaults() -> None:
     mri = ReconConfig(method="d3ip-mbir").resolved("mri", "cpu")
     assert (ct.adapt_steps, ct.lr, ct.gamma, ct.prior_error) == (10, 1e-4, None, 2.0)
     assert (mri.adapt_steps, mri.lr, mri.gamma, mri.prior_error) == (5, 1e-4, None, 0.0)
-    # mbir: hard data consistency with data-scaled λ/ρ for CT, proximal for MRI.
+    # mbir: hard data consistency with data-scaled λ/ρ for CT, nearly hard for MRI.
     assert (ct.mbir_anchor, ct.admm_lam, ct.admm_rho) == (0.0, None, None)
-    assert (mri.mbir_anchor, mri.admm_lam, mri.admm_rho) == (0.2, 1e-3, 1e-2)
+    assert (mri.mbir_anchor, mri.admm_lam, mri.admm_rho) == (0.02, 5e-5, 1e-2)
     assert (ct.holdout, mri.holdout) == (0.0, 0.25)
     # a denoiser prior takes smaller LoRA steps unless the user gives a rate
     assert ReconConfig(method="d3ip").resolved("ct", "cpu", denoiser=True).lr == 1e-5
@@ -413,7 +413,7 @@ def test_config_resolves_the_modality_defaults() -> None:
         5,
     )
     given = ReconConfig(method="d3ip-mbir", mbir_anchor=0.0, admm_rho=1e-3).resolved("mri", "cpu")
-    assert (given.mbir_anchor, given.admm_lam, given.admm_rho) == (0.0, 1e-3, 1e-3)
+    assert (given.mbir_anchor, given.admm_lam, given.admm_rho) == (0.0, 5e-5, 1e-3)
 
 
 def _middle(make) -> tuple[torch.Tensor, ParallelBeamCT | MRIOperator]:

@@ -47,9 +47,6 @@ class Consistency:
             (``ReconConfig.prior_error``; MRI: off).
         tv_share: the automatic ``ReconConfig.tv_share`` of a TV consistency on CT, its TV
             weight as a share of ADMM-TV's own.
-        mri_lam, mri_anchor: the automatic ``ReconConfig.admm_lam`` and ``mbir_anchor`` of a
-            TV consistency on MRI (TV weight in the prior's units; pull towards the
-            network's estimate).
 
     With 3D TV in the consistency the prior's estimate is trusted less at the last steps and
     TV weighs half of ADMM-TV alone, so that each does part of the denoising: on the held-out
@@ -58,10 +55,8 @@ class Consistency:
     DDS with CG, with that estimate, at 50 steps: 36.21 dB at ζ 8, 36.10 at ζ 4, 35.65 at
     ζ 2 (the schedule's level alone: best at ζ 2). D3IP mbir (TV along z only) at ζ 2 and
     share 1 (36.07 dB; 35.79 at ζ 8, 35.67 at ζ 8 and share 0.5); BENCHMARKS "Quality on
-    real anatomy". On ×8 MRI the 3D TV is weak and the data consistency nearly hard (``λ``
-    5e-5, ``μ`` 0.02): on the held-out slab DDS + 3D TV at 50 steps gives 37.73 dB, against
-    35.13 at mbir's ``λ`` 1e-3 and ``μ`` 0.2, 36.34 with a hard consistency (``λ`` 1e-4,
-    ``μ`` 0) and 36.53 for DDS with CG.
+    real anatomy". On ×8 MRI each TV consistency is a weak TV beside a nearly hard data
+    consistency (``ReconConfig.admm_lam``, ``mbir_anchor``).
     """
 
     mode: str
@@ -69,24 +64,14 @@ class Consistency:
     couples_slices: bool = False
     prior_error: float = 0.0
     tv_share: float = 1.0
-    mri_lam: float = 1e-3
-    mri_anchor: float = 0.2
 
 
 CG = Consistency("cg", ("cg", NOISE_AWARE), prior_error=8.0)
 PROJECT = Consistency("project", ("project",))
 NONE = Consistency("none")
 MBIR = Consistency("mbir", ("mbir", NOISE_AWARE), couples_slices=True, prior_error=2.0)
-#: ADMM-TV over all three axes: the prior and 3D TV together (mbir's settings, its own defaults).
-TV = Consistency(
-    "tv",
-    ("mbir", NOISE_AWARE),
-    couples_slices=True,
-    prior_error=8.0,
-    tv_share=0.5,
-    mri_lam=5e-5,
-    mri_anchor=0.02,
-)
+#: ADMM-TV over all three axes: the prior and 3D TV together (same settings as mbir's).
+TV = Consistency("tv", ("mbir", NOISE_AWARE), couples_slices=True, prior_error=8.0, tv_share=0.5)
 
 
 @dataclass(frozen=True)
