@@ -125,7 +125,7 @@ def print_table(out: Path, volumes: list[str], modalities: list[str], nfe: int) 
 def print_bands(out: Path, volumes: list[str], modalities: list[str]) -> None:
     """The Markdown table of each cell's error per frequency ring (10⁻⁴ per voxel) and, in
     brackets, the share of the reference's ring it carries; the reference's own power first."""
-    header = None
+    header_printed = False
     for volume in volumes:
         for modality in modalities:
             cells = sorted(out.glob(f"{volume}_{modality}_*.json"))
@@ -134,12 +134,12 @@ def print_bands(out: Path, volumes: list[str], modalities: list[str]) -> None:
             if not cells:
                 continue
             edges = cells[0]["bands"]["edges"]
-            if header is None:
+            if not header_printed:
                 rings = [f"{a:g}–{b:g}" for a, b in pairwise(edges)]
                 rings.append(f"≥ {edges[-1]:g}")
                 print("| volume | cell | " + " | ".join(rings) + " | all |")
                 print("|---|---|" + "---|" * (len(rings) + 1))
-                header = edges
+                header_printed = True
             ref = cells[0]["bands"]["reference"]
             print(
                 f"| {volume} {modality.upper()} | reference power | "

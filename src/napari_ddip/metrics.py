@@ -71,16 +71,21 @@ class SliceScores:
         )
 
 
+def _check_volumes(recon: np.ndarray, reference: np.ndarray) -> None:
+    """Raise ValueError unless ``recon`` and ``reference`` are ``(Z, Y, X)`` of one shape."""
+    if recon.shape != reference.shape:
+        raise ValueError(f"shapes differ: recon {recon.shape} vs reference {reference.shape}")
+    if reference.ndim != 3:
+        raise ValueError(f"expected (Z, Y, X) volumes, got shape {reference.shape}")
+
+
 def slice_scores(recon: np.ndarray, reference: np.ndarray) -> SliceScores:
     """PSNR and SSIM of every slice of ``recon`` vs ``reference`` (real ``(Z, Y, X)``).
 
     Each slice's data range is that of its reference slice. Slices need at least 7×7 pixels
     (the SSIM window). Raises ValueError for mismatched shapes or a volume that is not 3D.
     """
-    if recon.shape != reference.shape:
-        raise ValueError(f"shapes differ: recon {recon.shape} vs reference {reference.shape}")
-    if reference.ndim != 3:
-        raise ValueError(f"expected (Z, Y, X) volumes, got shape {reference.shape}")
+    _check_volumes(recon, reference)
     if min(reference.shape[1:]) < SSIM_WINDOW:
         raise ValueError(
             f"slices of {reference.shape[1]}×{reference.shape[2]} pixels: SSIM needs at least "
@@ -142,10 +147,7 @@ def band_errors(
     (increasing, the first 0). Raises ValueError for mismatched shapes, a volume that is not
     3D or edges that do not start at 0 and increase.
     """
-    if recon.shape != reference.shape:
-        raise ValueError(f"shapes differ: recon {recon.shape} vs reference {reference.shape}")
-    if reference.ndim != 3:
-        raise ValueError(f"expected (Z, Y, X) volumes, got shape {reference.shape}")
+    _check_volumes(recon, reference)
     if edges[0] != 0 or any(b <= a for a, b in pairwise(edges)):
         raise ValueError(f"ring edges must start at 0 and increase, got {edges}")
     spectrum_x = np.fft.fft2(recon.astype(np.float64))
@@ -156,7 +158,8 @@ def band_errors(
     scale = reference.size * reference.shape[1] * reference.shape[2]  # Parseval, per voxel
     power_r, power_e, gain = [], [], []
     for k in range(len(edges)):
-        r, x = spectrum_r[:, ring == k], spectrum_x[:, ring == k]
+        in_ring = ring == k
+        r, x = spectrum_r[:, in_ring], spectrum_x[:, in_ring]
         energy = float(np.sum(np.abs(r) ** 2))
         power_r.append(energy / scale)
         power_e.append(float(np.sum(np.abs(x - r) ** 2)) / scale)
