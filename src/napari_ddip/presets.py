@@ -12,9 +12,9 @@ own values win over the preset's (:func:`apply_preset`)::
   :attr:`Preset.middle_slices` middle slices.
 - ``standard``: the shipped defaults.
 - ``quality``: the network's estimate averaged over four symmetries of each slice
-  (``ensemble`` 4): on ×8 MRI with FFDNet +0.10 / +0.16 dB with DDS + 3D TV and +0.36 to
-  +0.52 dB with DDS, for four times the network time (BENCHMARKS.md, "Quality on real
-  anatomy").
+  (``ensemble`` 4): on ×8 MRI with FFDNet +0.10 to +0.21 dB with DDS + 3D TV and +0.36 to
+  +0.52 dB with DDS, on CT +0.02 to +0.16 dB, for four times the network time (BENCHMARKS.md,
+  "Quality on real anatomy").
 - ``paper``: the settings of the D3IP paper (Chung & Ye 2024): NFE 50, evenly spaced timesteps,
   ``L`` 10 for CT and 5 for MRI, ``K`` 3, learning rate 1e-3 for CT and 1e-4 for MRI.
 """
