@@ -336,11 +336,64 @@ def test_d3ip_with_the_denoiser_adapts_above_its_horizon_and_denoises_with_the_b
     assert _psnr(torch.from_numpy(finished.volume), volume) > _psnr(op.pinv(y), volume)
 
 
-def test_fine_tuning_refuses_a_denoiser_prior_before_any_work(tmp_path) -> None:
-    from napari_ddip.prior.train import train_prior
+def test_the_training_output_of_a_perfect_denoiser_is_the_drawn_noise() -> None:
+    """Tweedie inverted: a denoiser that returns the clean image gives ε̂ = ε exactly, down to
+    the lowest level 0.001, where ``1 − ᾱ`` = 1e-6 is below float32's resolution of ᾱ."""
+    prior = DenoiserPrior()
+    x0 = torch.from_numpy(_phantom(3, 16))
+    prior.denoise = lambda y, s: x0  # the ideal denoiser, for these x0
+    noise = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([0, 500, 999])
+    ab = prior.schedule.ab(t, x0)[:, None, None, None]
+    std = prior.schedule.noise_std[t][:, None, None, None]
+    noisy = torch.cat([ab.sqrt() * x0[:, None] + std * noise, torch.zeros(3, 2, 16, 16)], 1)
+    eps = prior.training_output(noisy, t)
+    assert torch.allclose(eps, prior.target(x0[:, None], noise, ab), atol=2e-3)
+
+
+def _tiny_denoiser_prior(path) -> DenoiserPrior:
+    """A random FFDNet of width 16 and depth 4, saved at ``path`` with a licence line."""
+    from napari_ddip.prior.denoiser import DenoiserPriorConfig
+    from napari_ddip.prior.ffdnet import FFDNetConfig
+    from napari_ddip.prior.weights import save_prior
+
+    torch.manual_seed(0)
+    prior = DenoiserPrior(DenoiserPriorConfig(ffdnet=FFDNetConfig(width=16, depth=4)))
+    save_prior(prior, path, info={"licence": "MIT (test)"})
+    return prior
+
+
+def test_fine_tuning_a_denoiser_prior_lowers_its_denoising_loss(tmp_path) -> None:
+    from napari_ddip.prior.train import images_from_arrays, train_prior
     from tiny import tiny_train_config
 
-    images = torch.rand(2, 64, 64)
-    with pytest.raises(ValueError, match="denoiser prior"):
-        train_prior(tiny_train_config(1), tmp_path / "out", "cpu", images, init="ffdnet-color")
-    assert not (tmp_path / "out").exists()
+    base = tmp_path / "base.safetensors"
+    _tiny_denoiser_prior(base)
+    images = images_from_arrays([_phantom(6, 64, seed=4)])
+    cfg = tiny_train_config(40, augment=True, pool_refresh=0, lr=1e-3, name="ft")
+    path = train_prior(cfg, tmp_path / "ft", device="cpu", images=images, init=base)
+    rows = (tmp_path / "ft" / "loss.csv").read_text().splitlines()[1:]
+    losses = [float(row.split(",")[1]) for row in rows]
+    assert losses[-1] < 0.7 * losses[0]
+    tuned = load_prior(path)
+    assert isinstance(tuned, DenoiserPrior) and tuned.config == load_prior(base).config
+    card = path.with_suffix(".md").read_text()
+    assert "Licence: MIT (test), as the base prior" in card and "6 user images" in card
+
+
+def test_fine_tuning_leaves_the_learning_rate_to_the_kind_of_base_prior(tmp_path) -> None:
+    import json
+
+    from napari_ddip.prior.train import finetune_config, images_from_arrays, train_prior
+
+    images = images_from_arrays([_phantom(2, 32, seed=5)])
+    cfg = finetune_config(steps=1, batch_size=2, patch_sizes=(32,), patch_probs=(1.0,))
+    assert cfg.lr is None
+    path = train_prior(cfg, tmp_path / "ffdnet", "cpu", images, init="ffdnet-color")
+    info = json.loads(path.with_suffix(".json").read_text())["info"]
+    assert info["train_config"]["lr"] == 1e-5 and info["train_config"]["whole_image"] is False
+    assert info["licence"].startswith("MIT")
+    # one step of 1e-5 moves no weight by more than AdamW's step
+    base, tuned = load_prior("ffdnet-color").net, load_prior(path).net
+    for a, b in zip(base.parameters(), tuned.parameters(), strict=True):
+        assert (a - b).abs().max() <= 1.01e-5

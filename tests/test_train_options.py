@@ -16,6 +16,7 @@ from napari_ddip.prior.train import (
     TrainConfig,
     check_config,
     finetune_config,
+    finetune_learning_rate,
     train_options,
     train_prior,
 )
@@ -203,6 +204,11 @@ def test_fine_tuning_options_are_checked_without_the_phantom_settings() -> None:
     assert cfg.patch_sizes == (512,) and cfg.augment  # no phantoms: any image size
     with pytest.raises(ValueError, match="--ema-decay must be in"):
         config_from_args(_parse(["--ema-decay", "1"], finetune=True), finetune=True)
+    # the learning rate is left to the base prior's kind unless given
+    assert config_from_args(_parse([], True), True).lr is None
+    assert config_from_args(_parse(["--lr", "auto"], True), True).lr is None
+    assert config_from_args(_parse(["--lr", "3e-4"], True), True).lr == 3e-4
+    assert finetune_learning_rate(denoiser=True) < finetune_learning_rate(denoiser=False)
 
 
 @pytest.mark.parametrize(

@@ -298,6 +298,10 @@ def add_train_arguments(parser: argparse.ArgumentParser, finetune: bool = False)
             parser.add_argument(option.flag, action="store_true", help=text)
         elif isinstance(default, tuple):
             parser.add_argument(option.flag, default=",".join(map(str, default)), help=text)
+        elif default is None:  # left to the base prior
+            parser.add_argument(
+                option.flag, type=_float_or_auto, default=None, metavar="RATE|auto", help=text
+            )
         else:
             parser.add_argument(
                 option.flag, type=type(default), default=default, choices=option.choices, help=text
@@ -329,6 +333,11 @@ def _comma_list(text: str, kind: type, option: str) -> tuple:
     except ValueError:
         what = "integers" if kind is int else "numbers"
         raise ValueError(f"{option} must be a comma list of {what}, got {text!r}") from None
+
+
+def _float_or_auto(text: str) -> float | None:
+    """An option's number, or None for ``auto``."""
+    return None if text == "auto" else float(text)
 
 
 def config_from_args(args: argparse.Namespace, finetune: bool = False) -> TrainConfig:

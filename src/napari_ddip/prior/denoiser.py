@@ -121,6 +121,24 @@ class DenoiserPrior(nn.Module):
         ]
         return torch.cat(outs) / gain[:, None, None]
 
+    def training_output(self, noisy: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """ε̂ ``(B, 1, P, P)`` for noisy patches ``noisy (B, C, P, P)`` (channel 0 the image
+        ``x_t``, the coordinate channels unused) at timesteps ``t (B,)``, by Tweedie from the
+        denoiser at each patch's exact level ``s_t`` (fine-tuning knows the noise it added: no
+        estimated level). Against the drawn noise (:meth:`target`), its squared error is the
+        denoising error weighted by ``1/s_t²``: ``‖ε̂ − ε‖² = ‖x̂₀ − x₀‖² / s_t²``."""
+        xt = noisy[:, 0]
+        ab = self.schedule.ab(t, xt)[:, None, None]
+        sigma = self.schedule.sigma(t, xt)[:, None, None]
+        levels = self.schedule.levels[t.cpu()].to(xt.device)
+        x0 = self.denoise(xt / ab.sqrt(), levels)
+        return ((xt - ab.sqrt() * x0) / sigma).unsqueeze(1)
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+        """The training target of :meth:`training_output`: the noise ``ε`` itself (``x0`` and
+        ``ab`` are unused; the signature is the diffusion prior's)."""
+        return noise
+
     def eps(
         self, x: torch.Tensor, t: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:

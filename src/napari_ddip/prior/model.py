@@ -137,6 +137,12 @@ class DiffusionPrior(nn.Module):
             return ab.sqrt() * out + (1 - ab).sqrt() * x
         return out
 
+    def training_output(self, noisy: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What training compares with :meth:`target`: the network's output ``(B, 1, P, P)``
+        for noisy patches with their coordinate channels ``noisy (B, 3, P, P)`` (the network's
+        units) at timesteps ``t (B,)``."""
+        return self.net(noisy, t)
+
     def target(self, x0: torch.Tensor, noise: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
         """The training target of the network for clean ``x0`` (the network's units), ``noise``
         and ``ᾱ_t`` (any broadcastable shapes): ε, or ``v = √ᾱ·ε − √(1−ᾱ)·x₀``."""

@@ -18,6 +18,7 @@ from napari_ddip.prior.train.config import (
     TrainOption,
     check_config,
     finetune_config,
+    finetune_learning_rate,
     train_options,
 )
 from napari_ddip.prior.train.images import images_from_arrays
@@ -29,6 +30,7 @@ __all__ = [
     "TrainingOutputError",
     "check_config",
     "finetune_config",
+    "finetune_learning_rate",
     "images_from_arrays",
     "learning_rate",
     "model_card",

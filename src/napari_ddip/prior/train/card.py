@@ -12,13 +12,13 @@ from pathlib import Path
 
 import torch
 
-from napari_ddip.prior.model import DiffusionPrior
 from napari_ddip.prior.train.config import TrainConfig
+from napari_ddip.prior.weights import Prior
 
 
 def training_info(
     cfg: TrainConfig,
-    prior: DiffusionPrior,
+    prior: Prior,
     fine_tuning_images: int | None,
     init: str | Path | None,
     steps: int,
@@ -66,6 +66,7 @@ def model_card(name: str, info: dict) -> str:
         "",
         f"- Data: {info['data']}"
         + (f", fine-tuned from `{info['init']}`" if info.get("init") else ""),
+        *([f"- Licence: {info['licence']}"] if info.get("licence") else []),
         f"- Parameters: {info['parameters']:,}",
         f"- Steps: {info['steps']}",
         f"- Hardware: {info['hardware']}"

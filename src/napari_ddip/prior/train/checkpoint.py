@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from napari_ddip.prior.denoiser import DenoiserPriorConfig
 from napari_ddip.prior.ema import EMA
-from napari_ddip.prior.model import DiffusionPrior, PriorConfig
+from napari_ddip.prior.model import PriorConfig
 from napari_ddip.prior.train.config import TrainConfig
 from napari_ddip.prior.train.pool import TrainingPool
+from napari_ddip.prior.weights import Prior
 
 
 class TrainingOutputError(ValueError):
@@ -32,7 +34,7 @@ class TrainingOutputError(ValueError):
 class TrainingState:
     """Everything a training step changes and a checkpoint keeps."""
 
-    prior: DiffusionPrior
+    prior: Prior
     ema: EMA
     optimizer: torch.optim.Optimizer
     pool: TrainingPool
@@ -44,7 +46,9 @@ class TrainingState:
         return self.pool.rng
 
 
-def run_identity(config: PriorConfig, cfg: TrainConfig, images: torch.Tensor | None) -> dict:
+def run_identity(
+    config: PriorConfig | DenoiserPriorConfig, cfg: TrainConfig, images: torch.Tensor | None
+) -> dict:
     """What a checkpoint shares with every run that may resume it: the network
     (``config``) and the data — the phantom distribution and pool, or a SHA-256 of the
     fine-tuning ``images`` and whether they are augmented. Steps, learning rate, timesteps,

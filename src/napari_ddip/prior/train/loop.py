@@ -3,7 +3,10 @@
 Each step draws a batch (:mod:`~napari_ddip.prior.train.pool`), timesteps (uniform, or more
 often at low noise) and noise, and minimises the MSE of the network's ε- or v-prediction
 (:meth:`~napari_ddip.prior.model.DiffusionPrior.target`) with AdamW, keeping an EMA of the
-weights. The run checkpoints into ``OUT/checkpoint/`` and resumes from there
+weights. Fine-tuning a denoiser prior (FFDNet) minimises the same ε-MSE, its ε̂ taken by
+Tweedie from the denoiser at the timestep's noise level
+(:meth:`~napari_ddip.prior.denoiser.DenoiserPrior.training_output`): the denoising error
+weighted by ``1/s_t²``. The run checkpoints into ``OUT/checkpoint/`` and resumes from there
 (:mod:`~napari_ddip.prior.train.checkpoint`), logs the loss to ``OUT/loss.csv``, and finally
 writes the EMA weights as ``OUT/NAME.safetensors`` + ``.json`` + ``.md``
 (:mod:`~napari_ddip.prior.train.card`).
@@ -22,6 +25,7 @@ import torch
 
 from napari_ddip.device import available_device, to_device
 from napari_ddip.precision import network_precision, resolve_precision, tf32_switches
+from napari_ddip.prior.denoiser import DenoiserPrior
 from napari_ddip.prior.ema import EMA
 from napari_ddip.prior.model import DiffusionPrior, PriorConfig
 from napari_ddip.prior.train.card import model_card, training_info
@@ -34,9 +38,19 @@ from napari_ddip.prior.train.checkpoint import (
     save_checkpoint,
     weights_path,
 )
-from napari_ddip.prior.train.config import TrainConfig, check_config, unet_config
+from napari_ddip.prior.train.config import (
+    TrainConfig,
+    check_config,
+    finetune_learning_rate,
+    unet_config,
+)
 from napari_ddip.prior.train.pool import TrainingPool, training_batch
-from napari_ddip.prior.weights import load_prior, save_prior
+from napari_ddip.prior.weights import (
+    Prior,
+    load_prior,
+    read_prior_meta,
+    save_prior,
+)
 
 Progress = Callable[[int, int, float], bool | None]
 LOG_HEADER = "step,loss,seconds\n"
@@ -94,13 +108,10 @@ def train_prior(
     path of the final weights (EMA).
     """
     base = None if init is None else load_prior(init)
-    if base is not None and not isinstance(base, DiffusionPrior):
-        raise ValueError(
-            f"{init} is a denoiser prior, which this training cannot continue: fine-tune a "
-            "diffusion prior (ellipse-patch-v and the other ellipse priors)"
-        )
     if base is not None:
-        cfg = _continued(cfg, base.config)
+        cfg = _continued(cfg, base)
+    elif cfg.lr is None:
+        cfg = replace(cfg, lr=TrainConfig.lr)
     # Every setting is checked before a file is written or a phantom drawn.
     check_config(cfg, phantoms=images is None)
     dev = available_device(device)
@@ -124,10 +135,14 @@ def train_prior(
     _start_log(out / "loss.csv", step)
     run = _Run(cfg, state, precision, dev, out, identity, progress)
     step, wall = run.train(step, wall)
-    final = DiffusionPrior(prior.config)
+    final = type(prior)(prior.config)
     final.net.load_state_dict(state.ema.shadow.state_dict())
     n_images = None if images is None else len(images)
     info = training_info(cfg, final, n_images, init, step, dev, precision, wall, command)
+    if init is not None:  # weights derived from the base prior's carry its licence
+        licence = read_prior_meta(init).get("info", {}).get("licence")
+        if licence:
+            info["licence"] = f"{licence}, as the base prior `{init}`"
     return save_prior(final, weights, info=info, card=model_card(cfg.name, info))
 
 
@@ -150,6 +165,8 @@ class _Run:
         self.log_path, self.ckpt = out / "loss.csv", out / "checkpoint"
         self.identity, self.progress = identity, progress
         self.alpha_bar = state.prior.schedule.alpha_bar.to(device)
+        # √(1 − ᾱ) from float64: a denoiser prior's lowest level 0.001 has 1 − ᾱ = 1e-6.
+        self.noise_std = state.prior.schedule.noise_std.to(device)
 
     def train(self, step: int, wall: float) -> tuple[int, float]:
         """Train from ``step`` (``wall`` seconds spent before) to ``cfg.steps`` or a stop;
@@ -186,11 +203,12 @@ class _Run:
         t = to_device(t, dev)
         noise = to_device(torch.randn(x[:, :1].shape, generator=gen), dev)
         ab = self.alpha_bar[t][:, None, None, None]
-        x0 = x[:, :1] * prior.config.data_scale  # the network's units
-        noisy = torch.cat([ab.sqrt() * x0 + (1 - ab).sqrt() * noise, x[:, 1:]], dim=1)
+        std = self.noise_std[t][:, None, None, None]
+        x0 = x[:, :1] * prior.schedule.data_scale  # the network's units
+        noisy = torch.cat([ab.sqrt() * x0 + std * noise, x[:, 1:]], dim=1)
         target = prior.target(x0, noise, ab)
         with network_precision(self.precision, dev):
-            prediction = prior.net(noisy, t)
+            prediction = prior.training_output(noisy, t)
         loss = torch.nn.functional.mse_loss(prediction.float(), target)
         state.optimizer.zero_grad(set_to_none=True)
         with tf32_switches(self.precision, dev):
@@ -219,10 +237,10 @@ def _start_log(path: Path, step: int) -> None:
     path.write_text("\n".join([header, *kept]) + "\n")
 
 
-def _initial_prior(cfg: TrainConfig, base: DiffusionPrior | None) -> DiffusionPrior:
+def _initial_prior(cfg: TrainConfig, base: Prior | None) -> Prior:
     """A copy of ``base``, or (None) a random network as ``cfg`` describes."""
     if base is not None:
-        prior = DiffusionPrior(base.config)
+        prior = type(base)(base.config)
         prior.net.load_state_dict(base.net.state_dict())
         return prior
     patch = None if cfg.whole_image else max(cfg.patch_sizes)
@@ -237,13 +255,20 @@ def _initial_prior(cfg: TrainConfig, base: DiffusionPrior | None) -> DiffusionPr
     )
 
 
-def _continued(cfg: TrainConfig, base: PriorConfig) -> TrainConfig:
+def _continued(cfg: TrainConfig, base: Prior) -> TrainConfig:
     """``cfg`` for continuing the prior ``base``: the network decides the mode, so a
-    whole-image prior keeps training on whole images of its own size."""
+    whole-image prior keeps training on whole images of its own size, and a denoiser prior
+    (a plain CNN, whatever the image size) on patches; a learning rate left to the base
+    prior (``None``) becomes its kind's (:func:`finetune_learning_rate`)."""
+    lr = finetune_learning_rate(isinstance(base, DenoiserPrior)) if cfg.lr is None else cfg.lr
+    if isinstance(base, DenoiserPrior):
+        return replace(cfg, whole_image=False, prediction="eps", data_scale=1.0, lr=lr)
+    config = base.config
     return replace(
         cfg,
-        whole_image=base.patch_size is None,
-        prediction=base.prediction,
-        data_scale=base.data_scale,
-        image_size=base.image_size,
+        whole_image=config.patch_size is None,
+        prediction=config.prediction,
+        data_scale=config.data_scale,
+        image_size=config.image_size,
+        lr=lr,
     )
