@@ -27,11 +27,10 @@ import torch
 from matplotlib.figure import Figure
 from skimage.morphology import disk, white_tophat
 
-from napari_ddip.prior.model import DiffusionPrior
 from napari_ddip.prior.phantoms import ellipse_phantoms
-from napari_ddip.prior.schedule import VPSchedule
+from napari_ddip.prior.schedule import Schedule, VPSchedule
 from napari_ddip.prior.train import model_card
-from napari_ddip.prior.weights import load_prior, read_prior_meta, resolve_prior_path
+from napari_ddip.prior.weights import Prior, load_prior, read_prior_meta, resolve_prior_path
 from napari_ddip.recon.sampler import sample_unconditional
 from napari_ddip.samples import mni_brain_volume
 
@@ -81,10 +80,13 @@ def psnr(estimate: torch.Tensor, clean: torch.Tensor) -> float:
 
 @torch.no_grad()
 def denoising_scores(
-    prior: DiffusionPrior, images: dict[str, torch.Tensor], seed: int
+    prior: Prior, images: dict[str, torch.Tensor], seed: int
 ) -> dict[str, dict[int, dict[str, float]]]:
-    """``{dataset: {t: {"noisy": dB, "tweedie": dB}}}`` for the reference timesteps ``t``
-    (``TIMESTEPS``, the prior scored at ``matching_timestep``)."""
+    """``{dataset: {t: {"noisy": dB, "tweedie": dB, "tweedie_foreground": dB}}}`` for the
+    reference timesteps ``t`` (``TIMESTEPS``, the prior scored at ``matching_timestep``):
+    ``tweedie`` is the mean of the images' PSNRs, so a nearly empty image weighs as much as a
+    full one; ``tweedie_foreground`` pools the squared error over the pixels of the clean
+    images above 0.02 (the object, without the background)."""
     out: dict[str, dict[int, dict[str, float]]] = {}
     for name, clean in images.items():
         generator = torch.Generator().manual_seed(seed)
@@ -93,30 +95,31 @@ def denoising_scores(
             t = matching_timestep(prior.schedule, reference)
             noise = torch.randn(clean.shape, generator=generator)
             noisy = prior.schedule.add_noise(clean, noise, torch.full((len(clean),), t))
-            estimate, _ = prior.tweedie(noisy, t, generator)
+            estimate = prior.schedule.tweedie(noisy, prior.eps(noisy, t, generator), t)
             out[name][reference] = {
                 "noisy": psnr(noisy / prior.schedule.ab(t).sqrt(), clean),
                 "tweedie": psnr(estimate, clean),
+                "tweedie_foreground": foreground_psnr(estimate, clean),
             }
     return out
 
 
-def noise_level(schedule: VPSchedule) -> torch.Tensor:
-    """``σ_t / √ᾱ_t`` for every timestep: the noise of ``x_t / √ᾱ_t`` in image units."""
-    ab = schedule.alpha_bar
-    return schedule.sigma(torch.arange(len(ab))) / ab.sqrt()
+def foreground_psnr(estimate: torch.Tensor, clean: torch.Tensor, threshold: float = 0.02) -> float:
+    """``10·log10(1 / MSE)`` over the pixels where ``clean`` exceeds ``threshold``."""
+    foreground = clean > threshold
+    return float(10 * torch.log10(1 / (estimate - clean)[foreground].pow(2).mean()))
 
 
-def matching_timestep(schedule: VPSchedule, reference: int) -> int:
-    """The timestep of ``schedule`` whose noise level is nearest to that of ``reference`` in
-    the reference schedule (the same timestep when ``schedule`` has data scale 1)."""
-    reference_schedule = VPSchedule(schedule.n_steps, schedule.beta_min, schedule.beta_max)
-    target = noise_level(reference_schedule)[reference]
-    return int((noise_level(schedule) - target).abs().argmin())
+def matching_timestep(schedule: Schedule, reference: int) -> int:
+    """The timestep of ``schedule`` whose noise level ``σ_t/√ᾱ_t`` is nearest to that of
+    ``reference`` in the diffusion priors' linear-β schedule (the same timestep for a
+    diffusion prior of data scale 1; a denoiser prior's geometric levels otherwise)."""
+    target = VPSchedule().levels[reference]
+    return int((schedule.levels - target).abs().argmin())
 
 
 @torch.no_grad()
-def seconds_per_slice(prior: DiffusionPrior, size: int = 256, repeats: int = 3) -> float:
+def seconds_per_slice(prior: Prior, size: int = 256, repeats: int = 3) -> float:
     """Median wall time of one network call on one ``size``² slice."""
     x = torch.randn(1, size, size)
     prior.eps(x, 500)
@@ -212,7 +215,7 @@ def main() -> None:
             update_card(ref, scores, cost)
         print(f"\n{name}: one network call on a 256² slice: {cost * 1000:.0f} ms")
         print("| data | t | its t | σ/√ᾱ | noisy (dB) | Tweedie (dB) |\n|---|---|---|---|---|---|")
-        levels = noise_level(prior.schedule)
+        levels = prior.schedule.levels
         for data, per_t in scores.items():
             for t, s in per_t.items():
                 own = matching_timestep(prior.schedule, t)
