@@ -12,6 +12,10 @@ training score rises much more than the held-out one.
     python benchmarks/finetune_prior.py --out benchmarks/results/finetune
     python benchmarks/finetune_prior.py --prior ffdnet-color \
         --out benchmarks/results/finetune-ffdnet --work runs/finetune-ffdnet
+
+``--scan b0`` fine-tunes instead on the last two of the ten slices of dipy's b0 scan (one real
+subject) and holds out the other eight (the slices ``quality_table.py`` reconstructs): slices
+of the very scan to be reconstructed, about 32 mm apart.
 """
 
 from __future__ import annotations
@@ -28,34 +32,43 @@ import torch
 
 from napari_ddip.prior.train import images_from_arrays
 from napari_ddip.prior.weights import load_prior, read_prior_meta
-from napari_ddip.samples import mni_brain_volume
+from napari_ddip.samples import dwi_b0_volume, mni_brain_volume
 from prior_scores import TIMESTEPS, denoising_scores
 
 TRAIN_SLICES = slice(0, 40, 4)
 HELD_OUT_SLICES = slice(64, 128, 8)
+#: ``--scan``: the volume, its training and held-out slices, the fine-tuned prior's name.
+SCANS = {
+    "mni": (lambda: mni_brain_volume(256, 128, voxel_mm=1), TRAIN_SLICES, HELD_OUT_SLICES),
+    "b0": (lambda: dwi_b0_volume(10), slice(8, 10), slice(0, 8)),
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prior", default="default", help="prior to fine-tune")
     parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--lr", default="auto", help="learning rate (auto: the base prior's)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/finetune"))
     parser.add_argument("--work", type=Path, default=Path("runs/finetune-mni"), help="run folder")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scan", choices=SCANS, default="mni", help="the slices (docstring)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
-    volume = mni_brain_volume(256, 128, voxel_mm=1)
-    train, held_out = volume[TRAIN_SLICES], volume[HELD_OUT_SLICES]
+    load, train_slices, held_out_slices = SCANS[args.scan]
+    volume = load()
+    train, held_out = volume[train_slices], volume[held_out_slices]
+    name = f"{args.scan}-{len(train)}"
     images = args.work / "train_slices.npy"
     np.save(images, train)
     command = [
         sys.executable, "-m", "napari_ddip", "finetune-prior", str(images),
-        "--out", str(args.work), "--name", "mni-10", "--prior", args.prior,
-        "--steps", str(args.steps), "--device", "cpu", "--quiet",
+        "--out", str(args.work), "--name", name, "--prior", args.prior,
+        "--steps", str(args.steps), "--lr", args.lr, "--device", "cpu", "--quiet",
     ]  # fmt: skip
     subprocess.run(command, check=True)
-    tuned_path = args.work / "mni-10.safetensors"
+    tuned_path = args.work / f"{name}.safetensors"
     # The run's own training time (a finished run started again trains nothing).
     seconds = read_prior_meta(tuned_path)["info"]["wall_seconds"]
     # Each set scaled as finetune-prior scales its input (0.5/99.5 percentiles).

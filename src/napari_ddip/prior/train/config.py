@@ -138,8 +138,9 @@ def finetune_config(**changes: Any) -> TrainConfig:
 def finetune_learning_rate(denoiser: bool) -> float:
     """The fine-tuning learning rate when the user leaves it to the base prior: 1e-4 for a
     diffusion prior, 1e-5 for a denoiser prior, whose trained weights are moved off their
-    optimum by larger steps (FFDNet on MNI152 slices, 1000 steps: one-step denoising of
-    held-out slices 0.4 dB better at 1e-5, up to 7 dB worse at 1e-4)."""
+    optimum by larger steps (FFDNet, 500 steps on ten MNI152 slices: one-step denoising in
+    the brain 0.2–0.4 dB better at 1e-5, 0.4–1.7 dB worse at 1e-4; BENCHMARKS.md,
+    "Fine-tuning")."""
     return 1e-5 if denoiser else 1e-4
 
 
