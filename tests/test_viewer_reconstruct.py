@@ -408,6 +408,27 @@ def test_finetuned_prior_becomes_a_reconstruct_choice(
     assert (tmp_path / "mine-prior" / "mine-prior.safetensors").read_bytes() == written
 
 
+def test_the_fine_tune_dock_fine_tunes_the_shipped_ffdnet_at_its_own_rate(
+    make_napari_viewer, qtbot, tmp_path
+) -> None:
+    viewer = make_napari_viewer()
+    viewer.add_image(ellipsoid_volume((4, 32, 32), seed=2), name="mine")
+    widget = _dock(viewer, "Fine-tune prior")
+    widget.images.value = [viewer.layers["mine"]]
+    widget.base.choice.value = "ffdnet-color"
+    assert widget.training["lr"].value == "auto"  # the base prior's rate
+    assert widget.training.values(["lr"]) == {"lr": None}
+    widget.training["steps"].value = 1
+    widget.training["batch_size"].value = 2
+    widget.folder.value = tmp_path
+    widget.device.value = "cpu"
+    _run_and_wait(qtbot, widget)
+    assert widget.result is not None and widget.result.step == 1
+    meta = json.loads(widget.result.path.with_suffix(".json").read_text())
+    assert meta["config"]["network"] == "ffdnet" and meta["info"]["train_config"]["lr"] == 1e-5
+    assert meta["info"]["licence"].startswith("MIT")
+
+
 def test_closing_the_fine_tune_dock_stops_the_run(
     make_napari_viewer, qtbot, prior_path, tmp_path
 ) -> None:
