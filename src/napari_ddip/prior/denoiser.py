@@ -130,8 +130,7 @@ class DenoiserPrior(nn.Module):
         xt = noisy[:, 0]
         ab = self.schedule.ab(t, xt)[:, None, None]
         sigma = self.schedule.sigma(t, xt)[:, None, None]
-        levels = self.schedule.levels[t.cpu()].to(xt.device)
-        x0 = self.denoise(xt / ab.sqrt(), levels)
+        x0 = self.denoise(xt / ab.sqrt(), (sigma / ab.sqrt()).flatten())  # at s_t = σ_t/√ᾱ_t
         return ((xt - ab.sqrt() * x0) / sigma).unsqueeze(1)
 
     def target(self, x0: torch.Tensor, noise: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
