@@ -267,6 +267,9 @@ def test_demo_writes_results_and_picture(tmp_path, capsys) -> None:
     assert (tmp_path / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "PSNR" in capsys.readouterr().out
     assert main(["demo", "--out", str(tmp_path)]) == 2  # outputs exist, no --overwrite
+    other = run_demo(tmp_path / "seed3", methods=("fbp",), seed=3, quiet=True)
+    assert other["fbp"].psnr != scores["fbp"].psnr  # another phantom and noise
+    assert main(["demo", "--out", str(tmp_path / "seed3"), "--seed", "3"]) == 2
     assert main(["demo", "--out", str(tmp_path / "gpu"), "--device", "gpu"]) == 2
     assert not (tmp_path / "gpu").exists()  # refused before anything was written
 

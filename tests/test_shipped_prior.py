@@ -24,10 +24,15 @@ def test_default_prior_ships_and_loads_offline() -> None:
 def test_every_shipped_prior_loads_with_its_card(name: str) -> None:
     prior = load_prior(name)
     meta = read_prior_meta(name)
-    if "network" not in meta["config"]:  # trained here; a converted denoiser names its source
-        assert meta["info"]["steps"] > 0 and "scores" in meta["info"]
-    else:
-        assert meta["info"]["source"] and "MIT" in meta["info"]["licence"]
+    info = meta["info"]
+    if "network" not in meta["config"]:  # trained here
+        assert info["steps"] > 0 and "scores" in info
+    elif "init" in info:  # a denoiser fine-tuned here: its base prior's licence
+        assert info["steps"] > 0 and "scores" in info
+        assert f"as the base prior `{info['init']}`" in info["licence"]
+        assert "MIT" in info["licence"] and info["init"] in shipped_priors()
+    else:  # a converted denoiser names its source
+        assert info["source"] and "MIT" in info["licence"]
     assert sum(p.numel() for p in prior.net.parameters()) == meta["info"]["parameters"]
 
 

@@ -218,7 +218,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from napari_ddip.demo import run_demo  # matplotlib: imported when used
 
-    run_demo(args.out, overwrite=args.overwrite, device=args.device)
+    run_demo(args.out, overwrite=args.overwrite, device=args.device, seed=args.seed)
     return 0
 
 
@@ -513,6 +513,9 @@ def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", type=Path, default=Path("napari-ddip-demo"), help="output folder")
     demo.add_argument("--device", default="cpu", help="torch device (default cpu)")
     demo.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    demo.add_argument(
+        "--seed", type=int, default=0, help="phantom, noise and sampler seed (default 0)"
+    )
     demo.set_defaults(func=_demo)
 
 
