@@ -403,6 +403,7 @@ def test_fine_tuning_leaves_the_learning_rate_to_the_kind_of_base_prior(tmp_path
     path = train_prior(cfg, tmp_path / "ffdnet", "cpu", images, init="ffdnet-color")
     info = json.loads(path.with_suffix(".json").read_text())["info"]
     assert info["train_config"]["lr"] == 1e-5 and info["train_config"]["whole_image"] is False
+    assert "base_channels" not in info["train_config"]  # FFDNet's architecture, not a UNet's
     assert info["licence"].startswith("MIT")
     # one step of 1e-5 moves no weight by more than AdamW's step
     base, tuned = load_prior("ffdnet-color").net, load_prior(path).net

@@ -28,18 +28,23 @@ def training_info(
     command: str | None,
 ) -> dict:
     """The facts of a run that wrote ``prior`` after ``steps`` steps: its data (phantoms, or
-    ``fine_tuning_images`` user images), the prior it started from, its configuration,
+    ``fine_tuning_images`` user images), the prior it started from, its configuration (without
+    the UNet options when it started from a prior, whose network it keeps),
     hardware, precision, time, command line (default: this process's), commit, torch version
     and parameter count, and ``cfg.extra``."""
     if fine_tuning_images is None:
         data = phantom_description(cfg.ellipses)
     else:
         data = f"{fine_tuning_images} user images"
+    train_config = {k: v for k, v in asdict(cfg).items() if k != "extra"}
+    if init:  # the network is the base prior's, whatever the UNet options say
+        for key in ("base_channels", "channel_mults"):
+            del train_config[key]
     return {
         "data": data,
         "init": str(init) if init else None,
         "steps": steps,
-        "train_config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
+        "train_config": train_config,
         "hardware": _hardware(device),
         "precision": precision,
         "wall_seconds": round(wall_seconds, 1),
