@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from napari_ddip.prior.train.config import TrainConfig
-from napari_ddip.prior.weights import Prior
+from napari_ddip.prior.weights import Prior, read_prior_meta
 
 
 def training_info(
@@ -30,8 +30,9 @@ def training_info(
     """The facts of a run that wrote ``prior`` after ``steps`` steps: its data (phantoms, or
     ``fine_tuning_images`` user images), the prior it started from, its configuration (without
     the UNet options when it started from a prior, whose network it keeps),
-    hardware, precision, time, command line (default: this process's), commit, torch version
-    and parameter count, and ``cfg.extra``."""
+    hardware, precision, time, command line (default: this process's), commit, torch version,
+    parameter count, the base prior's licence (weights derived from it carry it) and
+    ``cfg.extra``."""
     if fine_tuning_images is None:
         data = phantom_description(cfg.ellipses)
     else:
@@ -52,8 +53,16 @@ def training_info(
         "commit": _git_commit(),
         "torch": torch.__version__,
         "parameters": sum(p.numel() for p in prior.net.parameters()),
+        **_base_licence(init),
         **cfg.extra,
     }
+
+
+def _base_licence(init: str | Path | None) -> dict:
+    """``{"licence": …}`` naming the base prior ``init`` when it records a licence, else
+    ``{}``."""
+    licence = None if init is None else read_prior_meta(init).get("info", {}).get("licence")
+    return {"licence": f"{licence}, as the base prior `{init}`"} if licence else {}
 
 
 def phantom_description(ellipses: int) -> str:

@@ -45,12 +45,7 @@ from napari_ddip.prior.train.config import (
     unet_config,
 )
 from napari_ddip.prior.train.pool import TrainingPool, training_batch
-from napari_ddip.prior.weights import (
-    Prior,
-    load_prior,
-    read_prior_meta,
-    save_prior,
-)
+from napari_ddip.prior.weights import Prior, load_prior, save_prior
 
 Progress = Callable[[int, int, float], bool | None]
 LOG_HEADER = "step,loss,seconds\n"
@@ -139,10 +134,6 @@ def train_prior(
     final.net.load_state_dict(state.ema.shadow.state_dict())
     n_images = None if images is None else len(images)
     info = training_info(cfg, final, n_images, init, step, dev, precision, wall, command)
-    if init is not None:  # weights derived from the base prior's carry its licence
-        licence = read_prior_meta(init).get("info", {}).get("licence")
-        if licence:
-            info["licence"] = f"{licence}, as the base prior `{init}`"
     return save_prior(final, weights, info=info, card=model_card(cfg.name, info))
 
 
