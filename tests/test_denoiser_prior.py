@@ -242,7 +242,8 @@ def test_the_3d_tv_consistency_smooths_within_slices_where_mbir_does_not() -> No
 def test_the_tv_consistency_weighs_tv_by_its_share_of_admm_tvs_own_weight() -> None:
     """On CT with λ automatic, the TV consistency is ADMM-TV with ``tv_share`` times ADMM-TV's
     own noise-aware λ (share 1: exactly ADMM-TV's), and the noise-aware ζ is the
-    consistency's: 8 with 3D TV, 2 with CG and with mbir's TV along z (whose share is 1)."""
+    consistency's: 8 with 3D TV, 2 with mbir's TV along z (whose share is 1), and with CG 8
+    under a denoiser prior, 2 under a diffusion prior."""
     rough = torch.rand(2, 32, 32, generator=torch.Generator().manual_seed(2))
     for share in (1.0, 0.5):
         p, op = _ct_problem(method="dds-tv", tv_share=share, prior_error=0.0)
@@ -257,7 +258,14 @@ def test_the_tv_consistency_weighs_tv_by_its_share_of_admm_tvs_own_weight() -> N
             )
             torch.testing.assert_close(got, own)
     auto = {m: _ct_problem(method=m)[0].cfg for m in ("dds", "dds-tv", "d3ip-mbir")}
-    assert {m: c.prior_error for m, c in auto.items()} == {"dds": 8, "dds-tv": 8, "d3ip-mbir": 2}
+    assert {m: c.prior_error for m, c in auto.items()} == {"dds": 2, "dds-tv": 8, "d3ip-mbir": 2}
+    # CG trusts a denoiser prior less: it denoises at the level it estimates from each slice
+    denoiser = {
+        m: ReconConfig(method=m).resolved("ct", "cpu", denoiser=True).prior_error
+        for m in ("dds", "d3ip", "dds-tv", "d3ip-mbir")
+    }
+    assert denoiser == {"dds": 8, "d3ip": 8, "dds-tv": 8, "d3ip-mbir": 2}
+    assert ReconConfig(method="dds").resolved("mri", "cpu", denoiser=True).prior_error == 0
     assert (auto["dds-tv"].tv_share, auto["d3ip-mbir"].tv_share) == (0.5, 1.0)
 
 

@@ -221,9 +221,10 @@ class ReconConfig:
         prior_error: ``ζ``, the noise-aware data consistency's model of the prior estimate's
             error, ``ζ·s_t`` at a step of noise level ``s_t``; it sets the proximal weight
             from ``noise_std`` (``Problem.proximal_weight``); 0: off (None: on CT the data
-            consistency's own, ``Consistency.prior_error``: 8, and 2 with mbir's TV; off for
-            MRI, whose noise estimate cannot tell noise from the fine detail of noise-free
-            k-space; chosen on a held-out MNI152 slab, BENCHMARKS "Quality on real anatomy").
+            consistency's own, ``Consistency.auto_prior_error``: 8, and 2 with mbir's TV and
+            with CG under a diffusion prior; off for MRI, whose noise estimate cannot tell
+            noise from the fine detail of noise-free k-space; chosen on a held-out MNI152
+            slab, BENCHMARKS "Quality on real anatomy").
         meta_step_start, meta_step_end: Reptile step ``ε``, decaying linearly over the horizon.
         dps_step: DPS step ``ζ`` on ``∇‖y − A x̂₀‖ / ‖A‖``.
         ddnm_cg_iters: CG iterations of DDNM's pseudo-inverse.
@@ -412,8 +413,8 @@ class ReconConfig:
         NOISE_AWARE,
         help=(
             "ζ: the modelled error of the network's estimate, ζ·s_t at noise level s_t, which "
-            "sets the data consistency's weight from noise_std (auto: CT 8, 2 with mbir's TV; "
-            "MRI 0; 0: off)"
+            "sets the data consistency's weight from noise_std (auto: CT 8; 2 with mbir's TV "
+            "and with CG under a diffusion prior; MRI 0; 0: off)"
         ),
     )
     meta_step_start: float = setting(
@@ -505,7 +506,9 @@ class ReconConfig:
             admm_lam=pick(self.admm_lam, None, 5e-5),
             admm_rho=pick(self.admm_rho, None, 1e-2),
             mbir_anchor=pick(self.mbir_anchor, 0.0, 0.02),
-            prior_error=pick(self.prior_error, self.spec.consistency.prior_error, 0.0),
+            prior_error=pick(
+                self.prior_error, self.spec.consistency.auto_prior_error(denoiser), 0.0
+            ),
             tv_share=self.tv_share or self.spec.consistency.tv_share,
             holdout=pick(self.holdout, 0.0, 0.25),
             renoise=pick(self.renoise, 1.0, 0.0 if denoiser else 1.0),

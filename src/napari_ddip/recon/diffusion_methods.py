@@ -43,8 +43,16 @@ class Consistency:
         groups: the setting groups it reads (settings whose group is one of these).
         couples_slices: it couples neighbouring slices (TV along z), so the sampler solves it
             on the whole volume at once and an adaptation step draws contiguous slices.
-        prior_error: the automatic ``ζ`` of its noise-aware weight on CT
-            (``ReconConfig.prior_error``; MRI: off).
+        prior_error: the automatic ``ζ`` of its noise-aware weight on CT with a denoiser
+            prior (``ReconConfig.prior_error``; MRI: off).
+        prior_error_diffusion: the same with a diffusion prior (None: ``prior_error``).
+            A denoiser prior denoises each slice at the level it estimates from it, so
+            what the consistency lets through is removed at the next step and the
+            consistency can trust the prior less; a diffusion prior takes the schedule's
+            level alone. CG on the held-out slab, 20 steps: the ellipse prior's DDS 33.64 dB
+            at ζ 2 against 33.48 / 33.36 / 33.19 / 33.14 at 1 / 4 / 8 / 16, its D3IP 33.70
+            against 33.25 at 8; FFDNet with its level estimate, 50 steps, 36.21 at ζ 8
+            against 35.65 at 2.
         tv_share: the automatic ``ReconConfig.tv_share`` of a TV consistency on CT, its TV
             weight as a share of ADMM-TV's own.
 
@@ -63,10 +71,17 @@ class Consistency:
     groups: tuple[str, ...] = ()
     couples_slices: bool = False
     prior_error: float = 0.0
+    prior_error_diffusion: float | None = None
     tv_share: float = 1.0
 
+    def auto_prior_error(self, denoiser: bool) -> float:
+        """The automatic ``ζ`` on CT for a denoiser prior or a diffusion prior."""
+        if denoiser or self.prior_error_diffusion is None:
+            return self.prior_error
+        return self.prior_error_diffusion
 
-CG = Consistency("cg", ("cg", NOISE_AWARE), prior_error=8.0)
+
+CG = Consistency("cg", ("cg", NOISE_AWARE), prior_error=8.0, prior_error_diffusion=2.0)
 PROJECT = Consistency("project", ("project",))
 NONE = Consistency("none")
 MBIR = Consistency("mbir", ("mbir", NOISE_AWARE), couples_slices=True, prior_error=2.0)
