@@ -412,9 +412,9 @@ class ReconConfig:
         NON_NEGATIVE,
         NOISE_AWARE,
         help=(
-            "ζ: the modelled error of the network's estimate, ζ·s_t at noise level s_t, which "
-            "sets the data consistency's weight from noise_std (auto: CT 8; 2 with mbir's TV "
-            "and with CG under a diffusion prior; MRI 0; 0: off)"
+            "ζ: the network estimate's modelled error ζ·s_t at noise level s_t, which sets the "
+            "data consistency's weight from noise_std (auto: CT 8, 2 for mbir and for CG with "
+            "a diffusion prior; MRI 0; 0: off)"
         ),
     )
     meta_step_start: float = setting(
