@@ -68,14 +68,16 @@ def main() -> None:
     base = reconstruct_measurement(m, args.method, settings | {"adapt_steps": 0}, seed=args.seed)
     b = score(base.volume, volume)
     print(f"without adaptation (adapt_steps 0): PSNR {b.psnr:.2f} dB, SSIM {b.ssim:.3f}")
+    adapted = band_errors(result.volume, volume)
     rings = {
-        "reference": band_errors(volume, volume).reference,
-        "error_adapted": band_errors(result.volume, volume).error,
+        "reference": adapted.reference,
+        "error_adapted": adapted.error,
         "error_without": band_errors(base.volume, volume).error,
         "change": band_errors(result.volume, base.volume).error,
     }
-    edges = band_errors(volume, volume).edges
-    print("| ring (cycles/pixel) | " + " | ".join(rings) + " |\n|---|---|---|---|---|")
+    edges = adapted.edges
+    print("| ring (cycles/pixel) | " + " | ".join(rings) + " |")
+    print("|---" * (len(rings) + 1) + "|")
     for k, edge in enumerate(edges):
         upper = f"{edges[k + 1]:g}" if k + 1 < len(edges) else ""
         values = " | ".join(f"{1e4 * v[k]:.4f}" for v in rings.values())
