@@ -249,12 +249,12 @@ def test_the_tv_consistency_weighs_tv_by_its_share_of_admm_tvs_own_weight() -> N
         p, op = _ct_problem(method="dds-tv", tv_share=share, prior_error=0.0)
         assert p.cfg.admm_lam is None
         got = p.consistency(rough, slice(None), "tv", 3)
-        lam = share * default_tv_weight(op, p.y, rough, p.norm, p.tv_noise)
+        lam = share * default_tv_weight(op, p.y, rough, p.norm, p.known_noise)
         expected = admm_tv(op, p.y, lam=lam, n_iter=3, n_cg=p.cfg.admm_cg, x0=rough, norm=p.norm)
         torch.testing.assert_close(got, expected)
         if share == 1.0:
             own = admm_tv(
-                op, p.y, n_iter=3, n_cg=p.cfg.admm_cg, x0=rough, norm=p.norm, noise_std=p.tv_noise
+                op, p.y, n_iter=3, n_cg=p.cfg.admm_cg, x0=rough, norm=p.norm, noise_std=p.known_noise
             )
             torch.testing.assert_close(got, own)
     auto = {m: _ct_problem(method=m)[0].cfg for m in ("dds", "dds-tv", "d3ip-mbir")}

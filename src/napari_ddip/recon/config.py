@@ -185,6 +185,14 @@ class ReconConfig:
             loss on all of it (None: 0 for CT; 0.25 for MRI, where the hard consistency
             makes ``A x̃₀ = y`` on the sampled k-space, so the paper's loss is zero whatever
             the LoRA and D3IP would sample as DDS at twice its time).
+        discrepancy: ``τ`` of Morozov's discrepancy principle: a LoRA's adaptation ends for
+            the rest of the run (sample and pass) at the first adaptation step whose loss is
+            at most ``τ`` times the share of it the measurement noise accounts for
+            (``Problem.noise_share``, ``m·σ²/‖y‖²``): below that the loss falls only by
+            fitting noise, and the data consistency alone gets there on 60-view CT with the
+            FFDNet prior within the first half of the horizon (BENCHMARKS "What the adaptation
+            changes"). Needs the noise (``Problem.known_noise``): estimated on CT, on MRI only
+            with ``noise_std``; 0: adapt at every step of the horizon, as the paper.
         t_min, t_max: adaptation horizon (adapt only for ``t_min ≤ t ≤ t_max``). ``t_min``
             is automatic: 20, and 600 with a denoiser prior (noise level ≥ 0.04 on the
             shipped geometric schedule), whose adapted LoRA acts only inside the horizon:
@@ -335,6 +343,15 @@ class ReconConfig:
             "fraction of the measurement entries left out of the adaptation's data "
             "consistency and scored by its loss (0: fit and score all of it, as the paper; "
             "auto: 0 CT, 0.25 MRI)"
+        ),
+    )
+    discrepancy: float | None = setting(
+        None,
+        NON_NEGATIVE,
+        ADAPTATION,
+        help=(
+            "τ: a LoRA stops adapting for the rest of the run once its loss is at most τ times "
+            "the noise's share of it (auto: 1; needs a known noise: CT or noise_std; 0: never)"
         ),
     )
     t_min: int | None = setting(
@@ -511,6 +528,7 @@ class ReconConfig:
             ),
             tv_share=self.tv_share or self.spec.consistency.tv_share,
             holdout=pick(self.holdout, 0.0, 0.25),
+            discrepancy=1.0 if self.discrepancy is None else self.discrepancy,
             renoise=pick(self.renoise, 1.0, 0.0 if denoiser else 1.0),
             t_min=self.t_min if self.t_min is not None else (600 if denoiser else 20),
             slice_batch=self.slice_batch or (64 if device_type == "cuda" else 8),

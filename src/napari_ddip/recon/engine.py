@@ -183,6 +183,12 @@ class _Clock:
             return left
         return (seconds + weight) / (cost + weight) * left
 
+    def drop(self, units: int, cost: float) -> None:
+        """Take ``units`` units of estimated ``cost`` seconds out of the run: work that will
+        not be done (adaptation ended by the discrepancy principle)."""
+        self.total -= units
+        self.total_cost -= cost
+
     def advance(self, cost: float, j: int, adapt: tuple[int, int] = (0, 0)) -> Progress:
         """One unit of estimated ``cost`` seconds done at sampling step ``j`` (0-based);
         ``adapt``: (step, of steps) of the adaptation it belongs to."""
@@ -241,6 +247,9 @@ class _Run:
         )
         self.warm = self._check_warm_start(warm_start)
         self.record: Adaptation = {}
+        #: The LoRAs whose adaptation the discrepancy principle ended: (sample, pass, slice
+        #: of a per-slice LoRA or None for the shared one).
+        self.explained: set[tuple[int | None, ...]] = set()
         self.shared_optimizer: torch.optim.Optimizer | None = None
         self.estimate = self.problem.pinv
         self.keys: tuple[int, ...] = (0, 0)  # (sample, pass)
@@ -623,15 +632,19 @@ class _Run:
         on the held-out entries of a DC from the rest)
         over ``fixed`` slices (this rank's own LoRA) or over ``K`` slices drawn per step for
         the shared LoRA (split over the ranks, gradients summed); returns the mean loss (None
-        if L = 0)."""
+        if L = 0 or the LoRA's adaptation has ended). The first step whose loss the
+        measurement noise explains (:meth:`_explains_noise`) ends this LoRA's adaptation for
+        the rest of the run, before its update, and its work leaves the progress count."""
         assert self.lora is not None
         cfg = self.cfg
-        if cfg.adapt_steps == 0:
-            return None
         shared = fixed is None
+        lora_key = (*self.keys, None if shared else fixed.start)
+        if cfg.adapt_steps == 0 or lora_key in self.explained:
+            return None
         self.lora.train(True)
         opt = self._optimizer(carry=shared and cfg.keep_optimizer)
         losses, chosen = [], fixed
+        k = min(cfg.k_slices, self.n) if shared else 1
         try:
             for step in range(cfg.adapt_steps):
                 self._check_cancel()
@@ -640,6 +653,14 @@ class _Run:
                     seed = int(torch.randint(2**62, (1,), generator=self._gen(*keys)))
                     chosen = self._choose_slices(np.random.default_rng(seed))
                 loss, mine, estimate = self._adaptation_loss(x, t, chosen, keys, shared)
+                value = self.group.sum_(loss.detach().clone()) if shared else loss.detach()
+                losses.append(value)
+                if self._explains_noise(float(value), chosen):
+                    self.explained.add(lora_key)
+                    later = sum(self._in_horizon(s) for s in self.timesteps[j + 1 :])
+                    units = cfg.adapt_steps - step + later * cfg.adapt_steps
+                    self.clock.drop(units, units * self.costs.adaptation(k))
+                    break
                 opt.zero_grad(set_to_none=True)
                 with tf32_switches(cfg.precision, self.dev):
                     loss.backward()
@@ -649,8 +670,6 @@ class _Run:
                             param.grad = torch.zeros_like(param)
                         self.group.sum_(param.grad)
                 opt.step()
-                losses.append(self.group.sum_(loss.detach()) if shared else loss.detach())
-                k = min(cfg.k_slices, self.n) if shared else 1
                 yield self.clock.advance(self.costs.adaptation(k), j, (step + 1, cfg.adapt_steps))
                 if not self.previewed and cfg.preview_every and mine:
                     # The run's first look comes here, not after the first step's L
@@ -664,6 +683,14 @@ class _Run:
         if report:
             yield Adapted(t, mean, _slice_tuple(chosen, self.n), tuple(values))
         return mean
+
+    def _explains_noise(self, loss: float, chosen: slice | torch.Tensor | None) -> bool:
+        """Whether an adaptation loss over slices ``chosen`` is down to ``discrepancy`` times
+        the measurement noise's share of it (Morozov's discrepancy principle): a lower loss
+        would fit noise (never where the noise is unknown, or with ``discrepancy`` 0)."""
+        assert chosen is not None
+        floor = self.problem.noise_share(chosen, self.cfg.holdout > 0)
+        return floor is not None and loss <= self.cfg.discrepancy * floor
 
     def _optimizer(self, carry: bool) -> torch.optim.Optimizer:
         """AdamW over the LoRA: the run's shared one if ``carry`` (created on first use), else

@@ -50,8 +50,10 @@ class Problem:
             tv = tv_noise(op, y, cfg.noise_std)
             #: The measurement noise's standard deviation in the prior's units.
             self.noise = (estimate_noise_std(y) if tv is None else tv) / self.scale
-            #: The noise the TV weight follows (``solvers.classical.tv_noise``).
-            self.tv_noise = None if tv is None else self.noise
+            #: The measurement noise where it is known, given or estimated from a sinogram
+            #: (``solvers.classical.tv_noise``; None for k-space without ``noise_std``): what
+            #: the TV weight and the adaptation's discrepancy stop follow.
+            self.known_noise = None if tv is None else self.noise
         #: The adaptation's split of the measurement entries (``holdout``): the operator its
         #: data consistency fits and the one its loss scores; the whole measurement for both
         #: without a hold-out.
@@ -156,7 +158,7 @@ class Problem:
             weight = self.proximal_weight(level, fixed)
             lam = cfg.admm_lam
             if lam is None:
-                lam = cfg.tv_share * default_tv_weight(op, y, x0, self.norm, self.tv_noise)
+                lam = cfg.tv_share * default_tv_weight(op, y, x0, self.norm, self.known_noise)
             return admm_tv(
                 op,
                 y,
@@ -168,7 +170,7 @@ class Problem:
                 x0=x0,
                 norm=self.norm,
                 anchor=0.0 if weight is None else 1 / weight,
-                noise_std=self.tv_noise,
+                noise_std=self.known_noise,
             )
         raise ValueError(f"unknown data consistency {mode!r}")
 
@@ -187,6 +189,20 @@ class Problem:
         residual = op.forward(x) - y
         norm = y.abs().pow(2).sum() if denominator is None else denominator
         return residual.abs().pow(2).sum() / norm.clamp_min(1e-12)
+
+    def noise_share(self, slices: slice | torch.Tensor, scored: bool = False) -> float | None:
+        """The share of ``‖y‖²`` over slices ``slices`` that the measurement noise is expected
+        to hold, ``m·σ²/‖y‖²`` (``scored``: over the adaptation's held-out entries): ``m``
+        the measured entries (non-zero; unsampled k-space is exactly 0), ``σ``
+        :attr:`known_noise` (``E|n|² = σ²`` per entry, real or complex). The value of
+        :meth:`relative_loss` at the true image, in expectation, and so the level below which
+        a lower loss only fits noise (Morozov's discrepancy principle). None where the noise
+        is not known."""
+        if self.known_noise is None:
+            return None
+        y = self.measured(slices, scored)
+        energy = y.abs().pow(2).sum().clamp_min(1e-12)
+        return float(torch.count_nonzero(y) * self.known_noise**2 / energy)
 
     def measured(self, slices: slice | torch.Tensor, scored: bool = False) -> torch.Tensor:
         """``y`` of slices ``slices``; ``scored``: its held-out entries only (zeros elsewhere)."""
