@@ -5,8 +5,10 @@ Runs one adaptive method on the MNI152 slab of ``recon_table.py`` and records ev
 the adaptation loss ``‖y − A·DC(x̂₀(θ))‖² / ‖y‖²``. Printed per timestep: the loss at the first
 and the last of the ``L`` steps and the relative drop; saved as JSON with the PSNR of the
 result, and the noise floor ``‖y − y_clean‖² / ‖y‖²`` (the same measurement simulated without
-noise): a loss at or below it is fitting the measurement's noise. A small drop means the LoRA
-can barely change what the measurement sees after data consistency. D3IP draws K new slices
+noise): a loss at or below it is fitting the measurement's noise. Beside it the floor that
+the engine's discrepancy stop estimates from the measurement alone (``discrepancy``; with
+``--set discrepancy=0`` the adaptation runs through the whole horizon). A small drop means
+the LoRA can barely change what the measurement sees after data consistency. D3IP draws K new slices
 at every step; with ``--set k_slices=`` the slice count every step sees the same slices, so
 the first and last values compare like with like (and with the noise floor).
 
@@ -26,11 +28,24 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from napari_ddip.methods import parse_settings, reconstruct_measurement
+from napari_ddip.io import Measurement
+from napari_ddip.methods import Request, parse_settings, prepare, reconstruct_measurement
 from napari_ddip.metrics import band_errors, score
+from napari_ddip.operators import operator_from_measurement
 from napari_ddip.recon import Adapted
+from napari_ddip.recon.problem import Problem
 from recon_table import measurement, reference_volume
+
+
+def estimated_floor(m: Measurement, request: Request) -> float | None:
+    """The noise's share of the loss over every slice as the engine estimates it for the
+    discrepancy stop (``Problem.noise_share``; None where the noise is not known)."""
+    assert request.config is not None
+    cfg = request.config.resolved(m.kind, "cpu")
+    problem = Problem(operator_from_measurement(m), torch.as_tensor(m.data), cfg)
+    return problem.noise_share(slice(None))
 
 
 def main() -> None:
@@ -52,6 +67,9 @@ def main() -> None:
     clean = measurement(volume, args.modality, 8.0, args.seed, noise=0.0).data
     floor = float(np.sum(np.abs(m.data - clean) ** 2) / np.sum(np.abs(m.data) ** 2))
     print(f"noise floor of the loss: {floor:.3e}")
+    estimated = estimated_floor(m, prepare(m, args.method, overrides))
+    if estimated is not None:
+        print(f"the floor the discrepancy stop estimates (all slices): {estimated:.3e}")
     steps = []
     print("| t | first | last | drop |\n|---|---|---|---|")
 
@@ -90,9 +108,12 @@ def main() -> None:
         "psnr": s.psnr,
         "ssim": s.ssim,
         "noise_floor": floor,
+        "estimated_noise_floor": estimated,
         "without_adaptation": {"psnr": b.psnr, "ssim": b.ssim},
         "rings": {"edges": edges, **rings},
     }
+    horizon = result.metadata["settings"]
+    print(f"adapted at {len(steps)} timesteps (t {horizon['t_min']}–{horizon['t_max']})")
     path.write_text(json.dumps(record | {"steps": steps}, indent=2))
     print(f"wrote {path}")
 

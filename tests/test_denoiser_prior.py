@@ -254,7 +254,13 @@ def test_the_tv_consistency_weighs_tv_by_its_share_of_admm_tvs_own_weight() -> N
         torch.testing.assert_close(got, expected)
         if share == 1.0:
             own = admm_tv(
-                op, p.y, n_iter=3, n_cg=p.cfg.admm_cg, x0=rough, norm=p.norm, noise_std=p.known_noise
+                op,
+                p.y,
+                n_iter=3,
+                n_cg=p.cfg.admm_cg,
+                x0=rough,
+                norm=p.norm,
+                noise_std=p.known_noise,
             )
             torch.testing.assert_close(got, own)
     auto = {m: _ct_problem(method=m)[0].cfg for m in ("dds", "dds-tv", "d3ip-mbir")}

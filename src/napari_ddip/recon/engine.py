@@ -689,6 +689,8 @@ class _Run:
         the measurement noise's share of it (Morozov's discrepancy principle): a lower loss
         would fit noise (never where the noise is unknown, or with ``discrepancy`` 0)."""
         assert chosen is not None
+        if not self.cfg.discrepancy:
+            return False
         floor = self.problem.noise_share(chosen, self.cfg.holdout > 0)
         return floor is not None and loss <= self.cfg.discrepancy * floor
 
