@@ -112,7 +112,7 @@ def main() -> None:
         "without_adaptation": {"psnr": b.psnr, "ssim": b.ssim},
         "rings": {"edges": edges, **rings},
     }
-    horizon = result.metadata["settings"]
+    horizon = result.provenance["settings"]
     print(f"adapted at {len(steps)} timesteps (t {horizon['t_min']}–{horizon['t_max']})")
     path.write_text(json.dumps(record | {"steps": steps}, indent=2))
     print(f"wrote {path}")
