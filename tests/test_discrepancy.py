@@ -100,3 +100,17 @@ def test_the_stop_leaves_the_adaptation_before_it_unchanged() -> None:
     first_below = int(np.argmax(losses <= np.sort(losses)[len(losses) // 2]))
     assert len(values) == first_below + 1 < len(losses)
     np.testing.assert_allclose(values, losses[: first_below + 1], rtol=1e-5)
+
+
+def test_the_estimate_is_an_upper_bound_where_the_adaptation_may_stop() -> None:
+    def started(modality: str, method: str, **settings) -> Started:
+        y, op, _, _ = _measured(modality, 0.05)
+        cfg = ReconConfig(method=method, nfe=2, preview_every=0, **settings)
+        return next(reconstruct(y, op, cfg, prior=tiny_prior()))
+
+    assert started("ct", "d3ip").upper_bound  # the sinogram's noise is estimated
+    assert not started("ct", "d3ip", discrepancy=0.0).upper_bound
+    assert not started("ct", "dds").upper_bound  # nothing adapts
+    assert not started("mri", "d3ip").upper_bound  # k-space: the noise is not known
+    assert started("mri", "d3ip", noise_std=0.1).upper_bound
+

@@ -169,7 +169,7 @@ def test_the_command_line_takes_a_preset_and_prints_the_estimate(
     assert settings["nfe"] == 2  # --set wins
     assert settings["adapt_steps"] == 3 and settings["k_slices"] == 2  # the preset's
     err = capsys.readouterr().err
-    estimate = [line for line in err.splitlines() if line.startswith("d3ip: about ")]
+    estimate = [line for line in err.splitlines() if line.startswith("d3ip: at most ")]
     assert len(estimate) == 1 and "on cpu: 4 slices, NFE 2, L 3, K 2" in estimate[0], err
     assert "step 2/2 · 0:00 left" in err
     assert main([*argv, "--preset", "fast", *given]) == 2

@@ -174,7 +174,7 @@ def test_a_preset_sets_the_fields_and_the_run_shows_its_estimate_and_steps(
     _run_and_wait(qtbot, widget)
     settings = viewer.layers["ct [d3ip]"].metadata[META_KEY]["provenance"]["settings"]
     assert settings["nfe"] == 2 and settings["adapt_steps"] == 3 and settings["k_slices"] == 2
-    assert widget.panel.note.value.startswith("about ")
+    assert widget.panel.note.value.startswith("at most ")  # CT: the adaptation may stop early
     assert widget.panel.note.value.endswith("on cpu: 4 slices, NFE 2, L 3, K 2")
     assert words[0][2] is not None  # the bar has a time left from the start
     assert [w[4] for w in words[1:4]] == [f"step 1/2 · adaptation {a}/3" for a in (1, 2, 3)]

@@ -372,7 +372,17 @@ class _Run:
     def events(self) -> Iterator[Event]:
         cfg = self.cfg
         estimate = round(self.clock.total_cost, 3)
-        yield Started(cfg.method, self.n, self.clock.total, str(self.dev), cfg.to_dict(), estimate)
+        may_stop = self.lora is not None and bool(cfg.discrepancy)
+        may_stop = may_stop and self.problem.known_noise is not None and cfg.adapt_steps > 0
+        yield Started(
+            cfg.method,
+            self.n,
+            self.clock.total,
+            str(self.dev),
+            cfg.to_dict(),
+            estimate,
+            upper_bound=may_stop,
+        )
         start = time.perf_counter()
         self.clock.restart()
         partial, stats = False, _Moments()

@@ -25,6 +25,9 @@ class Started:
     device: str
     settings: dict[str, Any]
     estimate: float | None = None  # seconds the run should take (napari_ddip.recon.estimate)
+    #: ``total`` and ``estimate`` count every adaptation step, which the discrepancy stop
+    #: (``ReconConfig.discrepancy``) may end early: both are upper bounds.
+    upper_bound: bool = False
 
 
 @dataclass(frozen=True)
