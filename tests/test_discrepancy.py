@@ -113,4 +113,3 @@ def test_the_estimate_is_an_upper_bound_where_the_adaptation_may_stop() -> None:
     assert not started("ct", "dds").upper_bound  # nothing adapts
     assert not started("mri", "d3ip").upper_bound  # k-space: the noise is not known
     assert started("mri", "d3ip", noise_std=0.1).upper_bound
-
