@@ -14,12 +14,23 @@ import torch.multiprocessing as mp
 
 from napari_ddip.cli import main
 from napari_ddip.physics.ct import ParallelBeamCT
+from napari_ddip.physics.noise import add_gaussian_noise
 from napari_ddip.prior.phantoms import ellipsoid_volume
-from napari_ddip.recon import ReconConfig, reconstruct, run_to_end
+from napari_ddip.recon import Adapted, ReconConfig, reconstruct, run_to_end
 from napari_ddip.recon.distributed import Group, leave_process_group
 from tiny import tiny_prior
 
-METHODS = ("dds", "d3ip", "d3ip-mbir", "ddip")
+#: Each run's name → (method, its settings). ``d3ip-stopped`` measures with 5 % noise and a
+#: discrepancy τ that ends its adaptation in the second of three steps (its losses 0.97, 2.2,
+#: then 0.14 against τ times a noise share of about 1.3e-3, i.e. 0.4): every rank has to
+#: stop at the same step.
+RUNS = {
+    "dds": ("dds", {}),
+    "d3ip": ("d3ip", {}),
+    "d3ip-mbir": ("d3ip-mbir", {}),
+    "ddip": ("ddip", {}),
+    "d3ip-stopped": ("d3ip", {"discrepancy": 300.0}),
+}
 
 
 def _reconstruct_all(out_dir: str, rank: int) -> None:
@@ -27,11 +38,16 @@ def _reconstruct_all(out_dir: str, rank: int) -> None:
     prior = tiny_prior()
     volume = torch.from_numpy(ellipsoid_volume((6, 32, 32), seed=1))
     op = ParallelBeamCT(32, n_views=16)
-    y = op.forward(volume)
-    for method in METHODS:
-        cfg = ReconConfig(method=method, nfe=3, adapt_steps=2, k_slices=3, t_min=0, slice_batch=2)
-        result = run_to_end(reconstruct(y, op, cfg, prior=prior, device="cpu"))
-        np.save(f"{out_dir}/{method}_{rank}.npy", result.volume)
+    clean = op.forward(volume)
+    for name, (method, settings) in RUNS.items():
+        y = add_gaussian_noise(clean, 0.05, seed=0) if "discrepancy" in settings else clean
+        cfg = ReconConfig(
+            method=method, nfe=3, adapt_steps=2, k_slices=3, t_min=0, slice_batch=2, **settings
+        )
+        events = list(reconstruct(y, op, cfg, prior=prior, device="cpu"))
+        if "discrepancy" in settings:  # the stop came where the comment above says
+            assert [len(e.losses) for e in events if isinstance(e, Adapted)] == [2, 1]
+        np.save(f"{out_dir}/{name}_{rank}.npy", run_to_end(iter(events)).volume)
 
 
 def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
@@ -51,7 +67,7 @@ def test_group_shares_are_contiguous_and_cover_everything() -> None:
 def test_two_processes_reproduce_one(tmp_path) -> None:
     _reconstruct_all(str(tmp_path), rank=-1)
     mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
-    for method in METHODS:
+    for method in RUNS:
         single = np.load(tmp_path / f"{method}_-1.npy")
         for rank in (0, 1):
             parallel = np.load(tmp_path / f"{method}_{rank}.npy")
