@@ -57,6 +57,7 @@ def test_the_paper_preset_follows_the_modality() -> None:
         "nfe": 50,
         "timestep_power": 1.0,
         "k_slices": 3,
+        "discrepancy": 0.0,
         "adapt_steps": 10,
         "lr": 1e-3,
     }

@@ -357,7 +357,11 @@ def test_the_widget_and_the_command_line_record_the_same_provenance(
     widget = _reconstruct_widget(viewer, prior_path)
     _run_and_wait(qtbot, widget)
     from_cli = read_volume(out)
-    np.testing.assert_array_equal(widget.result.volume, from_cli.data)
+    # The same volume up to the order of floating-point sums: the widget computes in a worker
+    # thread, whose CPU thread pool depends on what ran before in the process (after the
+    # widget tests, differences of 1e-5 of the volume's range).
+    scale = float(np.abs(from_cli.data).max())
+    np.testing.assert_allclose(widget.result.volume, from_cli.data, rtol=0, atol=1e-5 * scale)
     time = {"created", "seconds"}
     cli = {k: v for k, v in from_cli.metadata.items() if k not in time | {"measurement_file"}}
     gui = json.loads(json.dumps(widget.result.provenance))  # as a file keeps it
