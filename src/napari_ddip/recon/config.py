@@ -190,9 +190,10 @@ class ReconConfig:
             at most ``τ`` times the share of it the measurement noise accounts for
             (``Problem.noise_share``, ``m·σ²/‖y‖²``): below that the loss falls only by
             fitting noise. On the MNI152 60-view CT of BENCHMARKS ("What the adaptation
-            changes") D3IP with FFDNet stops in the third of its twenty adapted steps with the
-            same result (35.59 dB) at 1.9× DDS's time instead of 6×; with the ellipse prior
-            after 9 of 11, keeping +0.06 of its +0.08 dB. Needs the noise
+            changes", all eight slices per step) D3IP with FFDNet stops in the third of its
+            twenty adapted steps with the same result (35.59 dB), with the ellipse prior
+            after 9 of 11, keeping +0.06 of its +0.08 dB; at the defaults D3IP takes 1.9× DDS's
+            time there instead of 6×. Needs the noise
             (``Problem.known_noise``): estimated on CT, on MRI only with ``noise_std``; 0:
             adapt at every step of the horizon, as the paper.
         t_min, t_max: adaptation horizon (adapt only for ``t_min ≤ t ≤ t_max``). ``t_min``
