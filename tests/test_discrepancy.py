@@ -8,11 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from napari_ddip.cli import main
+from napari_ddip.io import Measurement, save_measurement
 from napari_ddip.physics.ct import ParallelBeamCT
 from napari_ddip.physics.masks import uniform1d_mask
 from napari_ddip.physics.mri import MRIOperator
 from napari_ddip.physics.noise import add_complex_gaussian_noise, add_gaussian_noise
 from napari_ddip.prior.phantoms import ellipsoid_volume
+from napari_ddip.prior.weights import save_prior
 from napari_ddip.recon import Adapted, Progress, ReconConfig, Started, reconstruct
 from napari_ddip.recon.problem import Problem
 from tiny import tiny_prior
@@ -78,11 +81,12 @@ def test_a_loss_down_to_the_noise_ends_the_adaptation(modality) -> None:
     # τ 0: every step of the horizon adapts L times, as the paper.
     adapted, progress, total = _run(modality, discrepancy=0.0)
     assert [len(e.losses) for e in adapted] == [3] * 4 and progress[-1].step == total
+    assert not any(e.ended for e in adapted)
     # τ so large that an early loss is below it (the tiny random prior's first x̂₀ is far
     # off): no adaptation after it, and the progress count loses that work (it still ends at
     # its total).
     adapted, progress, total = _run(modality, discrepancy=1e12)
-    assert len(adapted) == 1
+    assert len(adapted) == 1 and adapted[0].ended
     assert progress[-1].step == progress[-1].total < total
     assert [p.step for p in progress] == list(range(1, progress[-1].total + 1))
 
@@ -109,7 +113,23 @@ def test_the_estimate_is_an_upper_bound_where_the_adaptation_may_stop() -> None:
         return next(reconstruct(y, op, cfg, prior=tiny_prior()))
 
     assert started("ct", "d3ip").upper_bound  # the sinogram's noise is estimated
+    y, op, _, _ = _measured("ct", 0.0)  # noise-free: the estimate is 0, nothing to stop at
+    cfg = ReconConfig(method="d3ip", nfe=2, preview_every=0)
+    assert not next(reconstruct(y, op, cfg, prior=tiny_prior())).upper_bound
     assert not started("ct", "d3ip", discrepancy=0.0).upper_bound
     assert not started("ct", "dds").upper_bound  # nothing adapts
     assert not started("mri", "d3ip").upper_bound  # k-space: the noise is not known
     assert started("mri", "d3ip", noise_std=0.1).upper_bound
+
+
+def test_the_command_line_says_where_the_adaptation_ended(tmp_path, capsys) -> None:
+    y, op, _, _ = _measured("ct", 0.05)
+    save_measurement(tmp_path / "ct.npz", Measurement("ct", y.numpy(), op.geometry()))
+    prior = save_prior(tiny_prior(), tmp_path / "tiny")
+    argv = ["reconstruct", str(tmp_path / "ct.npz"), str(tmp_path / "r.tif"), "--method", "d3ip"]
+    given = ["--set", f"prior={prior}", "--set", "nfe=3", "--set", "t_min=0"]
+    assert main([*argv, *given, "--set", "discrepancy=1e12"]) == 0
+    err = capsys.readouterr().err
+    assert "d3ip: adaptation ended at t = " in err and "reached the measurement's noise" in err
+    assert main([*argv, *given, "--set", "discrepancy=0", "--overwrite"]) == 0
+    assert "adaptation ended" not in capsys.readouterr().err

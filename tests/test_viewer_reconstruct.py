@@ -156,6 +156,7 @@ def test_a_preset_sets_the_fields_and_the_run_shows_its_estimate_and_steps(
     assert basic["nfe"].value == 50 and basic["adapt_steps"].value == "10"
     assert basic["k_slices"].value == 3 and basic["lr"].value == "0.001"
     assert advanced["timestep_power"].value == "1.0" and widget.slices.value == "all"
+    assert advanced["discrepancy"].value == "0.0"  # the paper adapts every step
     widget.preset.value = "standard"  # back to the shipped defaults
     assert basic["adapt_steps"].value == "auto" and basic["lr"].value == "auto"
     assert advanced["timestep_power"].value == "auto"
@@ -174,11 +175,19 @@ def test_a_preset_sets_the_fields_and_the_run_shows_its_estimate_and_steps(
     _run_and_wait(qtbot, widget)
     settings = viewer.layers["ct [d3ip]"].metadata[META_KEY]["provenance"]["settings"]
     assert settings["nfe"] == 2 and settings["adapt_steps"] == 3 and settings["k_slices"] == 2
-    assert widget.panel.note.value.startswith("at most ")  # CT: the adaptation may stop early
+    assert widget.panel.note.value.startswith("about ")  # noise-free: no discrepancy stop
     assert widget.panel.note.value.endswith("on cpu: 4 slices, NFE 2, L 3, K 2")
     assert words[0][2] is not None  # the bar has a time left from the start
     assert [w[4] for w in words[1:4]] == [f"step 1/2 · adaptation {a}/3" for a in (1, 2, 3)]
     assert words[-1][4] == "step 2/2"
+    # With a noise given (the sinogram has none) and a τ that the tiny prior's first loss is
+    # below, the estimate is an upper bound, the adaptation ends and the status says so.
+    advanced["noise_std"].value = "0.01"
+    advanced["discrepancy"].value = "1e30"
+    words.clear()
+    _run_and_wait(qtbot, widget)
+    assert widget.panel.note.value.startswith("at most ")
+    assert any("adaptation ended at t = " in w[3] for w in words), words
 
 
 def _meta(layer) -> dict:

@@ -442,15 +442,19 @@ def progress_bar(desc: str, quiet: bool = False) -> Iterator[OnEvent]:
     first (one line, :func:`~napari_ddip.run_time.estimate_text`, with advice where it is
     long), then the bar, which appears at the first step (so an error raised before any work
     is done prints alone) and says where the run is in words of its settings
-    (:meth:`~napari_ddip.recon.Progress.describe`) and the time left (``quiet``: neither)."""
-    from napari_ddip.run_time import estimate_text, format_seconds, is_long
+    (:meth:`~napari_ddip.recon.Progress.describe`) and the time left, and a line where the
+    adaptation ends at the measurement's noise (``quiet``: none of them)."""
+    from napari_ddip.run_time import ended_text, estimate_text, format_seconds, is_long
 
     bars: list[tqdm] = []
     form = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
 
     def on_event(event: Any) -> None:
+        from napari_ddip.recon import Adapted, Started
         from napari_ddip.recon import Progress as ProgressEvent
-        from napari_ddip.recon import Started
+
+        if isinstance(event, Adapted) and event.ended and not quiet:
+            tqdm.write(f"{desc}: {ended_text(event)}", file=sys.stderr)
 
         if isinstance(event, Started) and event.estimate is not None and not quiet:
             line = f"{desc}: {estimate_text(event, METHODS[event.method].diffusion)}"

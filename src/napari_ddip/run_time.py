@@ -1,4 +1,5 @@
-"""The time a run will take, in words for the command line and the Reconstruct widget."""
+"""The time a run will take and where its adaptation ended, in words for the command line and
+the Reconstruct widget."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from napari_ddip.recon.diffusion_methods import DiffusionMethod
-    from napari_ddip.recon.events import Started
+    from napari_ddip.recon.events import Adapted, Started
 
 #: A run estimated longer than this (seconds) comes with a warning and the advice of a preset.
 LONG_RUN_SECONDS = 180.0
@@ -33,6 +34,12 @@ def estimate_text(started: Started, spec: DiffusionMethod) -> str:
     seconds = format_seconds(started.estimate or 0.0)
     bound = "at most" if started.upper_bound else "about"
     return f"{bound} {seconds} on {started.device}: {', '.join(words)}"
+
+
+def ended_text(adapted: Adapted) -> str:
+    """``adaptation ended at t = 940: its loss reached the measurement's noise``: what an
+    :class:`~napari_ddip.recon.Adapted` event with ``ended`` says."""
+    return f"adaptation ended at t = {adapted.t}: its loss reached the measurement's noise"
 
 
 def is_long(seconds: float) -> bool:

@@ -372,8 +372,9 @@ class _Run:
     def events(self) -> Iterator[Event]:
         cfg = self.cfg
         estimate = round(self.clock.total_cost, 3)
-        may_stop = self.lora is not None and bool(cfg.discrepancy)
-        may_stop = may_stop and self.problem.known_noise is not None and cfg.adapt_steps > 0
+        # The stop can act where something adapts and the noise is known and not zero.
+        may_stop = self.lora is not None and cfg.adapt_steps > 0 and bool(cfg.discrepancy)
+        may_stop = may_stop and bool(self.problem.known_noise)
         yield Started(
             cfg.method,
             self.n,
@@ -653,7 +654,7 @@ class _Run:
             return None
         self.lora.train(True)
         opt = self._optimizer(carry=shared and cfg.keep_optimizer)
-        losses, chosen = [], fixed
+        losses, chosen, ended = [], fixed, False
         k = min(cfg.k_slices, self.n) if shared else 1
         try:
             for step in range(cfg.adapt_steps):
@@ -666,6 +667,7 @@ class _Run:
                 value = self.group.sum_(loss.detach().clone()) if shared else loss.detach()
                 losses.append(value)
                 if self._explains_noise(float(value), chosen):
+                    ended = True
                     self.explained.add(lora_key)
                     later = sum(self._in_horizon(s) for s in self.timesteps[j + 1 :])
                     units = cfg.adapt_steps - step + later * cfg.adapt_steps
@@ -691,7 +693,7 @@ class _Run:
         values = torch.stack(losses).tolist()
         mean = float(np.mean(values))
         if report:
-            yield Adapted(t, mean, _slice_tuple(chosen, self.n), tuple(values))
+            yield Adapted(t, mean, _slice_tuple(chosen, self.n), tuple(values), ended)
         return mean
 
     def _explains_noise(self, loss: float, chosen: slice | torch.Tensor | None) -> bool:

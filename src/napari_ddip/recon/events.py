@@ -67,12 +67,14 @@ class Progress:
 class Adapted:
     """Adaptation at sampling step ``t``: the mean relative measurement loss
     ``‖A x̃₀ − y‖² / ‖y‖²``, the slices of the last step, and the loss of every step (for
-    per-slice methods: every slice's mean)."""
+    per-slice methods: every slice's mean); ``ended``: the shared LoRA's last loss reached
+    the measurement's noise, and it adapts no further (the discrepancy stop)."""
 
     t: int
     loss: float
     slices: tuple[int, ...]
     losses: tuple[float, ...] = ()
+    ended: bool = False
 
 
 @dataclass(frozen=True)

@@ -249,6 +249,7 @@ class ReconstructWidget(Container):
 
     def _on_event(self, name: str, place: dict[str, Any], run: _RunState, event: Any) -> None:
         from napari_ddip.recon import Adapted, Preview, Progress, Started
+        from napari_ddip.run_time import ended_text
 
         if isinstance(event, Started):
             run.device, run.total, run.n_slices = event.device, event.total, event.n_slices
@@ -260,6 +261,8 @@ class ReconstructWidget(Container):
             self.panel.show_progress(event.step, event.total, event.eta, status, words)
         elif isinstance(event, Adapted):
             run.loss = event.loss
+            if event.ended:
+                run.ended = ended_text(event)
         elif isinstance(event, Preview):
             shown = f"{name} preview"
             earlier = self._viewer.layers[shown].data if shown in self._viewer.layers else None
@@ -336,11 +339,13 @@ class _RunState:
     step: int = 0
     total: int = 0
     n_slices: int = 0
+    ended: str = ""  # where the adaptation ended at the measurement's noise, in words
 
     def status(self, phase: str) -> str:
-        """``<phase> on <device>[ · loss <loss>]``."""
+        """``<phase> on <device>[ · loss <loss>][ · adaptation ended at …]``."""
         loss = "" if self.loss is None else f" · loss {self.loss:.3g}"
-        return f"{phase} on {self.device}{loss}"
+        ended = f" · {self.ended}" if self.ended else ""
+        return f"{phase} on {self.device}{loss}{ended}"
 
 
 def _file_edit(label: str, mode: str, tooltip: str) -> FileEdit:
