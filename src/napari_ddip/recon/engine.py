@@ -247,6 +247,14 @@ class _Run:
         )
         self.warm = self._check_warm_start(warm_start)
         self.record: Adaptation = {}
+        #: Whether the discrepancy stop can act: something adapts, and the noise is known and
+        #: not zero (a noise-free simulated sinogram estimates exactly 0).
+        self.stops_at_noise = bool(
+            self.lora is not None
+            and self.cfg.adapt_steps
+            and self.cfg.discrepancy
+            and self.problem.known_noise
+        )
         #: The LoRAs whose adaptation the discrepancy principle ended: (sample, pass, slice
         #: of a per-slice LoRA or None for the shared one).
         self.explained: set[tuple[int | None, ...]] = set()
@@ -372,9 +380,6 @@ class _Run:
     def events(self) -> Iterator[Event]:
         cfg = self.cfg
         estimate = round(self.clock.total_cost, 3)
-        # The stop can act where something adapts and the noise is known and not zero.
-        may_stop = self.lora is not None and cfg.adapt_steps > 0 and bool(cfg.discrepancy)
-        may_stop = may_stop and bool(self.problem.known_noise)
         yield Started(
             cfg.method,
             self.n,
@@ -382,7 +387,7 @@ class _Run:
             str(self.dev),
             cfg.to_dict(),
             estimate,
-            upper_bound=may_stop,
+            upper_bound=self.stops_at_noise,
         )
         start = time.perf_counter()
         self.clock.restart()
@@ -699,9 +704,9 @@ class _Run:
     def _explains_noise(self, loss: float, chosen: slice | torch.Tensor | None) -> bool:
         """Whether an adaptation loss over slices ``chosen`` is down to ``discrepancy`` times
         the measurement noise's share of it (Morozov's discrepancy principle): a lower loss
-        would fit noise (never where the noise is unknown, or with ``discrepancy`` 0)."""
+        would fit noise (never where :attr:`stops_at_noise` is false)."""
         assert chosen is not None
-        if not self.cfg.discrepancy:
+        if not self.stops_at_noise:
             return False
         floor = self.problem.noise_share(chosen, self.cfg.holdout > 0)
         return floor is not None and loss <= self.cfg.discrepancy * floor
