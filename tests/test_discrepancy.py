@@ -97,8 +97,8 @@ def test_the_stop_leaves_the_adaptation_before_it_unchanged() -> None:
     full, _, _ = _run("ct", discrepancy=0.0, k_slices=4)
     losses = np.array([v for e in full for v in e.losses])
     y, op, _, sigma = _measured("ct", 0.05)
-    share = Problem(op, y, ReconConfig(method="d3ip", noise_std=sigma).resolved("ct", "cpu"))
-    tau = float(np.sort(losses)[len(losses) // 2]) / share.noise_share(slice(None))
+    problem = Problem(op, y, ReconConfig(method="d3ip", noise_std=sigma).resolved("ct", "cpu"))
+    tau = float(np.sort(losses)[len(losses) // 2]) / problem.noise_share(slice(None))
     cut, _, _ = _run("ct", discrepancy=tau, k_slices=4)
     values = [v for e in cut for v in e.losses]
     first_below = int(np.argmax(losses <= np.sort(losses)[len(losses) // 2]))
