@@ -1,14 +1,23 @@
 """Network precision of a reconstruction: resolution per device, the TF32 switches, and a
-bfloat16 run that really runs the network in bfloat16 and stays close to float32."""
+bfloat16 run that really runs the network in bfloat16 (in float32 at the low noise levels
+bfloat16 cannot resolve) and stays close to float32."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 from napari_ddip.physics.ct import ParallelBeamCT
-from napari_ddip.precision import network_precision, resolve_precision
+from napari_ddip.precision import (
+    BF16_MIN_LEVEL,
+    cpu_has_bf16,
+    network_precision,
+    pass_precision,
+    resolve_precision,
+)
 from napari_ddip.prior.phantoms import ellipsoid_volume
 from napari_ddip.recon import ReconConfig, reconstruct, run_to_end
 from tiny import tiny_prior
@@ -43,13 +52,43 @@ def test_tf32_switches_are_set_inside_and_restored_after(precision) -> None:
             f.allow_tf32 = value
 
 
+def test_bf16_passes_below_the_level_floor_run_in_fp32_and_other_precisions_stay() -> None:
+    assert pass_precision("bf16", BF16_MIN_LEVEL) == "bf16"
+    assert pass_precision("bf16", 0.5) == "bf16"
+    assert pass_precision("bf16", BF16_MIN_LEVEL / 2) == "fp32"
+    for precision in ("fp32", "tf32"):
+        assert pass_precision(precision, 0.001) == pass_precision(precision, 0.5) == precision
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_bfloat16_instructions_warns(monkeypatch, native) -> None:
+    capabilities = {"avx2": True, "avx512_bf16": native, "amx_bf16": False}
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities, raising=False)
+    assert cpu_has_bf16() is native
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert resolve_precision("bf16", "cpu") == "bf16"
+        resolve_precision("bf16", "cuda")  # neither of these two warns
+        resolve_precision("fp32", "cpu")
+    assert [str(w.message).split(":")[0] for w in caught] == (
+        [] if native else ["this CPU has no bfloat16 instructions (AVX512-BF16, AMX or Arm BF16)"]
+    )
+
+
 def test_bf16_runs_the_network_in_bf16_and_stays_close_to_fp32() -> None:
     volume = ellipsoid_volume((4, 32, 32), seed=1)
     op = ParallelBeamCT(32, n_views=16)
     y = op.forward(torch.from_numpy(volume))
     prior = tiny_prior()
-    dtypes: set[torch.dtype] = set()
-    prior.net.stem.register_forward_hook(lambda _m, _i, out: dtypes.add(out.dtype))
+    passes: list[tuple[float, torch.dtype]] = []  # (noise level, dtype) of each network pass
+    stem: list[torch.dtype] = []
+
+    def record_pass(_m, inputs: tuple[torch.Tensor, torch.Tensor], _out) -> None:
+        levels = {prior.schedule.level(int(t)) for t in inputs[1].flatten()}
+        passes.extend((s, stem[-1]) for s in levels)
+
+    prior.net.stem.register_forward_hook(lambda _m, _i, out: stem.append(out.dtype))
+    prior.net.register_forward_hook(record_pass)
 
     def run(precision: str) -> np.ndarray:
         cfg = ReconConfig(
@@ -60,10 +99,13 @@ def test_bf16_runs_the_network_in_bf16_and_stays_close_to_fp32() -> None:
         return finished.volume
 
     full = run("fp32")
-    assert dtypes == {torch.float32}
-    dtypes.clear()
+    assert {dtype for _, dtype in passes} == {torch.float32}
+    passes.clear()
     half = run("bf16")
-    assert dtypes == {torch.bfloat16}
+    # The sampler's last steps sit below the floor, its first ones (and the adaptation's
+    # horizon, here all of it) above.
+    assert {s < BF16_MIN_LEVEL for s, _ in passes} == {True, False}
+    assert all((dtype == torch.bfloat16) == (s >= BF16_MIN_LEVEL) for s, dtype in passes)
     assert half.dtype == np.float32 and np.isfinite(half).all()
     relative = np.linalg.norm(half - full) / np.linalg.norm(full)
     assert 0 < relative < 0.05

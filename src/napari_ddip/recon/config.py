@@ -246,8 +246,8 @@ class ReconConfig:
             network call, on the CPU their patches go through the network in cache-sized
             chunks (``napari_ddip.prior.model.CPU_PIXELS_PER_CALL``).
         precision: arithmetic of the network passes, one of ``auto`` (TF32 on CUDA, float32
-            elsewhere), ``fp32``, ``tf32`` (CUDA) or ``bf16`` (see
-            :mod:`napari_ddip.precision`).
+            elsewhere), ``fp32``, ``tf32`` (CUDA) or ``bf16`` (float32 at noise levels below
+            ``BF16_MIN_LEVEL``; see :mod:`napari_ddip.precision`).
         preview_every: yield a preview every this many sampling steps (0: never; None:
             ``max(1, nfe // 8)``, so the first comes within the first eighth of the run).
         samples: posterior samples; more than one gives their mean and per-voxel std (D3IP
@@ -476,7 +476,8 @@ class ReconConfig:
     precision: str = setting(
         "auto",
         help=(
-            "network arithmetic: auto (TF32 on a GPU, float32 on the CPU), fp32, tf32 (GPU) or bf16"
+            "network arithmetic: auto (TF32 on a GPU, float32 on the CPU), fp32, tf32 (GPU) or "
+            "bf16 (float32 at the lowest noise levels)"
         ),
     )
     preview_every: int | None = setting(

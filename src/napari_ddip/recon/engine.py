@@ -38,7 +38,7 @@ from torch.nn.utils import parametrize
 
 from napari_ddip.device import available_device
 from napari_ddip.physics.operator import LinearOperator
-from napari_ddip.precision import network_precision, tf32_switches
+from napari_ddip.precision import network_precision, pass_precision, tf32_switches
 from napari_ddip.prior.denoiser import DenoiserPrior
 from napari_ddip.prior.symmetry import ensemble_mean
 from napari_ddip.prior.weights import Prior, load_prior
@@ -507,13 +507,15 @@ class _Run:
 
     # -- network passes -------------------------------------------------------------------
     def _eps(self, x: torch.Tensor, t: int, generator: torch.Generator) -> torch.Tensor:
-        """``ε̂`` (float32) of prior-space slices ``x`` at ``t`` in the run's precision,
-        averaged over ``ensemble`` symmetries of the slices (:func:`ensemble_mean`)."""
+        """``ε̂`` (float32) of prior-space slices ``x`` at ``t`` in the run's precision
+        (:func:`pass_precision`: ``bf16`` only at noise levels where bfloat16 resolves the
+        image), averaged over ``ensemble`` symmetries of the slices (:func:`ensemble_mean`)."""
 
         def eps(v: torch.Tensor) -> torch.Tensor:
             return self.prior.eps(v, t, generator).float()
 
-        with network_precision(self.cfg.precision, self.dev):
+        precision = pass_precision(self.cfg.precision, self.prior.schedule.level(t))
+        with network_precision(precision, self.dev):
             return ensemble_mean(eps, x, self.cfg.ensemble)
 
     def _sampling_eps(self, x: torch.Tensor, t: int, generator: torch.Generator) -> torch.Tensor:
