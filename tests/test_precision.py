@@ -102,8 +102,8 @@ def test_bf16_runs_the_network_in_bf16_and_stays_close_to_fp32() -> None:
     assert {dtype for _, dtype in passes} == {torch.float32}
     passes.clear()
     half = run("bf16")
-    # The sampler's last steps sit below the floor, its first ones (and the adaptation's
-    # horizon, here all of it) above.
+    # The sampler's last steps sit below the floor and its first ones above; the adaptation's
+    # passes (t_min 0: at every step) follow the same rule.
     assert {s < BF16_MIN_LEVEL for s, _ in passes} == {True, False}
     assert all((dtype == torch.bfloat16) == (s >= BF16_MIN_LEVEL) for s, dtype in passes)
     assert half.dtype == np.float32 and np.isfinite(half).all()
