@@ -10,7 +10,8 @@ import pytest
 import tifffile
 import torch
 
-from napari_ddip.cli import main
+import napari_ddip.precision
+from napari_ddip.cli import _one_line_warnings, main
 from napari_ddip.io import read_volume
 
 
@@ -25,6 +26,16 @@ def _evaluate(capsys, recon, reference) -> dict:
     capsys.readouterr()
     assert main(["evaluate", str(recon), "--reference", str(reference), "--json"]) == 0
     return json.loads(capsys.readouterr().out)
+
+
+def test_the_package_s_own_warnings_print_as_one_line_others_as_python_does(capsys) -> None:
+    shown = []
+    show = _one_line_warnings(lambda *args, **kwargs: shown.append(args))
+    own, foreign = napari_ddip.precision.__file__, torch.__file__
+    show(UserWarning("bf16 network passes are emulated"), UserWarning, own, 60)
+    show(UserWarning("something in torch"), UserWarning, foreign, 1)
+    assert capsys.readouterr().err == "napari-ddip: warning: bf16 network passes are emulated\n"
+    assert len(shown) == 1 and shown[0][2] == foreign
 
 
 @pytest.mark.parametrize(

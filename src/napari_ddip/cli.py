@@ -537,14 +537,18 @@ def _add_training_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _one_line_warnings(default: Callable[..., None]) -> Callable[..., None]:
-    """A ``warnings.showwarning`` that prints an :class:`InputWarning` as one ``napari-ddip:
-    warning: ...`` line and leaves other warnings to ``default``."""
+    """A ``warnings.showwarning`` that prints an :class:`InputWarning`, and any warning raised
+    by this package's own code (``precision=bf16`` on a CPU without bfloat16, say), as one
+    ``napari-ddip: warning: ...`` line and leaves other warnings to ``default``."""
+    package = Path(__file__).resolve().parent
 
-    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-        if issubclass(category, InputWarning):
+    def show(
+        message: Warning | str, category: type[Warning], filename: str, *args: Any, **kwargs: Any
+    ) -> None:
+        if issubclass(category, InputWarning) or Path(filename).resolve().is_relative_to(package):
             print(f"{PROG}: warning: {message}", file=sys.stderr)
         else:
-            default(message, category, *args, **kwargs)
+            default(message, category, filename, *args, **kwargs)
 
     return show
 
