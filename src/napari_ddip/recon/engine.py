@@ -661,7 +661,7 @@ class _Run:
             return None
         self.lora.train(True)
         opt = self._optimizer(carry=shared and cfg.keep_optimizer)
-        losses, chosen, ended = [], fixed, False
+        losses, chosen = [], fixed
         k = min(cfg.k_slices, self.n) if shared else 1
         try:
             for step in range(cfg.adapt_steps):
@@ -674,7 +674,6 @@ class _Run:
                 value = self.group.sum_(loss.detach().clone()) if shared else loss.detach()
                 losses.append(value)
                 if self._explains_noise(float(value), chosen):
-                    ended = True
                     self.explained.add(lora_key)
                     later = sum(self._in_horizon(s) for s in self.timesteps[j + 1 :])
                     units = cfg.adapt_steps - step + later * cfg.adapt_steps
@@ -700,6 +699,7 @@ class _Run:
         values = torch.stack(losses).tolist()
         mean = float(np.mean(values))
         if report:
+            ended = lora_key in self.explained  # only this call can have put it there
             yield Adapted(t, mean, _slice_tuple(chosen, self.n), tuple(values), ended)
         return mean
 
