@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--prior", default="ffdnet-color")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--tag", default="", help="suffix of the JSON file name")
     args = parser.parse_args()
     scores = level_scores(args.prior, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -73,7 +74,7 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}",
     }
-    (args.out / "bf16_levels.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / f"bf16_levels{args.tag}.json").write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

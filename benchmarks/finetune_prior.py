@@ -13,7 +13,8 @@ training score rises much more than the held-out one.
     python benchmarks/finetune_prior.py --prior ffdnet-color \
         --out benchmarks/results/finetune-ffdnet --work runs/finetune-ffdnet
 
-``--scan b0`` fine-tunes instead on the last two of the ten slices of dipy's b0 scan (one real
+``--precision bf16`` fine-tunes in bfloat16 (BENCHMARKS, "Training in bf16"). ``--scan b0``
+fine-tunes instead on the last two of the ten slices of dipy's b0 scan (one real
 subject) and holds out the other eight (the slices ``quality_table.py`` reconstructs): slices
 of the very scan to be reconstructed, about 32 mm apart.
 """
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/finetune-mni"), help="run folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scan", choices=SCANS, default="mni", help="the slices (docstring)")
+    parser.add_argument("--precision", default="fp32", help="finetune-prior's --precision")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -65,7 +67,8 @@ def main() -> None:
     command = [
         sys.executable, "-m", "napari_ddip", "finetune-prior", str(images),
         "--out", str(args.work), "--name", name, "--prior", args.prior,
-        "--steps", str(args.steps), "--lr", args.lr, "--device", "cpu", "--quiet",
+        "--steps", str(args.steps), "--lr", args.lr, "--precision", args.precision,
+        "--device", "cpu", "--quiet",
     ]  # fmt: skip
     subprocess.run(command, check=True)
     tuned_path = args.work / f"{name}.safetensors"

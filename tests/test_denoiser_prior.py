@@ -406,6 +406,43 @@ def test_fine_tuning_a_denoiser_prior_lowers_its_denoising_loss(tmp_path) -> Non
     assert "Licence: MIT (test), as the base prior" in card and "6 user images" in card
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_bf16_fine_tuning_runs_the_rows_below_the_level_floor_in_fp32(
+    tmp_path, monkeypatch, precision
+) -> None:
+    """As in a reconstruction, a training row at a noise level below ``BF16_MIN_LEVEL`` runs
+    in float32: its noise (down to 0.001) is smaller than bfloat16's rounding of the image.
+    Recorded per network pass: the rows' levels and whether bfloat16 autocast was on."""
+    from napari_ddip.precision import BF16_MIN_LEVEL
+    from napari_ddip.prior.train import images_from_arrays, train_prior
+    from tiny import tiny_train_config
+
+    base = tmp_path / "base.safetensors"
+    _tiny_denoiser_prior(base)
+    passes: list[tuple[list[float], bool]] = []
+    training_output = DenoiserPrior.training_output
+
+    def record(self, noisy, t):
+        passes.append(([self.schedule.level(int(i)) for i in t], torch.is_autocast_enabled("cpu")))
+        return training_output(self, noisy, t)
+
+    monkeypatch.setattr(DenoiserPrior, "training_output", record)
+    images = images_from_arrays([_phantom(4, 32, seed=6)])
+    cfg = tiny_train_config(3, batch_size=16, patch_sizes=(32,), patch_probs=(1.0,))
+    path = train_prior(replace(cfg, precision=precision), tmp_path / "ft", "cpu", images, base)
+    levels = [s for rows, _ in passes for s in rows]
+    assert len(levels) == 3 * 16 and {s < BF16_MIN_LEVEL for s in levels} == {True, False}
+    if precision == "fp32":  # one float32 pass per step
+        assert len(passes) == 3 and not any(bf16 for _, bf16 in passes)
+    else:  # per step a bfloat16 pass above the floor and a float32 one below
+        assert len(passes) == 6
+        assert all(bf16 == (min(rows) >= BF16_MIN_LEVEL) for rows, bf16 in passes)
+        assert all(bf16 == (max(rows) >= BF16_MIN_LEVEL) for rows, bf16 in passes)
+    losses = [float(row.split(",")[1]) for row in (tmp_path / "ft" / "loss.csv").read_text()
+              .splitlines()[1:]]  # fmt: skip
+    assert np.isfinite(losses).all() and load_prior(path).config == load_prior(base).config
+
+
 def test_fine_tuning_leaves_the_learning_rate_to_the_kind_of_base_prior(tmp_path) -> None:
     import json
 

@@ -4,11 +4,11 @@
   otherwise use by default).
 - ``tf32``: float32 storage, TensorFloat-32 matrix products and convolutions (CUDA only).
 - ``bf16``: autocast of the network to bfloat16 (CPU or CUDA); its output is cast back to
-  float32 before the sampler and the data consistency, which always run in float32. A
-  reconstruction's passes at noise levels below :data:`BF16_MIN_LEVEL` run in ``fp32``
-  (:func:`pass_precision`). In training the weights, their gradients, the optimiser and the
-  EMA stay float32 (mixed precision); only the forward and backward passes of the network
-  run in bfloat16.
+  float32 before the sampler and the data consistency, which always run in float32. Network
+  passes at noise levels below :data:`BF16_MIN_LEVEL` run in ``fp32`` (:func:`pass_precision`;
+  in training, the rows of a batch drawn at such levels). In training the weights, their
+  gradients, the optimiser and the EMA stay float32 (mixed precision); only the forward and
+  backward passes of the network run in bfloat16.
 - ``auto``: ``tf32`` on CUDA, ``fp32`` elsewhere.
 
 The TF32 switches are process-wide torch flags: :func:`network_precision` (forward passes) and
@@ -27,11 +27,14 @@ import torch
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 
 #: The lowest noise level ``s_t`` (the network's image units, images of order 1) at which a
-#: reconstruction's network pass runs in bfloat16. bfloat16 keeps 8 significant bits, a
-#: rounding error of up to 2⁻⁹ of a value: near the image's peak about 0.002, the size of
-#: the noise the last steps remove. One-step denoising of MNI152 slices with ``ffdnet-color``
-#: in bfloat16 loses 5.2 / 2.2 / 0.35 / 0.15 / 0.08 dB against float32 at s = 0.001 / 0.003 /
-#: 0.01 / 0.02 / 0.03 (``benchmarks/bf16_levels.py``; BENCHMARKS, "precision=bf16").
+#: network pass runs in bfloat16 (a reconstruction's pass; in training, a row of the batch).
+#: bfloat16 keeps 8 significant bits, a rounding error of up to 2⁻⁹ of a value: near the
+#: image's peak about 0.002, the size of the noise the last steps remove. One-step denoising
+#: of MNI152 slices with ``ffdnet-color`` in bfloat16 loses 5.2 / 2.2 / 0.35 / 0.15 / 0.08 dB
+#: against float32 at s = 0.001 / 0.003 / 0.01 / 0.02 / 0.03, and fine-tuning it on ten MNI152
+#: slices with every row in bfloat16 costs its float32 denoising 2.6 / 1.6 dB at s = 0.001 /
+#: 0.003 (``benchmarks/bf16_levels.py``, ``benchmarks/finetune_prior.py``; BENCHMARKS,
+#: "precision=bf16", "Training in bf16").
 BF16_MIN_LEVEL = 0.02
 
 

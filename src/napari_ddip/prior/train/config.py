@@ -105,7 +105,8 @@ class TrainConfig:
     precision: str = _setting(
         "auto",
         "network passes: auto (tf32 on CUDA, fp32 on the CPU), fp32, tf32 or bf16 (mixed "
-        "precision: float32 weights and optimiser)",
+        "precision: float32 weights and optimiser, and float32 passes at the lowest noise "
+        "levels)",
         choices=PRECISIONS,
     )
     extra: dict = field(default_factory=dict)

@@ -24,7 +24,12 @@ import numpy as np
 import torch
 
 from napari_ddip.device import available_device, to_device
-from napari_ddip.precision import network_precision, resolve_precision, tf32_switches
+from napari_ddip.precision import (
+    network_precision,
+    pass_precision,
+    resolve_precision,
+    tf32_switches,
+)
 from napari_ddip.prior.denoiser import DenoiserPrior
 from napari_ddip.prior.ema import EMA
 from napari_ddip.prior.model import DiffusionPrior, PriorConfig
@@ -190,17 +195,16 @@ class _Run:
         state.pool.refresh()
         x = training_batch(state.pool, cfg, state.generator)  # cut on the pool's device
         gen = state.generator
-        t = training_timesteps(x.shape[0], prior.schedule.n_steps, cfg.timestep_power, gen)
-        t = to_device(t, dev)
+        t_host = training_timesteps(x.shape[0], prior.schedule.n_steps, cfg.timestep_power, gen)
+        t = to_device(t_host, dev)
         noise = to_device(torch.randn(x[:, :1].shape, generator=gen), dev)
         ab = self.alpha_bar[t][:, None, None, None]
         std = self.noise_std[t][:, None, None, None]
         x0 = x[:, :1] * prior.schedule.data_scale  # the network's units
         noisy = torch.cat([ab.sqrt() * x0 + std * noise, x[:, 1:]], dim=1)
         target = prior.target(x0, noise, ab)
-        with network_precision(self.precision, dev):
-            prediction = prior.training_output(noisy, t)
-        loss = torch.nn.functional.mse_loss(prediction.float(), target)
+        prediction = self._prediction(noisy, t, t_host)
+        loss = torch.nn.functional.mse_loss(prediction, target)
         state.optimizer.zero_grad(set_to_none=True)
         with tf32_switches(self.precision, dev):
             loss.backward()
@@ -210,6 +214,24 @@ class _Run:
         state.optimizer.step()
         state.ema.update(prior.net)
         return loss
+
+    def _prediction(
+        self, noisy: torch.Tensor, t: torch.Tensor, t_host: torch.Tensor
+    ) -> torch.Tensor:
+        """The network's training output (float32) for ``noisy (B, C, P, P)`` at timesteps
+        ``t (B,)`` (``t_host``: the same on the CPU). Each row runs in its pass precision, as
+        in a reconstruction (:func:`~napari_ddip.precision.pass_precision`): under ``bf16``
+        the rows whose noise level is below ``BF16_MIN_LEVEL`` go through a second, float32
+        pass, so that bfloat16's rounding, as large as their noise, is not learnt as part of
+        it (the loss weights a denoiser prior's error by ``1/s_t²``)."""
+        levels = self.state.prior.schedule.levels[t_host].tolist()
+        kinds = [pass_precision(self.precision, level) for level in levels]
+        prediction = torch.empty((noisy.shape[0], 1, *noisy.shape[2:]), device=self.device)
+        for kind in sorted(set(kinds)):
+            rows = torch.tensor([k == kind for k in kinds], device=self.device)
+            with network_precision(kind, self.device):
+                prediction[rows] = self.state.prior.training_output(noisy[rows], t[rows]).float()
+        return prediction
 
     def _log(self, step: int, loss: float, seconds: float) -> None:
         """Append a row to the loss log."""
