@@ -46,8 +46,8 @@ from napari_ddip.recon.adaptation import Adaptation, nearest_state
 from napari_ddip.recon.config import START_PER_ALIASING, ReconConfig
 from napari_ddip.recon.diffusion_methods import DIFFUSION_METHODS
 from napari_ddip.recon.distributed import current_group
-from napari_ddip.recon.estimate import UnitCosts, network_seconds, timed
-from napari_ddip.recon.events import Adapted, Event, Finished, Preview, Progress, Started
+from napari_ddip.recon.estimate import UnitCosts, WorkClock, network_seconds, timed
+from napari_ddip.recon.events import Adapted, Event, Finished, Preview, Started
 from napari_ddip.recon.lora import LoRA, LoRAState, interpolate_states
 from napari_ddip.recon.problem import Problem
 from napari_ddip.recon.sampler import dds_update, initial_state
@@ -158,50 +158,6 @@ def _with_autograd(events: Iterator[Event]) -> Iterator[Event]:
         events.close()
 
 
-class _Clock:
-    """Counts work units (network passes and adaptation steps) and their estimated cost in
-    seconds (:mod:`napari_ddip.recon.estimate`), and tells the time left: the estimated work
-    left at the rate measured since the first unit (which also warms up: not counted), with
-    the estimate's own rate (one second per estimated second) weighed as a tenth of the run;
-    up to the first unit, the estimate."""
-
-    def __init__(self, total: int, total_cost: float, nfe: int) -> None:
-        self.total, self.done, self.start = total, 0, time.perf_counter()
-        self.total_cost, self.done_cost = total_cost, 0.0
-        self.phase, self.nfe = "sampling", nfe
-        self.first = (0.0, 0.0)  # (elapsed, cost) at the end of the first unit
-
-    def restart(self) -> None:
-        """Count the elapsed time from now."""
-        self.start = time.perf_counter()
-
-    def eta(self, elapsed: float) -> float:
-        left = max(self.total_cost - self.done_cost, 0.0)
-        weight = 0.1 * self.total_cost
-        seconds, cost = elapsed - self.first[0], self.done_cost - self.first[1]
-        if self.done <= 1 or cost + weight <= 0:
-            return left
-        return (seconds + weight) / (cost + weight) * left
-
-    def drop(self, units: int, cost: float) -> None:
-        """Take ``units`` units of estimated ``cost`` seconds out of the run: work that will
-        not be done (adaptation ended by the discrepancy principle)."""
-        self.total -= units
-        self.total_cost -= cost
-
-    def advance(self, cost: float, j: int, adapt: tuple[int, int] = (0, 0)) -> Progress:
-        """One unit of estimated ``cost`` seconds done at sampling step ``j`` (0-based);
-        ``adapt``: (step, of steps) of the adaptation it belongs to."""
-        self.done += 1
-        self.done_cost += cost
-        elapsed = time.perf_counter() - self.start
-        if self.done == 1:
-            self.first = (elapsed, self.done_cost)
-        return Progress(
-            self.done, self.total, elapsed, self.eta(elapsed), self.phase, j + 1, self.nfe, *adapt
-        )
-
-
 class _Run:
     """One reconstruction: the state shared by the sampling loop and the adaptation steps.
 
@@ -266,7 +222,7 @@ class _Run:
         self.costs = self._unit_costs(self.prior_name if named else id(base))
         units = self._units(False) + (self.cfg.samples - 1) * self._units(True)
         cost = self._cost(False) + (self.cfg.samples - 1) * self._cost(True)
-        self.clock = _Clock(units, cost, self.cfg.nfe)
+        self.clock = WorkClock(units, cost, self.cfg.nfe)
 
     # -- bookkeeping ----------------------------------------------------------------------
     def _gen(self, *keys: object) -> torch.Generator:
