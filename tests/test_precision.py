@@ -17,6 +17,7 @@ from napari_ddip.precision import (
     network_precision,
     pass_precision,
     resolve_precision,
+    tf32_switches,
 )
 from napari_ddip.prior.phantoms import ellipsoid_volume
 from napari_ddip.recon import ReconConfig, reconstruct, run_to_end
@@ -37,16 +38,20 @@ def test_auto_is_tf32_on_cuda_and_fp32_elsewhere_and_tf32_needs_cuda() -> None:
         ReconConfig(precision="tf32").resolved("ct", "cpu")
 
 
-@pytest.mark.parametrize("precision", ["fp32", "tf32"])
-def test_tf32_switches_are_set_inside_and_restored_after(precision) -> None:
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
+@pytest.mark.parametrize("context", [network_precision, tf32_switches])
+def test_tf32_switches_are_set_inside_and_restored_after(context, precision) -> None:
+    """TF32 only for ``tf32``: the float32 parts of a bf16 run (its passes below the level
+    floor, their gradients) are as exact as an fp32 run's."""
     flags = (torch.backends.cuda.matmul, torch.backends.cudnn)
     saved = [f.allow_tf32 for f in flags]
+    allowed = precision == "tf32"
     try:
         for f in flags:
-            f.allow_tf32 = precision == "fp32"  # the opposite of what the context sets
-        with network_precision(precision, torch.device("cuda")):
-            assert [f.allow_tf32 for f in flags] == [precision == "tf32"] * 2
-        assert [f.allow_tf32 for f in flags] == [precision == "fp32"] * 2
+            f.allow_tf32 = not allowed  # the opposite of what the context sets
+        with context(precision, torch.device("cuda")):
+            assert [f.allow_tf32 for f in flags] == [allowed] * 2
+        assert [f.allow_tf32 for f in flags] == [not allowed] * 2
     finally:
         for f, value in zip(flags, saved, strict=True):
             f.allow_tf32 = value

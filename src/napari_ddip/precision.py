@@ -90,19 +90,21 @@ def network_precision(precision: str, device: torch.device) -> Iterator[None]:
     Backward passes go outside it (autocast is for forward passes only), under
     :func:`tf32_switches`.
     """
-    if precision == "bf16":
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            yield
-        return
     with tf32_switches(precision, device):
-        yield
+        if precision == "bf16":
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                yield
+        else:
+            yield
 
 
 @contextlib.contextmanager
 def tf32_switches(precision: str, device: torch.device) -> Iterator[None]:
     """On CUDA, allow TF32 in the enclosed float32 matrix products and convolutions for
-    ``tf32`` and forbid it for ``fp32``; elsewhere, and for ``bf16``, leave the flags alone."""
-    if device.type != "cuda" or precision == "bf16":
+    ``tf32`` and forbid it for ``fp32`` and ``bf16`` (whose float32 parts, such as the
+    gradients of the rows below :data:`BF16_MIN_LEVEL`, stay float32); elsewhere leave the
+    flags alone."""
+    if device.type != "cuda":
         yield
         return
     flags = (torch.backends.cuda.matmul, torch.backends.cudnn)
