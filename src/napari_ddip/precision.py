@@ -8,7 +8,8 @@
   passes at noise levels below :data:`BF16_MIN_LEVEL` run in ``fp32`` (:func:`pass_precision`;
   in training, the rows of a batch drawn at such levels). In training the weights, their
   gradients, the optimiser and the EMA stay float32 (mixed precision); only the forward and
-  backward passes of the network run in bfloat16.
+  backward passes of the network run in bfloat16. What stays float32 runs with TF32 off, as
+  under ``fp32``.
 - ``auto``: ``tf32`` on CUDA, ``fp32`` elsewhere.
 
 The TF32 switches are process-wide torch flags: :func:`network_precision` (forward passes) and
