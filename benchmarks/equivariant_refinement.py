@@ -16,8 +16,10 @@ directions the real scan missed. Per volume (CT, 60 views, 1 % noise, as ``quali
    reconstruction does to an image like this one.
 4. Output ``f(x₁)`` and its mean over the eight rotations and flips of each slice.
 
-Nothing of the reference enters 1–4; it only scores. Writes ``equivariant_<volume><tag>.json``
-(PSNR / SSIM of ``x₁``, ``f(x₁)`` and the flip-rotation mean; ``s₀``; seconds per phase).
+``--modality mri``: ×8 Poisson-disc k-space without noise; each rotated copy is measured under
+the measurement's own mask. Nothing of the reference enters 1–4; it only scores. Writes
+``equivariant_<volume><tag>.json`` (PSNR / SSIM of ``x₁``, ``f(x₁)`` and the flip-rotation
+mean; ``s₀``; seconds per phase).
 
     OMP_NUM_THREADS=1 python benchmarks/equivariant_refinement.py --volume mni152 \
         --out benchmarks/results/equivariant
@@ -39,7 +41,7 @@ from napari_ddip.methods import reconstruct_measurement
 from napari_ddip.metrics import score
 from napari_ddip.prior.denoiser import DenoiserPrior
 from napari_ddip.prior.weights import load_prior
-from napari_ddip.simulate import simulate_ct
+from napari_ddip.simulate import simulate_ct, simulate_mri
 from quality_table import VOLUMES, reference
 from recon_table import measurement
 
@@ -95,6 +97,7 @@ def fine_tune(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--volume", choices=VOLUMES, default="mni152")
+    parser.add_argument("--modality", choices=("ct", "mri"), default="ct")
     parser.add_argument("--method", default="dds-tv")
     parser.add_argument("--nfe", default="50")
     parser.add_argument("--angles", type=int, default=8)
@@ -108,14 +111,18 @@ def main() -> None:
     ref = reference(args.volume)
     seconds = {}
     start = time.perf_counter()
-    x1 = reconstruct_measurement(measurement(ref, "ct", 8.0, 0), args.method, settings).volume
+    m = measurement(ref, args.modality, 8.0, 0)
+    x1 = reconstruct_measurement(m, args.method, settings).volume
     seconds["reconstruction"] = time.perf_counter() - start
     start = time.perf_counter()
     inputs, targets = [], []
     for i in range(args.angles):
         degrees = 360.0 * (i + 0.5) / args.angles
         target = rotated(x1, degrees)
-        m = simulate_ct(target, n_views=60, noise=0.01, seed=1000 + i)
+        if args.modality == "ct":
+            m = simulate_ct(target, n_views=60, noise=0.01, seed=1000 + i)
+        else:  # the measurement's own mask (seed 0), no noise
+            m = simulate_mri(target, accel=8.0, mask="poisson", noise=0.0, seed=0)
         inputs.append(reconstruct_measurement(m, args.method, settings, seed=1 + i).volume)
         targets.append(target)
         print(f"rotation {degrees:g}°: {score(inputs[-1], target).psnr:.2f} dB", flush=True)
@@ -138,6 +145,7 @@ def main() -> None:
         print(f"{args.volume} {name}: {s.psnr:.2f} dB / SSIM {s.ssim:.4f}", flush=True)
     record = {
         "volume": args.volume,
+        "modality": args.modality,
         "method": args.method,
         "settings": vars(args) | {"out": str(args.out)},
         "level": level,
