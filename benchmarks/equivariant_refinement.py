@@ -40,6 +40,7 @@ from scipy.ndimage import rotate
 from napari_ddip.methods import reconstruct_measurement
 from napari_ddip.metrics import score
 from napari_ddip.prior.denoiser import DenoiserPrior
+from napari_ddip.prior.symmetry import ensemble_mean
 from napari_ddip.prior.weights import load_prior
 from napari_ddip.simulate import simulate_ct, simulate_mri
 from quality_table import VOLUMES, reference
@@ -52,19 +53,6 @@ def rotated(volume: np.ndarray, degrees: float) -> np.ndarray:
     """Each slice of ``volume (Z, N, N)`` rotated by ``degrees`` (cubic, zero outside)."""
     slices = [rotate(s, degrees, reshape=False, order=3, mode="constant") for s in volume]
     return np.clip(np.stack(slices), 0, None).astype(np.float32)
-
-
-def dihedral_mean(f, volume: np.ndarray) -> np.ndarray:
-    """The mean of ``f`` over the four rotations by 90° and their left–right flips."""
-    outs = []
-    for k in range(4):
-        for flip in (False, True):
-            v = np.rot90(volume, k, axes=(1, 2))
-            v = v[:, :, ::-1] if flip else v
-            out = f(np.ascontiguousarray(v))
-            out = out[:, :, ::-1] if flip else out
-            outs.append(np.rot90(out, -k, axes=(1, 2)))
-    return np.mean(outs, axis=0)
 
 
 def fine_tune(
@@ -136,11 +124,13 @@ def main() -> None:
     seconds["fine-tuning"] = time.perf_counter() - start
 
     @torch.no_grad()
-    def f(volume: np.ndarray) -> np.ndarray:
-        return prior.denoise(torch.from_numpy(volume), level).numpy()
+    def f(volume: torch.Tensor) -> torch.Tensor:
+        return prior.denoise(volume, level)
 
-    results = {"x1": score(x1, ref), "f(x1)": score(f(x1), ref)}
-    results["flip-rotation mean"] = score(dihedral_mean(f, x1), ref)
+    x1_t = torch.from_numpy(x1)
+    results = {"x1": score(x1, ref), "f(x1)": score(f(x1_t).numpy(), ref)}
+    # the eight rotations by 90° and flips (the package's orientation ensemble)
+    results["flip-rotation mean"] = score(ensemble_mean(f, x1_t, 8).numpy(), ref)
     for name, s in results.items():
         print(f"{args.volume} {name}: {s.psnr:.2f} dB / SSIM {s.ssim:.4f}", flush=True)
     record = {
