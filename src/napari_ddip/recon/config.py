@@ -252,6 +252,13 @@ class ReconConfig:
             ``max(1, nfe // 8)``, so the first comes within the first eighth of the run).
         samples: posterior samples; more than one gives their mean and per-voxel std (D3IP
             methods adapt once and reuse the shared LoRA for the further samples).
+        equivariant: ``N``, the rotations of the equivariant self-supervision that follows
+            the method (:mod:`napari_ddip.recon.equivariant`): the denoiser prior fine-tuned
+            to undo what the method does to ``N`` rotated copies of its reconstruction,
+            re-measured by the measurement's own operator, then applied to the
+            reconstruction; ``N + 1`` reconstructions in all (0: off; needs a denoiser
+            prior).
+        equivariant_steps: Adam steps of that fine-tuning.
         seed: seed of every random draw (noise, slices, patch offsets, LoRA init).
     """
 
@@ -492,6 +499,19 @@ class ReconConfig:
         help=(
             "posterior samples: more than one gives their mean and the per-voxel standard deviation"
         ),
+    )
+    equivariant: int = setting(
+        0,
+        COUNT,
+        help=(
+            "rotated, re-measured copies of the result that the denoiser prior is fine-tuned "
+            "on, then applied (0: off; each costs one more reconstruction)"
+        ),
+    )
+    equivariant_steps: int = setting(
+        300,
+        AT_LEAST_ONE,
+        help="Adam steps of the equivariant self-supervision's fine-tuning (8 patches of 64²)",
     )
     seed: int = 0
 

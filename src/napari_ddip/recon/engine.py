@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import threading
 import time
@@ -122,8 +123,20 @@ def reconstruct(
     if bad:
         raise ValueError(f"the measurement contains {bad} NaN/Inf value(s)")
 
+    op = operator.to(dev)
+
+    def run_events(measured: torch.Tensor, settings: ReconConfig) -> Iterator[Event]:
+        return _Run(measured, op, settings, prior, dev, cancel, warm_start).events()
+
     def run() -> Iterator[Event]:
-        yield from _Run(y.to(dev), operator.to(dev), cfg, prior, dev, cancel, warm_start).events()
+        if not cfg.equivariant:
+            yield from run_events(y.to(dev), cfg)
+            return
+        from napari_ddip.recon.equivariant import EquivariantRun
+
+        base = prior if isinstance(prior, torch.nn.Module) else load_prior(prior or cfg.prior)
+        stop = functools.partial(is_cancelled, cancel)
+        yield from EquivariantRun(y.to(dev), op, cfg, base, run_events, stop).events()
 
     yield from _with_autograd(run())
 

@@ -1,0 +1,151 @@
+"""Equivariant self-supervision (``ReconConfig.equivariant``): the rotation against exact
+answers, the simulated measurement's noise against its definition, the fine-tuning against
+its own loss, and a whole run's progress, provenance, cancellation and refusals."""
+
+from __future__ import annotations
+
+import copy
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from napari_ddip.io import InputError
+from napari_ddip.methods import reconstruct_measurement
+from napari_ddip.operators import operator_from_measurement
+from napari_ddip.physics.ct import ParallelBeamCT
+from napari_ddip.physics.masks import poisson_disc_mask
+from napari_ddip.physics.mri import MRIOperator
+from napari_ddip.prior.denoiser import DenoiserPrior
+from napari_ddip.prior.phantoms import ellipsoid_volume
+from napari_ddip.prior.weights import load_prior
+from napari_ddip.recon import Finished, Progress, ReconConfig, reconstruct
+from napari_ddip.recon.equivariant import (
+    fine_tune,
+    rotate_slices,
+    rotation_angles,
+    simulated_measurement,
+)
+from napari_ddip.simulate import simulate_ct, simulate_mri
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+#: A short run: 3 sampling steps, 2 rotations, 4 fine-tuning steps.
+SHORT = {"nfe": 3, "equivariant": 2, "equivariant_steps": 4}
+
+
+@pytest.fixture(scope="module")
+def ffdnet() -> DenoiserPrior:
+    prior = load_prior("ffdnet-color")
+    assert isinstance(prior, DenoiserPrior)
+    return prior
+
+
+@pytest.fixture(scope="module")
+def volume() -> np.ndarray:
+    return ellipsoid_volume((4, 32, 32), seed=3)[1:3]
+
+
+def test_rotations_lie_half_way_between_multiples_of_the_step() -> None:
+    assert rotation_angles(4) == [45.0, 135.0, 225.0, 315.0]
+    assert rotation_angles(8)[0] == 22.5
+
+
+def test_quarter_and_half_turns_are_exact_and_a_turn_and_back_keeps_a_smooth_slice() -> None:
+    x = torch.rand(2, 6, 6, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(rotate_slices(x, 90), torch.rot90(x, 1, (1, 2)))
+    torch.testing.assert_close(rotate_slices(x, -90), torch.rot90(x, -1, (1, 2)))
+    wide = torch.rand(1, 5, 8, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(rotate_slices(wide, 180), wide.flip(-1, -2))
+    # a centred Gaussian (σ 5 px) is its own rotation, to bicubic's error (1 % of the peak);
+    # an off-centre one moves where R(g) sends it
+    r = torch.arange(64.0) - 31.5
+    rows, cols = torch.meshgrid(r, r, indexing="ij")
+    centred = torch.exp(-(rows**2 + cols**2) / 50)[None]
+    assert (rotate_slices(centred, 30) - centred).abs().max() < 1e-2
+    blob = torch.exp(-((rows + 10) ** 2 + cols**2) / 50)[None]  # 10 px above the centre
+    moved = torch.exp(-(rows**2 + (cols + 10) ** 2) / 50)[None]  # 90° on: 10 px to the left
+    assert (rotate_slices(blob, 90) - moved).abs().max() < 1e-5
+    back = rotate_slices(rotate_slices(blob, 22.5), -22.5)
+    assert (back - blob).abs().max() < 1e-2
+
+
+def test_the_simulated_noise_has_the_requested_level_on_sinograms_and_on_measured_k_space() -> None:
+    image = torch.from_numpy(ellipsoid_volume((4, 32, 32), seed=0))
+    ct = ParallelBeamCT(32, n_views=30)
+    clean = ct.forward(image)
+    noisy = simulated_measurement(ct, image, 0.5, torch.Generator().manual_seed(0))
+    assert float((noisy - clean).std()) == pytest.approx(0.5, rel=0.05)
+    mask = torch.from_numpy(poisson_disc_mask((32, 32), 4.0, calib=(8, 8), seed=0))
+    mri = MRIOperator(mask)
+    k = simulated_measurement(mri, image, 0.1, torch.Generator().manual_seed(0))
+    noise = k - mri.forward(image.to(torch.complex64))
+    measured = mask.bool().expand_as(k)
+    assert torch.all(k[~measured] == 0)
+    assert float(noise[measured].abs().pow(2).mean().sqrt()) == pytest.approx(0.1, rel=0.05)
+    assert torch.equal(simulated_measurement(ct, image, 0.0, torch.Generator()), clean)
+
+
+def test_fine_tuning_lowers_its_loss_and_leaves_the_weights_frozen(ffdnet) -> None:
+    prior = copy.deepcopy(ffdnet)
+    targets = torch.from_numpy(ellipsoid_volume((6, 32, 32), seed=4))
+    blurred = torch.nn.functional.avg_pool2d(targets[:, None], 3, 1, 1)[:, 0]
+    losses = list(fine_tune(prior, blurred, targets, 0.02, 40, torch.Generator().manual_seed(0)))
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+    assert not any(p.requires_grad for p in prior.parameters())
+    pairs = zip(prior.parameters(), ffdnet.parameters(), strict=True)
+    assert all(not torch.equal(a, b) for a, b in pairs)
+
+
+def _run(measurement, settings, **kwargs):
+    events: list = []
+    result = reconstruct_measurement(measurement, "dds", settings, on_event=events.append, **kwargs)
+    return result, events
+
+
+def test_a_run_counts_all_its_work_and_records_the_self_supervision(volume) -> None:
+    m = simulate_ct(volume, n_views=20, noise=0.01, seed=0)
+    result, events = _run(m, SHORT)
+    progress = [e for e in events if isinstance(e, Progress)]
+    steps = [e.step for e in progress]
+    assert steps == list(range(1, len(steps) + 1))
+    assert {e.total for e in progress} == {steps[-1]}
+    phases = list(dict.fromkeys(e.phase for e in progress))
+    assert phases == ["sampling", "rotation 1/2", "rotation 2/2", "equivariant fine-tuning"]
+    assert progress[-1].describe() == "equivariant fine-tuning step 4/4"
+    record = result.provenance["equivariant"]
+    assert record["rotations"] == 2 and record["steps"] == 4 and record["done"]
+    assert record["level"] > 0 and record["noise_std"] > 0  # estimated from the sinogram
+    assert result.provenance["settings"]["equivariant"] == 2
+    base = reconstruct_measurement(m, "dds", {"nfe": 3})
+    assert not np.allclose(result.volume, base.volume)
+    assert result.volume.shape == base.volume.shape and np.isfinite(result.volume).all()
+
+
+def test_cancelled_during_fine_tuning_returns_the_unrefined_reconstruction(volume) -> None:
+    m = simulate_ct(volume, n_views=20, noise=0.01, seed=0)
+    stop = threading.Event()
+
+    def on_event(event) -> None:
+        if isinstance(event, Progress) and event.phase == "equivariant fine-tuning":
+            stop.set()
+
+    result = reconstruct_measurement(m, "dds", SHORT, cancel=stop, on_event=on_event)
+    base = reconstruct_measurement(m, "dds", {"nfe": 3})
+    assert result.partial and not result.provenance["equivariant"]["done"]
+    np.testing.assert_array_equal(result.volume, base.volume)
+
+
+def test_k_space_keeps_the_phase_of_the_first_reconstruction(volume) -> None:
+    m = simulate_mri(volume, accel=4.0, mask="poisson", noise=0.0, seed=0)
+    op = operator_from_measurement(m, "cpu")
+    cfg = ReconConfig(method="dds", **SHORT)
+    done = next(e for e in reconstruct(m.data, op, cfg, device="cpu") if isinstance(e, Finished))
+    assert done.metadata["equivariant"]["noise_std"] == 0  # k-space without noise_std
+    np.testing.assert_allclose(np.abs(done.complex_volume), done.volume, rtol=1e-5, atol=1e-6)
+
+
+def test_a_diffusion_prior_is_refused_with_the_priors_that_work(volume) -> None:
+    m = simulate_ct(volume, n_views=20, noise=0.01, seed=0)
+    with pytest.raises(InputError, match=r"needs a denoiser prior \(ffdnet-color"):
+        reconstruct_measurement(m, "dds", SHORT | {"prior": "default"})
