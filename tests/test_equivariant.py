@@ -20,13 +20,15 @@ from napari_ddip.physics.mri import MRIOperator
 from napari_ddip.prior.denoiser import DenoiserPrior
 from napari_ddip.prior.phantoms import ellipsoid_volume
 from napari_ddip.prior.weights import load_prior
-from napari_ddip.recon import Finished, Progress, ReconConfig, reconstruct
+from napari_ddip.recon import Finished, Progress, ReconConfig, Started, reconstruct
+from napari_ddip.recon.diffusion_methods import DIFFUSION_METHODS
 from napari_ddip.recon.equivariant import (
     fine_tune,
     rotate_slices,
     rotation_angles,
     simulated_measurement,
 )
+from napari_ddip.run_time import estimate_text
 from napari_ddip.simulate import simulate_ct, simulate_mri
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -106,7 +108,10 @@ def _run(measurement, settings, **kwargs):
 def test_a_run_counts_all_its_work_and_records_the_self_supervision(volume) -> None:
     m = simulate_ct(volume, n_views=20, noise=0.01, seed=0)
     result, events = _run(m, SHORT)
+    started = next(e for e in events if isinstance(e, Started))
+    assert estimate_text(started, DIFFUSION_METHODS["dds"]).endswith("2 equivariant rotations")
     progress = [e for e in events if isinstance(e, Progress)]
+    assert started.total == progress[-1].total
     steps = [e.step for e in progress]
     assert steps == list(range(1, len(steps) + 1))
     assert {e.total for e in progress} == {steps[-1]}

@@ -23,14 +23,16 @@ def format_seconds(seconds: float) -> str:
 def estimate_text(started: Started, spec: DiffusionMethod) -> str:
     """``about 1:05 on cpu: 4 slices, NFE 10, L 3, K 2``: the estimate of the run that
     ``started`` begins, with the settings it follows from (L where ``spec`` adapts, K where it
-    adapts a shared LoRA); ``at most`` instead of ``about`` where the adaptation may end
-    early (``Started.upper_bound``)."""
+    adapts a shared LoRA, the rotations of an equivariant self-supervision); ``at most``
+    instead of ``about`` where the adaptation may end early (``Started.upper_bound``)."""
     s, n = started.settings, started.n_slices
     words = [f"{n} slice{'s' if n != 1 else ''}", f"NFE {s['nfe']}"]
     if spec.adapts:
         words.append(f"L {s['adapt_steps']}")
     if spec.shared_lora:
         words.append(f"K {min(s['k_slices'], n)}")
+    if s.get("equivariant"):
+        words.append(f"{s['equivariant']} equivariant rotations")
     seconds = format_seconds(started.estimate or 0.0)
     bound = "at most" if started.upper_bound else "about"
     return f"{bound} {seconds} on {started.device}: {', '.join(words)}"
