@@ -190,6 +190,33 @@ def test_a_preset_sets_the_fields_and_the_run_shows_its_estimate_and_steps(
     assert any("adaptation ended at t = " in w[3] for w in words), words
 
 
+def test_an_equivariant_run_shows_its_rotations_and_fine_tuning_and_records_them(
+    viewer_with_ct, qtbot
+) -> None:
+    viewer = viewer_with_ct
+    widget = _dock(viewer, "Reconstruct")
+    widget.measurement.value = viewer.layers["ct"]
+    widget.method.value, widget.device.value = "dds", "cpu"
+    widget.prior.choice.value = "ffdnet-color"
+    widget.basic["nfe"].value = 2
+    widget.basic["equivariant"].value = 1
+    widget.advanced["equivariant_steps"].value = 2
+    words = []
+    show_progress = widget.panel.show_progress
+    widget.panel.show_progress = lambda *args: (words.append(args), show_progress(*args))
+    _run_and_wait(qtbot, widget)
+    assert widget.panel.note.value.endswith("NFE 2, 1 equivariant rotation")
+    assert [w[4] for w in words[-4:]] == [
+        "rotation 1/1 step 1/2",
+        "rotation 1/1 step 2/2",
+        "equivariant fine-tuning step 1/2",
+        "equivariant fine-tuning step 2/2",
+    ]
+    provenance = viewer.layers["ct [dds]"].metadata[META_KEY]["provenance"]
+    assert provenance["settings"]["equivariant"] == 1
+    assert provenance["equivariant"]["done"] and provenance["equivariant"]["level"] > 0
+
+
 def _meta(layer) -> dict:
     return {"name": layer.name, "scale": layer.scale, "metadata": layer.metadata}
 

@@ -32,7 +32,8 @@ def estimate_text(started: Started, spec: DiffusionMethod) -> str:
     if spec.shared_lora:
         words.append(f"K {min(s['k_slices'], n)}")
     if s.get("equivariant"):
-        words.append(f"{s['equivariant']} equivariant rotations")
+        rotations = s["equivariant"]
+        words.append(f"{rotations} equivariant rotation{'s' if rotations != 1 else ''}")
     seconds = format_seconds(started.estimate or 0.0)
     bound = "at most" if started.upper_bound else "about"
     return f"{bound} {seconds} on {started.device}: {', '.join(words)}"

@@ -54,9 +54,10 @@ if TYPE_CHECKING:
     from napari_ddip.methods import Method, Reconstruction
 
 #: Diffusion settings shown at once; the others are under "Advanced".
-BASIC = ("nfe", "adapt_steps", "k_slices", "lr")
+BASIC = ("nfe", "adapt_steps", "k_slices", "lr", "equivariant")
 LABELS = {
     "nfe": "NFE (steps)",
+    "equivariant": "equivariant rotations",
     "adapt_steps": "L (adapt steps)",
     "k_slices": "K (slices/step)",
     "lr": "learning rate",
