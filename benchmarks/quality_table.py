@@ -90,7 +90,9 @@ def run_cell(volume: str, modality: str, label: str, method: str, settings: dict
     result = reconstruct_measurement(m, method, settings, device="cpu", seed=0)
     seconds = time.perf_counter() - start
     s = score(result.volume, ref)
-    return {
+    # the equivariant self-supervision's record (noise, level), where it ran
+    extra = {k: result.provenance[k] for k in ("equivariant",) if k in result.provenance}
+    return extra | {
         "volume": volume,
         "modality": modality,
         "row": label,
