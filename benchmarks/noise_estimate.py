@@ -34,9 +34,7 @@ def main() -> None:
         sigma = float((y - op.forward(ref)).std())
         estimate = estimate_noise_std(y)
         matched = matched_noise(op, ref, y, torch.Generator().manual_seed(0))
-        print(
-            f"| {name} | {sigma:.4f} | {estimate:.4f} | {estimate / sigma:.2f} | {matched:.4f} |"
-        )
+        print(f"| {name} | {sigma:.4f} | {estimate:.4f} | {estimate / sigma:.2f} | {matched:.4f} |")
 
 
 if __name__ == "__main__":

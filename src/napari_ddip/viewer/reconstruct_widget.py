@@ -4,7 +4,7 @@ Every method runs through :func:`napari_ddip.methods.prepare` (checked when Run 
 and :func:`napari_ddip.methods.run` (in a thread), as on the command line. The form shows the
 settings the chosen method takes (its record in :data:`napari_ddip.methods.METHODS`), and
 for methods that can, files to warm-start from and to save the adaptation to (Advanced).
-A preset (:data:`napari_ddip.presets.PRESETS`: preview, standard, quality, paper) sets the
+A preset (:data:`napari_ddip.presets.PRESETS`: preview, standard, quality, best, paper) sets the
 diffusion fields to its values over the defaults (and the preview's middle slices); what the
 user types after wins. When a diffusion run starts, its estimated time
 (``napari_ddip.recon.estimate``) shows beside Run, with a warning where it is long.
