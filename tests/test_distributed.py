@@ -15,6 +15,8 @@ import torch.multiprocessing as mp
 from napari_ddip.cli import main
 from napari_ddip.physics.ct import ParallelBeamCT
 from napari_ddip.physics.noise import add_gaussian_noise
+from napari_ddip.prior.denoiser import DenoiserPrior, DenoiserPriorConfig
+from napari_ddip.prior.ffdnet import FFDNetConfig
 from napari_ddip.prior.phantoms import ellipsoid_volume
 from napari_ddip.recon import Adapted, ReconConfig, reconstruct, run_to_end
 from napari_ddip.recon.distributed import Group, leave_process_group
@@ -30,12 +32,20 @@ RUNS = {
     "d3ip-mbir": ("d3ip-mbir", {}),
     "ddip": ("ddip", {}),
     "d3ip-stopped": ("d3ip", {"discrepancy": 300.0}),
+    # with a tiny random denoiser prior: every rank reconstructs the rotated copies together
+    # and fine-tunes the same copy of the prior
+    "dds-equivariant": ("dds", {"equivariant": 2, "equivariant_steps": 3}),
 }
+
+
+def _tiny_denoiser() -> DenoiserPrior:
+    torch.manual_seed(0)
+    return DenoiserPrior(DenoiserPriorConfig(ffdnet=FFDNetConfig(width=16, depth=4))).eval()
 
 
 def _reconstruct_all(out_dir: str, rank: int) -> None:
     torch.set_num_threads(1)
-    prior = tiny_prior()
+    prior, denoiser = tiny_prior(), _tiny_denoiser()
     volume = torch.from_numpy(ellipsoid_volume((6, 32, 32), seed=1))
     op = ParallelBeamCT(32, n_views=16)
     clean = op.forward(volume)
@@ -44,7 +54,8 @@ def _reconstruct_all(out_dir: str, rank: int) -> None:
         cfg = ReconConfig(
             method=method, nfe=3, adapt_steps=2, k_slices=3, t_min=0, slice_batch=2, **settings
         )
-        events = list(reconstruct(y, op, cfg, prior=prior, device="cpu"))
+        chosen = denoiser if "equivariant" in settings else prior
+        events = list(reconstruct(y, op, cfg, prior=chosen, device="cpu"))
         if "discrepancy" in settings:  # the stop came where the comment above says
             assert [len(e.losses) for e in events if isinstance(e, Adapted)] == [2, 1]
         np.save(f"{out_dir}/{name}_{rank}.npy", run_to_end(iter(events)).volume)
