@@ -7,8 +7,9 @@ learning beyond the range space"): anatomy has no preferred in-plane orientation
 frequencies. The reconstruction ``x₁`` rotated by ``g`` is an image like the volume that the
 same scan measures in directions it missed, and reconstructing it shows what the method does
 to such an image, with the answer known. With ``N`` rotations ``g_i = 360°·(i + ½)/N``
-(none of them a multiple of 90°, which would leave a regular view set or a Cartesian mask
-the same; at ``N = 8`` each lies half-way between two views of a 60-view scan over 180°):
+(none of them a multiple of 90°, which maps a regular view set over 180° with an even
+number of views onto itself; at ``N = 8`` each lies half-way between two views of a 60-view
+scan):
 
 1. ``x₁``: the method's reconstruction of ``y``.
 2. For each ``g``: ``y_g = A T_g x₁ + n`` with the measurement's own operator ``A`` (geometry,
