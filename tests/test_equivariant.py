@@ -141,6 +141,15 @@ def test_a_run_counts_all_its_work_and_records_the_self_supervision(volume) -> N
     assert result.volume.shape == base.volume.shape and np.isfinite(result.volume).all()
 
 
+def test_with_two_samples_the_mean_is_refined_and_the_spread_kept(volume) -> None:
+    m = simulate_ct(volume, n_views=20, noise=0.01, seed=0)
+    plain = reconstruct_measurement(m, "dds", {"nfe": 3, "samples": 2})
+    refined = reconstruct_measurement(m, "dds", SHORT | {"samples": 2})
+    assert refined.provenance["equivariant"]["done"] and refined.provenance["samples"] == 2
+    np.testing.assert_array_equal(refined.std, plain.std)
+    assert not np.allclose(refined.volume, plain.volume)
+
+
 def test_cancelled_during_fine_tuning_returns_the_unrefined_reconstruction(volume) -> None:
     m = simulate_ct(volume, n_views=20, noise=0.01, seed=0)
     stop = threading.Event()
