@@ -16,6 +16,10 @@ the LoRA state comes from and which data consistency they use:
 - ``d3ip-meta``: pass 1 is ``d3ip`` with a Reptile step ``φ ← φ + ε(θ_L − φ)`` (``ε`` decaying
   linearly), recording ``φ_t``; pass 2 samples again where each slice fine-tunes from ``φ_t``.
 
+With ``equivariant`` > 0 any method's run is followed by the equivariant self-supervision of
+its prior (:class:`~napari_ddip.recon.equivariant.EquivariantRun`: rotated copies of the
+result reconstructed by this loop, one fine-tuning, one stream of events).
+
 Only the ``K`` slices of an adaptation step carry gradients, so adaptation memory does not grow
 with the number of slices (D3IP); the volume goes through the network ``slice_batch`` slices
 at a time.
