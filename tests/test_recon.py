@@ -27,7 +27,6 @@ from napari_ddip.recon import (
     reconstruct,
     run_to_end,
 )
-from napari_ddip.recon.estimate import _CALL_SECONDS
 from napari_ddip.recon.lora import LoRA, interpolate_states
 from napari_ddip.recon.problem import Problem
 from napari_ddip.recon.sampler import dds_update, initial_state, sample_unconditional, slerp
@@ -132,9 +131,6 @@ def _saved_bytes(n_slices: int, method: str) -> tuple[int, int]:
         return t
 
     cfg = ReconConfig(method=method, **FAST)
-    # every run times its own network calls (the cache of timings is keyed by the in-memory
-    # prior's id, which a later prior may reuse): the same work is counted in each run
-    _CALL_SECONDS.clear()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         result = run_to_end(reconstruct(y, op, cfg, prior=_prior()))
     return total, result.metadata["lora_parameters"]

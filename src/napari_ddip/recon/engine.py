@@ -128,9 +128,12 @@ def reconstruct(
         raise ValueError(f"the measurement contains {bad} NaN/Inf value(s)")
 
     op = operator.to(dev)
+    in_memory = isinstance(prior, torch.nn.Module)
+    base = prior if in_memory else load_prior(prior or cfg.prior)
+    name = None if in_memory else str(prior or cfg.prior)
 
     def run_events(measured: torch.Tensor, settings: ReconConfig) -> Iterator[Event]:
-        return _Run(measured, op, settings, prior, dev, cancel, warm_start).events()
+        return _Run(measured, op, settings, base, name, dev, cancel, warm_start).events()
 
     def run() -> Iterator[Event]:
         if not cfg.equivariant:
@@ -138,7 +141,6 @@ def reconstruct(
             return
         from napari_ddip.recon.equivariant import EquivariantRun
 
-        base = prior if isinstance(prior, torch.nn.Module) else load_prior(prior or cfg.prior)
         stop = functools.partial(is_cancelled, cancel)
         yield from EquivariantRun(y.to(dev), op, cfg, base, run_events, stop).events()
 
@@ -188,20 +190,19 @@ class _Run:
         y: torch.Tensor,
         op: LinearOperator,
         cfg: ReconConfig,
-        prior: Prior | str | Path | None,
+        base: Prior,
+        prior_name: str | None,
         dev: torch.device,
         cancel: Cancel,
         warm_start: Adaptation | None,
     ) -> None:
         self.group = current_group()
         self.kind = "mri" if op.is_complex else "ct"
-        base = prior if isinstance(prior, torch.nn.Module) else load_prior(prior or cfg.prior)
         denoiser = isinstance(base, DenoiserPrior)
         self.cfg = cfg.resolved(self.kind, dev.type, denoiser)
         self.spec = cfg.spec
         self.dev, self.cancel = dev, cancel
-        named = prior is None or not isinstance(prior, torch.nn.Module)
-        self.prior_name = str(prior or cfg.prior) if named else "in-memory prior"
+        self.prior_name = prior_name or "in-memory prior"
         self.prior = copy.deepcopy(base).to(dev).eval()
         self.schedule = self.prior.schedule
         self.problem = Problem(op, y, self.cfg)
@@ -236,7 +237,7 @@ class _Run:
         self.keys: tuple[int, ...] = (0, 0)  # (sample, pass)
         self.my_batches = self.group.share(self._batches())
         self.my_slices = [i for b in self.my_batches for i in range(b.start, b.stop)]
-        self.costs = self._unit_costs(self.prior_name if named else id(base))
+        self.costs = self._unit_costs(prior_name)
         units = self._units(False) + (self.cfg.samples - 1) * self._units(True)
         cost = self._cost(False) + (self.cfg.samples - 1) * self._cost(True)
         self.clock = WorkClock(units, cost, self.cfg.nfe)
@@ -287,11 +288,11 @@ class _Run:
             "reptile": per_slice + (0 if replay else d3ip),
         }[self.spec.adaptation]
 
-    def _unit_costs(self, prior_key: object) -> UnitCosts:
+    def _unit_costs(self, prior_key: str | None) -> UnitCosts:
         """Measured seconds of one network call on one slice (cached per ``prior_key``, ensemble,
-        device, slice shape and precision), of a sampling step's data consistency per slice,
-        and of an adaptation step on one slice (cached likewise); no random draw of the run is
-        touched."""
+        device, slice shape and precision; an in-memory prior, ``prior_key`` None, is timed
+        by every run), of a sampling step's data consistency per slice, and of an adaptation
+        step on one slice (cached likewise); no random draw of the run is touched."""
         p, cfg, dev = self.problem, self.cfg, self.dev
         x = torch.randn(p.to_prior(p.pinv[:1]).shape, generator=torch.Generator().manual_seed(0))
         x, t = x.to(dev), int(self.timesteps[len(self.timesteps) // 2])
@@ -300,7 +301,11 @@ class _Run:
             with torch.no_grad(), parametrize.cached():
                 self._eps(x, t, torch.Generator().manual_seed(0))
 
-        key = (prior_key, str(dev), tuple(x.shape), cfg.precision, cfg.ensemble)
+        key = (
+            None
+            if prior_key is None
+            else (prior_key, str(dev), tuple(x.shape), cfg.precision, cfg.ensemble)
+        )
         net = network_seconds(key, call, dev)
         consistency, level = self.spec.consistency, self.schedule.level(t)
         # on one batch (also a consistency that couples the slices: its cost grows with them)
@@ -323,7 +328,8 @@ class _Run:
             dc_key = (consistency.mode, cfg.cg_iters, cfg.admm_cg, cfg.ddnm_cg_iters)
             self.lora.train(True)
             try:
-                train = network_seconds((*key, *dc_key, "train"), train_call, dev)
+                train_key = None if key is None else (*key, *dc_key, "train")
+                train = network_seconds(train_key, train_call, dev)
             finally:
                 self.lora.train(False)
         return UnitCosts(net, dc / b, train, self.spec.guidance)

@@ -248,10 +248,12 @@ class EquivariantRun:
         fine-tuning step."""
         return round(self.first_units + len(self.angles) * self.rotated_units) + self.steps
 
-    def _eta(self, left_in_run: float | None, runs_left: int, steps_left: int) -> float | None:
+    def _eta(self, left_in_run: float | None, runs_left: int) -> float | None:
+        """Seconds left: of the current run, of ``runs_left`` rotated runs, of the
+        fine-tuning."""
         if left_in_run is None:
             return None
-        return left_in_run + runs_left * self.rotated_seconds + steps_left * self.step_seconds
+        return left_in_run + runs_left * self.rotated_seconds + self.steps * self.step_seconds
 
     def _progress(self, event: Progress, done: int, runs_left: int, phase: str) -> Progress:
         return dataclasses.replace(
@@ -259,7 +261,7 @@ class EquivariantRun:
             step=done + event.step,
             total=self.total,
             elapsed=time.perf_counter() - self.start,
-            eta=self._eta(event.eta, runs_left, self.steps),
+            eta=self._eta(event.eta, runs_left),
             phase=phase,
         )
 
@@ -298,7 +300,7 @@ class EquivariantRun:
                 self.rotated_seconds = (event.estimate or 0.0) / samples
                 estimate = None
                 if event.estimate is not None:
-                    estimate = round(event.estimate + self._eta(0.0, n, self.steps), 3)
+                    estimate = round(event.estimate + self._eta(0.0, n), 3)
                 yield dataclasses.replace(event, total=self.total, estimate=estimate)
             elif isinstance(event, Progress):  # the engine's total falls where work is dropped
                 self.first_units = event.total

@@ -45,9 +45,14 @@ def timed(call: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def network_seconds(key: Hashable, call: Callable[[], object], device: torch.device) -> float:
+def network_seconds(
+    key: Hashable | None, call: Callable[[], object], device: torch.device
+) -> float:
     """Seconds of one network call: measured by :func:`timed` once per ``key`` (prior,
-    device, slice shape, precision, …), then from memory."""
+    device, slice shape, precision, …), then from memory; ``key`` None: measured every time
+    (a prior with no name, whose object id a later prior could reuse)."""
+    if key is None:
+        return timed(call, device)
     if key not in _CALL_SECONDS:
         _CALL_SECONDS[key] = timed(call, device)
     return _CALL_SECONDS[key]
