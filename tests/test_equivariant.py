@@ -130,11 +130,18 @@ def test_a_run_counts_all_its_work_and_records_the_self_supervision(volume) -> N
     assert steps == list(range(1, len(steps) + 1))
     assert {e.total for e in progress} == {steps[-1]}
     phases = list(dict.fromkeys(e.phase for e in progress))
-    assert phases == ["sampling", "rotation 1/2", "rotation 2/2", "equivariant fine-tuning"]
+    assert phases == [
+        "sampling",
+        "rotation 1/2",
+        "rotation 2/2",
+        "unrotated copy",  # the sinogram is noisy
+        "equivariant fine-tuning",
+    ]
     assert progress[-1].describe() == "equivariant fine-tuning step 4/4"
     record = result.provenance["equivariant"]
     assert record["rotations"] == 2 and record["steps"] == 4 and record["done"]
     assert record["level"] > 0 and record["noise_std"] > 0  # estimated from the sinogram
+    assert record["unrotated"]
     assert result.provenance["settings"]["equivariant"] == 2
     base = reconstruct_measurement(m, "dds", {"nfe": 3})
     assert not np.allclose(result.volume, base.volume)
@@ -164,12 +171,19 @@ def test_cancelled_during_fine_tuning_returns_the_unrefined_reconstruction(volum
     np.testing.assert_array_equal(result.volume, base.volume)
 
 
-def test_k_space_keeps_the_phase_of_the_first_reconstruction(volume) -> None:
+def test_k_space_without_noise_keeps_the_first_phase_and_has_no_unrotated_copy(volume) -> None:
     m = simulate_mri(volume, accel=4.0, mask="poisson", noise=0.0, seed=0)
     op = operator_from_measurement(m, "cpu")
     cfg = ReconConfig(method="dds", **SHORT)
-    done = next(e for e in reconstruct(m.data, op, cfg, device="cpu") if isinstance(e, Finished))
-    assert done.metadata["equivariant"]["noise_std"] == 0  # k-space without noise_std
+    events = list(reconstruct(m.data, op, cfg, device="cpu"))
+    done = events[-1]
+    assert isinstance(done, Finished)
+    record = done.metadata["equivariant"]
+    assert record["noise_std"] == 0 and not record["unrotated"]  # k-space without noise_std
+    phases = {e.phase for e in events if isinstance(e, Progress)}
+    assert "rotation 2/2" in phases and "unrotated copy" not in phases
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert progress[-1].step == progress[-1].total  # the count leaves the copy out
     np.testing.assert_allclose(np.abs(done.complex_volume), done.volume, rtol=1e-5, atol=1e-6)
 
 

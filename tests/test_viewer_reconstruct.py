@@ -206,7 +206,7 @@ def test_an_equivariant_run_shows_its_rotations_and_fine_tuning_and_records_them
     widget.panel.show_progress = lambda *args: (words.append(args), show_progress(*args))
     _run_and_wait(qtbot, widget)
     assert widget.panel.note.value.endswith("NFE 2, 1 equivariant rotation")
-    assert [w[4] for w in words[-4:]] == [
+    assert [w[4] for w in words[-4:]] == [  # a noise-free sinogram: no unrotated copy
         "rotation 1/1 step 1/2",
         "rotation 1/1 step 2/2",
         "equivariant fine-tuning step 1/2",
