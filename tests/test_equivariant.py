@@ -171,19 +171,23 @@ def test_cancelled_during_fine_tuning_returns_the_unrefined_reconstruction(volum
     np.testing.assert_array_equal(result.volume, base.volume)
 
 
-def test_k_space_without_noise_keeps_the_first_phase_and_has_no_unrotated_copy(volume) -> None:
+@pytest.mark.parametrize("noise_std", [None, 0.01])
+def test_k_space_keeps_the_first_phase_and_has_an_unrotated_copy_only_with_noise(
+    volume, noise_std
+) -> None:
     m = simulate_mri(volume, accel=4.0, mask="poisson", noise=0.0, seed=0)
     op = operator_from_measurement(m, "cpu")
-    cfg = ReconConfig(method="dds", **SHORT)
+    cfg = ReconConfig(method="dds", noise_std=noise_std, **SHORT)
     events = list(reconstruct(m.data, op, cfg, device="cpu"))
     done = events[-1]
     assert isinstance(done, Finished)
     record = done.metadata["equivariant"]
-    assert record["noise_std"] == 0 and not record["unrotated"]  # k-space without noise_std
-    phases = {e.phase for e in events if isinstance(e, Progress)}
-    assert "rotation 2/2" in phases and "unrotated copy" not in phases
+    assert record["noise_std"] == (noise_std or 0)  # k-space without noise_std: none
+    assert record["unrotated"] == (noise_std is not None)
     progress = [e for e in events if isinstance(e, Progress)]
-    assert progress[-1].step == progress[-1].total  # the count leaves the copy out
+    phases = {e.phase for e in progress}
+    assert "rotation 2/2" in phases and ("unrotated copy" in phases) == record["unrotated"]
+    assert progress[-1].step == progress[-1].total  # the count holds either way
     np.testing.assert_allclose(np.abs(done.complex_volume), done.volume, rtol=1e-5, atol=1e-6)
 
 
