@@ -15,12 +15,13 @@ own values win over the preset's (:func:`apply_preset`)::
   (``ensemble`` 4): on ×8 MRI with FFDNet +0.10 to +0.21 dB with DDS + 3D TV and +0.36 to
   +0.52 dB with DDS, on CT +0.02 to +0.16 dB, for four times the network time (BENCHMARKS.md,
   "Quality on real anatomy").
-- ``best``: the equivariant self-supervision with eight rotations (``equivariant`` 8:
+- ``best``: the equivariant self-supervision with four rotations (``equivariant`` 4:
   the denoiser prior fine-tuned on rotated, re-measured and reconstructed copies of the
-  result, then applied to it): with DDS + 3D TV +0.53 / +0.44 dB on 60-view CT (MNI, b0) and
-  +0.64 / +0.66 dB on ×8 MRI at 128², +1.13 / +1.43 dB (CT, MRI) on the MNI volume at 256²,
-  for nine reconstructions and the fine-tuning, 7–15 times the time (BENCHMARKS.md,
-  "Equivariant self-supervision"). Needs a denoiser prior.
+  result, then applied to it): with DDS + 3D TV +0.54 / +0.34 dB on 60-view CT (MNI, b0) and
+  +0.63 / +0.67 dB on ×8 MRI at 128², +1.02 / +1.46 dB (CT, MRI) on the MNI volume at 256²,
+  for five or six reconstructions and the fine-tuning, 3–8 times the time; eight rotations
+  give the same for four reconstructions more (BENCHMARKS.md, "Equivariant
+  self-supervision"). Needs a denoiser prior.
 - ``paper``: the settings of the D3IP paper (Chung & Ye 2024): NFE 50, evenly spaced timesteps,
   ``L`` 10 for CT and 5 for MRI, ``K`` 3, learning rate 1e-3 for CT and 1e-4 for MRI, and
   every step of the horizon adapted (``discrepancy`` 0: no stop at the noise).
@@ -88,9 +89,9 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "best",
-            "the prior fine-tuned on 8 rotated, re-measured copies of the result (equivariant "
-            "8): +0.4 to +1.4 dB with dds-tv, 7 to 15× the time",
-            {"equivariant": 8},
+            "the prior fine-tuned on 4 rotated, re-measured copies of the result (equivariant "
+            "4): +0.3 to +1.5 dB with dds-tv, 3 to 8× the time",
+            {"equivariant": 4},
         ),
         Preset(
             "paper",

@@ -256,8 +256,8 @@ class ReconConfig:
             the method (:mod:`napari_ddip.recon.equivariant`): the denoiser prior fine-tuned
             to undo what the method does to ``N`` rotated copies of its reconstruction,
             re-measured by the measurement's own operator, then applied to the
-            reconstruction; ``N + 1`` reconstructions in all (0: off; needs a denoiser
-            prior).
+            reconstruction; ``N + 1`` reconstructions in all, ``N + 2`` when the copies
+            carry noise (the unrotated copy too; 0: off; needs a denoiser prior).
         equivariant_steps: Adam steps of that fine-tuning.
         seed: seed of every random draw (noise, slices, patch offsets, LoRA init).
     """
@@ -505,7 +505,8 @@ class ReconConfig:
         COUNT,
         help=(
             "rotated, re-measured copies of the result that the denoiser prior is fine-tuned "
-            "on, then applied (0: off; each costs one more reconstruction)"
+            "on, then applied (0: off; each costs one more reconstruction, and a noisy "
+            "measurement one more for the unrotated copy)"
         ),
     )
     equivariant_steps: int = setting(

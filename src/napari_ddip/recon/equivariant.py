@@ -27,9 +27,9 @@ scan):
 4. The output: ``D(x₁, s₀)`` averaged over the eight flips and quarter turns of each slice
    (:func:`~napari_ddip.prior.symmetry.ensemble_mean`).
 
-Measured with the FFDNet prior, DDS + 3D TV at 50 steps, 8 rotations, 300 steps (BENCHMARKS
-"Equivariant self-supervision"). ``T_g`` is a bicubic rotation about each slice's centre
-(:func:`rotate_slices`). Needs a denoiser prior (:class:`~napari_ddip.prior.denoiser.
+Measured with the FFDNet prior, DDS + 3D TV at 50 steps, 4 and 8 rotations, 300 steps
+(BENCHMARKS "Equivariant self-supervision"). ``T_g`` is a bicubic rotation about each
+slice's centre (:func:`rotate_slices`). Needs a denoiser prior (:class:`~napari_ddip.prior.denoiser.
 DenoiserPrior`), which denoises at any level.
 """
 
