@@ -29,6 +29,7 @@ from napari_ddip.recon.equivariant import (
     rotate_slices,
     rotation_angles,
     simulated_measurement,
+    view_gap,
 )
 from napari_ddip.run_time import estimate_text
 from napari_ddip.simulate import simulate_ct, simulate_mri
@@ -53,6 +54,38 @@ def volume() -> np.ndarray:
 def test_rotations_lie_half_way_between_multiples_of_the_step() -> None:
     assert rotation_angles(4) == [45.0, 135.0, 225.0, 315.0]
     assert rotation_angles(8)[0] == 22.5
+
+
+def test_a_rotation_by_the_view_spacing_only_permutes_the_views() -> None:
+    # the reason for moving the rotations off the scan's symmetries: rotated by 5 views
+    # (15°), a slice's sinogram is its own, shifted by 5 views (to bicubic's error), so such a
+    # copy is measured in the directions already measured
+    r = torch.arange(48.0) - 23.5
+    rows, cols = torch.meshgrid(r, r, indexing="ij")
+    x = torch.exp(-((rows - 6) ** 2 + (cols + 4) ** 2) / 30)[None]
+    x = x + 0.5 * torch.exp(-((rows + 9) ** 2 + (cols - 2) ** 2) / 12)[None]
+    op = ParallelBeamCT(48, n_views=60)
+    sino = op.forward(x)[0]
+    rotated = op.forward(rotate_slices(x, 15.0))[0]
+    # view v of the rotated slice is view v + 15° of the slice, away from the wrap at 180°
+    # (where the views come back mirrored)
+    assert (rotated[:55] - sino[5:]).norm() / sino.norm() < 0.01
+    assert (rotated[:55] - sino[:55]).norm() / sino.norm() > 0.1  # and not merely unchanged
+
+
+def test_for_a_ct_scan_each_rotation_moves_half_way_between_two_views() -> None:
+    regular = np.linspace(0.0, 180.0, 60, endpoint=False)  # every 3°
+    assert view_gap(45.0, regular) == pytest.approx(0.0, abs=1e-9)  # a symmetry of the scan
+    for n in (4, 8, 16):
+        angles = rotation_angles(n, regular)
+        for g, nominal in zip(angles, rotation_angles(n), strict=True):
+            assert view_gap(g, regular) == pytest.approx(1.5)  # the most a 3° scan allows
+            assert abs(g - nominal) <= 1.5
+    assert rotation_angles(8, regular) == rotation_angles(8)  # 22.5° + k·45°: half-way already
+    # limited angle (120°, every 3°): half-way between views too
+    limited = np.linspace(0.0, 120.0, 40, endpoint=False)
+    assert all(view_gap(g, limited) == pytest.approx(1.5) for g in rotation_angles(4, limited))
+    assert rotation_angles(4, [10.0]) == rotation_angles(4)  # one view: nothing to avoid
 
 
 def test_quarter_and_half_turns_are_exact_and_a_turn_and_back_keeps_a_smooth_slice() -> None:
@@ -140,6 +173,8 @@ def test_a_run_counts_all_its_work_and_records_the_self_supervision(volume) -> N
     assert progress[-1].describe() == "equivariant fine-tuning step 4/4"
     record = result.provenance["equivariant"]
     assert record["rotations"] == 2 and record["steps"] == 4 and record["done"]
+    assert record["angles"] == rotation_angles(2, np.linspace(0, 180, 20, endpoint=False))
+    assert record["angles"] != rotation_angles(2)  # 90° and 270° are symmetries of 20 views
     assert record["level"] > 0 and record["noise_std"] > 0  # estimated from the sinogram
     assert record["unrotated"]
     assert result.provenance["settings"]["equivariant"] == 2
@@ -184,6 +219,7 @@ def test_k_space_keeps_the_first_phase_and_has_an_unrotated_copy_only_with_noise
     record = done.metadata["equivariant"]
     assert record["noise_std"] == (noise_std or 0)  # k-space without noise_std: none
     assert record["unrotated"] == (noise_std is not None)
+    assert record["angles"] == rotation_angles(2)  # k-space: no views to avoid
     progress = [e for e in events if isinstance(e, Progress)]
     phases = {e.phase for e in progress}
     assert "rotation 2/2" in phases and ("unrotated copy" in phases) == record["unrotated"]

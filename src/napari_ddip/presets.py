@@ -17,8 +17,8 @@ own values win over the preset's (:func:`apply_preset`)::
   "Quality on real anatomy").
 - ``best``: the equivariant self-supervision with four rotations (``equivariant`` 4:
   the denoiser prior fine-tuned on rotated, re-measured and reconstructed copies of the
-  result, then applied to it): with DDS + 3D TV +0.54 / +0.34 dB on 60-view CT (MNI, b0) and
-  +0.63 / +0.67 dB on ×8 MRI at 128², +1.02 / +1.46 dB (CT, MRI) on the MNI volume at 256²,
+  result, then applied to it): with DDS + 3D TV +0.61 / +0.46 dB on 60-view CT (MNI, b0) and
+  +0.63 / +0.67 dB on ×8 MRI at 128², +1.23 / +1.46 dB (CT, MRI) on the MNI volume at 256²,
   for five or six reconstructions and the fine-tuning, 3–8 times the time; eight rotations
   give the same for four reconstructions more (BENCHMARKS.md, "Equivariant
   self-supervision"). Needs a denoiser prior.

@@ -6,10 +6,14 @@ learning beyond the range space"): anatomy has no preferred in-plane orientation
 — a sparse-view CT measures its own 60 directions, an undersampled k-space its own
 frequencies. The reconstruction ``x₁`` rotated by ``g`` is an image like the volume that the
 same scan measures in directions it missed, and reconstructing it shows what the method does
-to such an image, with the answer known. With ``N`` rotations ``g_i = 360°·(i + ½)/N``
-(none of them a multiple of 90°, which maps a regular view set over 180° with an even
-number of views onto itself; at ``N = 8`` each lies half-way between two views of a 60-view
-scan):
+to such an image, with the answer known — but only where the rotation is not a symmetry of
+the scan: a rotation by a multiple of the view spacing maps a CT scan's views onto
+themselves (``A T_g = P A`` with ``P`` a permutation of the views), so its copy is measured
+in the directions already measured and teaches nothing about the missed ones. The ``N``
+rotations are ``g_i = 360°·(i + ½)/N``, none of them a multiple of 90°; for a CT scan each
+is moved by at most half a view spacing to where the rotated views lie farthest from the
+measured ones (:func:`rotation_angles`: half-way between two views of a regular scan, 43.5°
+instead of 45° for 60 views over 180°):
 
 1. ``x₁``: the method's reconstruction of ``y``.
 2. For each ``g``: ``y_g = A T_g x₁ + n`` with the measurement's own operator ``A`` (geometry,
@@ -39,13 +43,14 @@ import copy
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from napari_ddip.physics.ct import ParallelBeamCT
 from napari_ddip.physics.noise import estimate_noise_std
 from napari_ddip.physics.operator import LinearOperator
 from napari_ddip.prior.denoiser import DenoiserPrior
@@ -65,9 +70,33 @@ ENSEMBLE = 8
 RunEvents = Callable[[torch.Tensor, ReconConfig], Iterator[Event]]
 
 
-def rotation_angles(n: int) -> list[float]:
-    """The ``n`` rotations ``360°·(i + ½)/n`` (degrees)."""
-    return [360.0 * (i + 0.5) / n for i in range(n)]
+def rotation_angles(n: int, views_deg: Sequence[float] | None = None) -> list[float]:
+    """The ``n`` rotations ``360°·(i + ½)/n`` (degrees); with a CT scan's view angles
+    ``views_deg`` (degrees, two or more), each moved to :func:`between_views`."""
+    nominal = [360.0 * (i + 0.5) / n for i in range(n)]
+    if views_deg is None or len(views_deg) < 2:
+        return nominal
+    return [between_views(g, views_deg) for g in nominal]
+
+
+def view_gap(g: float, views_deg: Sequence[float]) -> float:
+    """How far (degrees) the views of a parallel-beam scan rotated by ``g`` lie from its own:
+    ``min |v + g − w|`` over views ``v, w`` modulo 180° (the image rotated by ``g`` seen at
+    ``v`` is the image seen at ``v + g``; a view and its opposite see the same lines). 0 when
+    ``g`` is a symmetry of the scan; at most half the spacing of a regular scan."""
+    v = np.mod(np.asarray(views_deg, dtype=np.float64), 180.0)
+    d = np.mod(v[:, None] + g - v[None, :], 180.0)
+    return float(np.minimum(d, 180.0 - d).min())
+
+
+def between_views(g: float, views_deg: Sequence[float], candidates: int = 65) -> float:
+    """The rotation within half the scan's (median) view spacing of ``g`` (degrees) with the
+    largest :func:`view_gap`, the nearest to ``g`` among equals (``candidates`` evenly
+    spaced tries)."""
+    v = np.sort(np.mod(np.asarray(views_deg, dtype=np.float64), 180.0))
+    spacing = float(np.median(np.diff(np.append(v, v[0] + 180.0))))
+    tries = sorted(g + spacing * np.linspace(-0.5, 0.5, candidates), key=lambda c: abs(c - g))
+    return float(max(tries, key=lambda c: round(view_gap(c, views_deg), 9)))
 
 
 def rotate_slices(x: torch.Tensor, degrees: float) -> torch.Tensor:
@@ -219,7 +248,8 @@ class EquivariantRun:
             )
         self.y, self.op, self.cfg, self.run_events, self.cancel = y, op, cfg, run_events, cancel
         self.prior = prior
-        self.angles = rotation_angles(cfg.equivariant)
+        views = op.angles_deg if isinstance(op, ParallelBeamCT) else None
+        self.angles = rotation_angles(cfg.equivariant, views)
         #: Whether the unrotated copy is reconstructed too: as the copies will carry noise
         #: (settled by the noise level once the first run is done).
         self.unrotated = (cfg.noise_std or 0) > 0 or (cfg.noise_std is None and not op.is_complex)
@@ -280,7 +310,7 @@ class EquivariantRun:
     # -- the run --------------------------------------------------------------------------
     def events(self) -> Iterator[Event]:
         n = len(self.angles)
-        self.record: dict[str, Any] = {"rotations": n, "steps": self.steps}
+        self.record: dict[str, Any] = {"rotations": n, "angles": self.angles, "steps": self.steps}
         first = yield from self._first_run()
         if first.partial:
             yield self._unrefined(first)
