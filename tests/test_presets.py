@@ -67,7 +67,8 @@ def test_the_paper_preset_follows_the_modality() -> None:
     assert preset_settings("standard", d3ip, "ct") == {}
     assert preset_settings("quality", METHODS["dds"], "mri") == {"ensemble": 4}
     assert preset_settings("quality", METHODS["tv"], "ct") == {}
-    assert preset_settings("best", METHODS["d3ip"], "ct") == {"equivariant": 4}
+    best = {"equivariant": 4, "equivariant_steps": 600}
+    assert preset_settings("best", METHODS["d3ip"], "ct") == best
     assert preset_settings("preview", METHODS["tv"], "ct") == {}
     assert PRESETS["preview"].slice_range(32) == (14, 18)  # the widget's slices
     assert PRESETS["preview"].slice_range(3) == PRESETS["paper"].slice_range(3) == (0, 3)

@@ -17,11 +17,10 @@ own values win over the preset's (:func:`apply_preset`)::
   "Quality on real anatomy").
 - ``best``: the equivariant self-supervision with four rotations (``equivariant`` 4:
   the denoiser prior fine-tuned on rotated, re-measured and reconstructed copies of the
-  result, then applied to it): with DDS + 3D TV +0.61 / +0.46 dB on 60-view CT (MNI, b0) and
-  +0.63 / +0.67 dB on ×8 MRI at 128², +1.23 / +1.46 dB (CT, MRI) on the MNI volume at 256²,
-  for five or six reconstructions and the fine-tuning, 3–8 times the time; eight rotations
-  give the same for four reconstructions more (BENCHMARKS.md, "Equivariant
-  self-supervision"). Needs a denoiser prior.
+  result, then applied to it) and twice the default fine-tuning (``equivariant_steps``
+  600, chosen on the tuning slab: +0.08 dB there for 1.4 times the time); for five or six
+  reconstructions and the fine-tuning, 3–8 times the method's time (BENCHMARKS.md,
+  "Equivariant self-supervision"). Needs a denoiser prior.
 - ``paper``: the settings of the D3IP paper (Chung & Ye 2024): NFE 50, evenly spaced timesteps,
   ``L`` 10 for CT and 5 for MRI, ``K`` 3, learning rate 1e-3 for CT and 1e-4 for MRI, and
   every step of the horizon adapted (``discrepancy`` 0: no stop at the noise).
@@ -90,8 +89,8 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "best",
             "the prior fine-tuned on 4 rotated, re-measured copies of the result (equivariant "
-            "4): +0.3 to +1.5 dB with dds-tv, 3 to 8× the time",
-            {"equivariant": 4},
+            "4, 600 steps): +0.5 to +1.5 dB with dds-tv, 3 to 8× the time",
+            {"equivariant": 4, "equivariant_steps": 600},
         ),
         Preset(
             "paper",
