@@ -19,7 +19,7 @@ own values win over the preset's (:func:`apply_preset`)::
   the denoiser prior fine-tuned on rotated, re-measured and reconstructed copies of the
   result, then applied to it) and twice the default fine-tuning (``equivariant_steps``
   600, chosen on the tuning slab: +0.08 dB there for 1.4 times the time); for five or six
-  reconstructions and the fine-tuning, 3–8 times the method's time (BENCHMARKS.md,
+  reconstructions and the fine-tuning, 3–11 times the method's time (BENCHMARKS.md,
   "Equivariant self-supervision"). Needs a denoiser prior.
 - ``paper``: the settings of the D3IP paper (Chung & Ye 2024): NFE 50, evenly spaced timesteps,
   ``L`` 10 for CT and 5 for MRI, ``K`` 3, learning rate 1e-3 for CT and 1e-4 for MRI, and
@@ -89,7 +89,7 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "best",
             "the prior fine-tuned on 4 rotated, re-measured copies of the result (equivariant "
-            "4, 600 steps): +0.5 to +1.5 dB with dds-tv, 3 to 8× the time",
+            "4, 600 steps): +0.5 to +1.7 dB with dds-tv, 3 to 11× the time",
             {"equivariant": 4, "equivariant_steps": 600},
         ),
         Preset(
