@@ -79,12 +79,18 @@ def rotation_angles(n: int, views_deg: Sequence[float] | None = None) -> list[fl
     return [between_views(g, views_deg) for g in nominal]
 
 
+def _folded(views_deg: Sequence[float]) -> np.ndarray:
+    """View angles (degrees) modulo 180°: a parallel-beam view and its opposite see the same
+    lines."""
+    return np.mod(np.asarray(views_deg, dtype=np.float64), 180.0)
+
+
 def view_gap(g: float, views_deg: Sequence[float]) -> float:
     """How far (degrees) the views of a parallel-beam scan rotated by ``g`` lie from its own:
     ``min |v + g − w|`` over views ``v, w`` modulo 180° (the image rotated by ``g`` seen at
     ``v`` is the image seen at ``v + g``; a view and its opposite see the same lines). 0 when
     ``g`` is a symmetry of the scan; at most half the spacing of a regular scan."""
-    v = np.mod(np.asarray(views_deg, dtype=np.float64), 180.0)
+    v = _folded(views_deg)
     d = np.mod(v[:, None] + g - v[None, :], 180.0)
     return float(np.minimum(d, 180.0 - d).min())
 
@@ -93,7 +99,7 @@ def between_views(g: float, views_deg: Sequence[float], candidates: int = 65) ->
     """The rotation within half the scan's (median) view spacing of ``g`` (degrees) with the
     largest :func:`view_gap`, the nearest to ``g`` among equals (``candidates`` evenly
     spaced tries)."""
-    v = np.sort(np.mod(np.asarray(views_deg, dtype=np.float64), 180.0))
+    v = np.sort(_folded(views_deg))
     spacing = float(np.median(np.diff(np.append(v, v[0] + 180.0))))
     tries = sorted(g + spacing * np.linspace(-0.5, 0.5, candidates), key=lambda c: abs(c - g))
     return float(max(tries, key=lambda c: round(view_gap(c, views_deg), 9)))
