@@ -2,8 +2,9 @@
 
 Volumes: ``mni152`` (nilearn's MNI152 T1 template, 8 axial slices from slice 28 at 2 mm,
 128²; ``mni152-256`` the same slab at 1 mm, 256²), ``dwi`` (8 slices of dipy's b0 scan of one
-subject, 128²) and ``mni152-tune`` (8 slices from slice 44 at 2 mm: the slab the defaults were
-chosen on, not reported as a result). Measurements as ``recon_table.py`` makes them: 60-view
+subject, 128²), ``mni152-tune`` (8 slices from slice 44 at 2 mm: the slab the defaults were
+chosen on, not reported as a result) and ``mni152-32`` (32 slices from slice 20 at 2 mm, 128²:
+a volume larger than the equivariant copies' block). Measurements as ``recon_table.py`` makes them: 60-view
 parallel-beam CT with 1 % Gaussian noise, single-coil ×8 Poisson-disc MRI without noise.
 
 Each cell (volume, modality, row) is one JSON file in ``--out``, written when it finishes and
@@ -54,16 +55,17 @@ ORDER = [
     ("d3ip-tv", "FFDNet"),
     ("d3ip-tv", "ellipse"),
 ]
-VOLUMES = ("mni152", "mni152-256", "dwi", "mni152-tune")
+VOLUMES = ("mni152", "mni152-256", "dwi", "mni152-tune", "mni152-32")
 
 
 def reference(name: str) -> np.ndarray:
-    """The reference volume ``(8, N, N)`` in [0, 1] called ``name`` (module docstring)."""
+    """The reference volume ``(Z, N, N)`` in [0, 1] called ``name`` (module docstring)."""
     if name == "dwi":
         return samples.dwi_b0_volume(8)
-    first = {"mni152": 28, "mni152-256": 28, "mni152-tune": 44}[name]
+    first = {"mni152": 28, "mni152-256": 28, "mni152-tune": 44, "mni152-32": 20}[name]
     size = 256 if name.endswith("256") else 128
-    return samples.mni_brain_volume(size, 8, voxel_mm=1 if size == 256 else 2, first_slice=first)
+    n = 32 if name == "mni152-32" else 8
+    return samples.mni_brain_volume(size, n, voxel_mm=1 if size == 256 else 2, first_slice=first)
 
 
 def rows(nfe: int) -> dict[str, tuple[str, dict[str, str]]]:

@@ -24,6 +24,7 @@ from napari_ddip.prior.weights import load_prior
 from napari_ddip.recon import Finished, Progress, ReconConfig, Started, reconstruct
 from napari_ddip.recon.diffusion_methods import DIFFUSION_METHODS
 from napari_ddip.recon.equivariant import (
+    central_block,
     fine_tune,
     matched_noise,
     rotate_slices,
@@ -54,6 +55,22 @@ def volume() -> np.ndarray:
 def test_rotations_lie_half_way_between_multiples_of_the_step() -> None:
     assert rotation_angles(4) == [45.0, 135.0, 225.0, 315.0]
     assert rotation_angles(8)[0] == 22.5
+
+
+@pytest.mark.parametrize(
+    ("n", "most", "block"),
+    [
+        (8, 8, (0, 8)),
+        (20, 8, (6, 14)),
+        (9, 8, (0, 8)),
+        (3, 8, (0, 3)),
+        (5, 0, (0, 5)),
+        (6, 1, (2, 3)),
+    ],
+)
+def test_the_copies_block_is_centred_and_at_most_the_cap(n, most, block) -> None:
+    chosen = central_block(n, most)
+    assert (chosen.start, chosen.stop) == block
 
 
 def test_a_rotation_by_the_view_spacing_only_permutes_the_views() -> None:
@@ -181,6 +198,27 @@ def test_a_run_counts_all_its_work_and_records_the_self_supervision(volume) -> N
     base = reconstruct_measurement(m, "dds", {"nfe": 3})
     assert not np.allclose(result.volume, base.volume)
     assert result.volume.shape == base.volume.shape and np.isfinite(result.volume).all()
+
+
+def test_copies_of_a_central_block_refine_every_slice() -> None:
+    volume = ellipsoid_volume((6, 32, 32), seed=5)
+    m = simulate_ct(volume, n_views=20, noise=0.01, seed=0)
+    progress: list[Progress] = []
+
+    def on_event(event) -> None:
+        if isinstance(event, Progress):
+            progress.append(event)
+
+    block = reconstruct_measurement(m, "dds", SHORT | {"equivariant_slices": 2}, on_event=on_event)
+    whole = reconstruct_measurement(m, "dds", SHORT | {"equivariant_slices": 0})
+    base = reconstruct_measurement(m, "dds", {"nfe": 3})
+    assert block.provenance["equivariant"]["slices"] == [2, 4]
+    assert whole.provenance["equivariant"]["slices"] == [0, 6]
+    assert progress[-1].step == progress[-1].total  # the count holds with the smaller copies
+    changed = np.abs(block.volume - base.volume).reshape(6, -1).max(axis=1)
+    assert (changed > 0).all()  # every slice refined, not only the block's
+    # fine-tuned on other copies: another refinement of the same first run
+    assert not np.allclose(block.volume, whole.volume)
 
 
 def test_with_two_samples_the_mean_is_refined_and_the_spread_kept(volume) -> None:

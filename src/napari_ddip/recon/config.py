@@ -259,6 +259,10 @@ class ReconConfig:
             reconstruction; ``N + 1`` reconstructions in all, ``N + 2`` when the copies
             carry noise (the unrotated copy too; 0: off; needs a denoiser prior).
         equivariant_steps: Adam steps of that fine-tuning.
+        equivariant_slices: the copies are of at most this many slices, a contiguous block
+            at the centre of the volume (0: every slice), so that the self-supervision of a
+            large volume costs ``N + 1`` reconstructions of the block, not of the volume; the
+            fine-tuned prior is applied to every slice.
         seed: seed of every random draw (noise, slices, patch offsets, LoRA init).
     """
 
@@ -513,6 +517,14 @@ class ReconConfig:
         300,
         AT_LEAST_ONE,
         help="Adam steps of the equivariant self-supervision's fine-tuning (8 patches of 64²)",
+    )
+    equivariant_slices: int = setting(
+        4,
+        COUNT,
+        help=(
+            "slices of each equivariant copy, a block at the centre of the volume (0: every "
+            "slice); the fine-tuned prior is applied to every slice"
+        ),
     )
     seed: int = 0
 

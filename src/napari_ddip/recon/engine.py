@@ -132,12 +132,14 @@ def reconstruct(
     base = prior if in_memory else load_prior(prior or cfg.prior)
     name = None if in_memory else str(prior or cfg.prior)
 
-    def run_events(measured: torch.Tensor, settings: ReconConfig) -> Iterator[Event]:
-        return _Run(measured, op, settings, base, name, dev, cancel, warm_start).events()
+    def run_events(
+        measured: torch.Tensor, forward: LinearOperator, settings: ReconConfig
+    ) -> Iterator[Event]:
+        return _Run(measured, forward, settings, base, name, dev, cancel, warm_start).events()
 
     def run() -> Iterator[Event]:
         if not cfg.equivariant:
-            yield from run_events(y.to(dev), cfg)
+            yield from run_events(y.to(dev), op, cfg)
             return
         from napari_ddip.recon.equivariant import EquivariantRun
 

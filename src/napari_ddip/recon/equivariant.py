@@ -16,7 +16,9 @@ measured ones (:func:`rotation_angles`: half-way between two views of a regular 
 instead of 45° for 60 views over 180°):
 
 1. ``x₁``: the method's reconstruction of ``y``.
-2. For each ``g``: ``y_g = A T_g x₁ + n`` with the measurement's own operator ``A`` (geometry,
+2. For each ``g``: ``y_g = A T_g x₁ + n`` of a block of at most ``equivariant_slices``
+   contiguous slices at the centre of ``x₁`` (:func:`central_block`; the copies' cost does
+   not grow with the volume), with the measurement's own operator ``A`` (geometry,
    mask, coils) and noise ``n`` at the measurement's level (``noise_std``; else for a sinogram
    the level whose estimate on ``A x₁ + n`` matches the measurement's, :func:`matched_noise`;
    else none for k-space), reconstructed by the same method and settings (one sample, its
@@ -66,8 +68,9 @@ PATCH, BATCH, LEARNING_RATE = 64, 8, 1e-5
 MATCH_ITERATIONS = 4
 #: Symmetries of each slice the refined output is averaged over (step 4).
 ENSEMBLE = 8
-#: ``(y, cfg) → events`` of one engine run of measurement ``y`` (on the run's device).
-RunEvents = Callable[[torch.Tensor, ReconConfig], Iterator[Event]]
+#: ``(y, A, cfg) → events`` of one engine run of measurement ``y`` by operator ``A`` (both
+#: on the run's device).
+RunEvents = Callable[[torch.Tensor, LinearOperator, ReconConfig], Iterator[Event]]
 
 
 def rotation_angles(n: int, views_deg: Sequence[float] | None = None) -> list[float]:
@@ -77,6 +80,14 @@ def rotation_angles(n: int, views_deg: Sequence[float] | None = None) -> list[fl
     if views_deg is None or len(views_deg) < 2:
         return nominal
     return [between_views(g, views_deg) for g in nominal]
+
+
+def central_block(n: int, most: int) -> slice:
+    """The ``min(most, n)`` contiguous slices at the centre of ``n`` (all of them if ``most``
+    is 0); an odd remainder puts the extra slice after the block."""
+    size = n if most == 0 else min(most, n)
+    start = (n - size) // 2
+    return slice(start, start + size)
 
 
 def _folded(views_deg: Sequence[float]) -> np.ndarray:
@@ -231,9 +242,10 @@ class EquivariantRun:
     Args:
         y: the measurement (on the run's device).
         op: its operator (on the run's device).
-        cfg: the settings (``equivariant`` rotations, ``equivariant_steps``).
+        cfg: the settings (``equivariant`` rotations, ``equivariant_steps``,
+            ``equivariant_slices``).
         prior: the base prior, untouched (a copy is fine-tuned).
-        run_events: one engine run of a measurement with settings.
+        run_events: one engine run of a measurement by an operator with settings.
         cancel: whether the run is cancelled (checked at each fine-tuning step; the engine
             runs check their own).
     """
@@ -256,6 +268,9 @@ class EquivariantRun:
         self.prior = prior
         views = op.angles_deg if isinstance(op, ParallelBeamCT) else None
         self.angles = rotation_angles(cfg.equivariant, views)
+        #: The slices of the copies and their operator.
+        self.block = central_block(y.shape[0], cfg.equivariant_slices)
+        self.block_op = op.subset(self.block)
         #: Whether the unrotated copy is reconstructed too: as the copies will carry noise
         #: (settled by the noise level once the first run is done).
         self.unrotated = (cfg.noise_std or 0) > 0 or (cfg.noise_std is None and not op.is_complex)
@@ -315,8 +330,13 @@ class EquivariantRun:
 
     # -- the run --------------------------------------------------------------------------
     def events(self) -> Iterator[Event]:
-        n = len(self.angles)
-        self.record: dict[str, Any] = {"rotations": n, "angles": self.angles, "steps": self.steps}
+        n, block = len(self.angles), self.block
+        self.record: dict[str, Any] = {
+            "rotations": n,
+            "angles": self.angles,
+            "steps": self.steps,
+            "slices": [block.start, block.stop],
+        }
         first = yield from self._first_run()
         if first.partial:
             yield self._unrefined(first)
@@ -340,12 +360,17 @@ class EquivariantRun:
         """Step 1: the method's run, its events passed on under the whole run's count;
         returns its :class:`Finished`."""
         n, first = self.copies, None
-        for event in self.run_events(self.y, self.cfg):  # (the engine ignores `equivariant`)
+        # (the engine ignores `equivariant`)
+        for event in self.run_events(self.y, self.op, self.cfg):
             if isinstance(event, Started):
-                samples = self.cfg.samples
+                # a copy is one sample of the block: its seconds scale with the slices; its
+                # units (network calls of slice batches, adaptation steps) are the first
+                # run's until the first copy counts its own
+                samples, slices = self.cfg.samples, self.block.stop - self.block.start
                 self.first_units = event.total
                 self.rotated_units = event.total / samples
-                self.rotated_seconds = (event.estimate or 0.0) / samples
+                share = slices / (self.y.shape[0] * samples)
+                self.rotated_seconds = (event.estimate or 0.0) * share
                 estimate = None
                 if event.estimate is not None:
                     estimate = round(event.estimate + self._eta(0.0, n), 3)
@@ -362,8 +387,8 @@ class EquivariantRun:
         return first
 
     def _rotated_pairs(self, x1: torch.Tensor) -> Iterator[Event]:
-        """Step 2: returns ``[(r_g, T_g x₁)]`` (measurement units; the unrotated copy's
-        last), None if cancelled."""
+        """Step 2: returns ``[(r_g, T_g x₁)]`` of the block's slices (measurement units; the
+        unrotated copy's last), None if cancelled."""
         n, pairs = len(self.angles), []
         sigma = self.cfg.noise_std
         if sigma is None and not self.op.is_complex:  # k-space without noise_std: none
@@ -371,18 +396,20 @@ class EquivariantRun:
             sigma = matched_noise(self.op, x1, self.y, draw)
         self.record["noise_std"] = sigma = sigma or 0.0
         self.record["unrotated"] = self.unrotated = sigma > 0
+        x_block = x1[self.block]
         copies = [
-            (i, f"rotation {i + 1}/{n}", rotate_slices(x1, g)) for i, g in enumerate(self.angles)
+            (i, f"rotation {i + 1}/{n}", rotate_slices(x_block, g))
+            for i, g in enumerate(self.angles)
         ]
         if self.unrotated:
-            copies.append(("unrotated", "unrotated copy", x1))
+            copies.append(("unrotated", "unrotated copy", x_block))
         for k, (key, phase, target) in enumerate(copies):
             noise = torch.Generator().manual_seed(_seed(self.cfg.seed, "noise", key))
-            y_g = simulated_measurement(self.op, target, sigma, noise)
+            y_g = simulated_measurement(self.block_op, target, sigma, noise)
             cfg = dataclasses.replace(self.rotated_cfg, seed=_seed(self.cfg.seed, "run", key))
             finished: Finished | None = None
             run_start = time.perf_counter()
-            for event in self.run_events(y_g, cfg):
+            for event in self.run_events(y_g, self.block_op, cfg):
                 if isinstance(event, (Started, Progress)):
                     self.rotated_units = event.total
                 if isinstance(event, Progress):
