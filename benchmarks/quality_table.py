@@ -4,8 +4,9 @@ Volumes: ``mni152`` (nilearn's MNI152 T1 template, 8 axial slices from slice 28 
 128²; ``mni152-256`` the same slab at 1 mm, 256²), ``dwi`` (8 slices of dipy's b0 scan of one
 subject, 128²), ``mni152-tune`` (8 slices from slice 44 at 2 mm: the slab the defaults were
 chosen on, not reported as a result) and ``mni152-32`` (32 slices from slice 20 at 2 mm, 128²:
-a volume larger than the equivariant copies' block). Measurements as ``recon_table.py`` makes them: 60-view
-parallel-beam CT with 1 % Gaussian noise, single-coil ×8 Poisson-disc MRI without noise.
+a volume larger than the equivariant copies' block). Measurements as ``recon_table.py``
+makes them: 60-view parallel-beam CT with 1 % Gaussian noise, single-coil ×8 Poisson-disc MRI
+without noise.
 
 Each cell (volume, modality, row) is one JSON file in ``--out``, written when it finishes and
 skipped when it exists, so an interrupted run resumes where it stopped. A cell also holds its

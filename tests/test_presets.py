@@ -65,9 +65,9 @@ def test_the_paper_preset_follows_the_modality() -> None:
     assert mri_values["adapt_steps"] == 5 and mri_values["lr"] == 1e-4
     assert preset_settings("paper", METHODS["dds"], "ct") == {"nfe": 50, "timestep_power": 1.0}
     assert preset_settings("standard", d3ip, "ct") == {}
-    assert preset_settings("quality", METHODS["dds"], "mri") == {"ensemble": 4}
+    assert preset_settings("quality", METHODS["dds"], "mri") == {"equivariant": 4}
     assert preset_settings("quality", METHODS["tv"], "ct") == {}
-    best = {"equivariant": 4, "equivariant_steps": 600}
+    best = {"equivariant": 4, "equivariant_steps": 600, "equivariant_slices": 8}
     assert preset_settings("best", METHODS["d3ip"], "ct") == best
     assert preset_settings("preview", METHODS["tv"], "ct") == {}
     assert PRESETS["preview"].slice_range(32) == (14, 18)  # the widget's slices

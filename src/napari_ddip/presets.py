@@ -11,16 +11,13 @@ own values win over the preset's (:func:`apply_preset`)::
   sampling steps, adaptation steps and slices per step; the widget also picks the
   :attr:`Preset.middle_slices` middle slices.
 - ``standard``: the shipped defaults.
-- ``quality``: the network's estimate averaged over four symmetries of each slice
-  (``ensemble`` 4): on ×8 MRI with FFDNet +0.10 to +0.21 dB with DDS + 3D TV and +0.36 to
-  +0.52 dB with DDS, on CT +0.02 to +0.16 dB, for four times the network time (BENCHMARKS.md,
-  "Quality on real anatomy").
-- ``best``: the equivariant self-supervision with four rotations (``equivariant`` 4:
-  the denoiser prior fine-tuned on rotated, re-measured and reconstructed copies of the
-  result, then applied to it) and twice the default fine-tuning (``equivariant_steps``
-  600, chosen on the tuning slab: +0.08 dB there for 1.4 times the time); for five or six
-  reconstructions and the fine-tuning, 3–11 times the method's time (BENCHMARKS.md,
-  "Equivariant self-supervision"). Needs a denoiser prior.
+- ``quality``: the equivariant self-supervision with four rotations (``equivariant`` 4: the
+  denoiser prior fine-tuned on rotated, re-measured and reconstructed copies of a block of
+  the result, then applied to all of it); for five or six reconstructions of the block and
+  the fine-tuning (BENCHMARKS.md, "Equivariant self-supervision"). Needs a denoiser prior.
+- ``best``: the same with twice the fine-tuning (``equivariant_steps`` 600) on copies of
+  8 slices (``equivariant_slices`` 8), chosen on the tuning slab (+0.05 dB there over
+  ``quality`` for twice its time).
 - ``paper``: the settings of the D3IP paper (Chung & Ye 2024): NFE 50, evenly spaced timesteps,
   ``L`` 10 for CT and 5 for MRI, ``K`` 3, learning rate 1e-3 for CT and 1e-4 for MRI, and
   every step of the horizon adapted (``discrepancy`` 0: no stop at the noise).
@@ -82,15 +79,16 @@ PRESETS: dict[str, Preset] = {
         Preset("standard", "the shipped defaults"),
         Preset(
             "quality",
-            "the network averaged over 4 rotations and transposes of each slice: +0.1–0.5 dB "
-            "on ×8 MRI, 4× the network time",
-            {"ensemble": 4},
+            "the prior fine-tuned on 4 rotated, re-measured copies of 4 slices of the result "
+            "(equivariant 4): +0.5 to +1.5 dB with dds-tv for 5 or 6 reconstructions of "
+            "those slices",
+            {"equivariant": 4},
         ),
         Preset(
             "best",
-            "the prior fine-tuned on 4 rotated, re-measured copies of the result (equivariant "
-            "4, 600 steps): +0.5 to +1.7 dB with dds-tv, 3 to 11× the time",
-            {"equivariant": 4, "equivariant_steps": 600},
+            "quality with 600 fine-tuning steps on copies of 8 slices: a few hundredths of "
+            "a dB more, about twice the time",
+            {"equivariant": 4, "equivariant_steps": 600, "equivariant_slices": 8},
         ),
         Preset(
             "paper",

@@ -136,7 +136,8 @@ class ReconConfig:
             :mod:`napari_ddip.prior.symmetry`), at that many network calls per step. Tune
             slab, FFDNet, NFE 50: ×8 MRI with DDS 36.53 / 36.71 / 36.81 / 36.89 dB at 1 / 2
             / 4 / 8 (100 steps instead: 36.45); CT +0.11 dB with DDS, +0.05 dB with DDS + 3D
-            TV at 4. 1 by default, for the time; the ``quality`` preset sets 4.
+            TV at 4. 1 by default, for the time (the equivariant self-supervision gains more
+            for its time: BENCHMARKS.md, "Equivariant self-supervision").
         eta: DDS stochasticity ``η``.
         renoise: ``λ``, the share of the next step's noise put back after the data
             consistency, ``x_{t'} = √ᾱ_{t'} x̃₀ + λ σ_{t'} (η z + √(1 − η²) ε̂)``
