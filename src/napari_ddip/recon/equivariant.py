@@ -318,10 +318,11 @@ class EquivariantRun:
             return None
         return left_in_run + runs_left * self.rotated_seconds + self.steps * self.step_seconds
 
-    def _progress(self, event: Progress, done: int, runs_left: int, phase: str) -> Progress:
+    def _progress(self, event: Progress, step: int, runs_left: int, phase: str) -> Progress:
+        """``event`` of one of the runs as a step of the whole run's count."""
         return dataclasses.replace(
             event,
-            step=done + event.step,
+            step=step,
             total=self.total,
             elapsed=time.perf_counter() - self.start,
             eta=self._eta(event.eta, runs_left),
@@ -363,13 +364,12 @@ class EquivariantRun:
         # (the engine ignores `equivariant`)
         for event in self.run_events(self.y, self.op, self.cfg):
             if isinstance(event, Started):
-                # a copy is one sample of the block: its seconds scale with the slices; its
-                # units (network calls of slice batches, adaptation steps) are the first
-                # run's until the first copy counts its own
-                samples, slices = self.cfg.samples, self.block.stop - self.block.start
+                # a copy is one sample of the block: its work, counted in the first run's
+                # units, and its seconds scale with the slices
+                slices = self.block.stop - self.block.start
+                share = slices / (self.y.shape[0] * self.cfg.samples)
                 self.first_units = event.total
-                self.rotated_units = event.total / samples
-                share = slices / (self.y.shape[0] * samples)
+                self.rotated_units = event.total * share
                 self.rotated_seconds = (event.estimate or 0.0) * share
                 estimate = None
                 if event.estimate is not None:
@@ -377,7 +377,7 @@ class EquivariantRun:
                 yield dataclasses.replace(event, total=self.total, estimate=estimate)
             elif isinstance(event, Progress):  # the engine's total falls where work is dropped
                 self.first_units = event.total
-                yield self._progress(event, 0, n, event.phase)
+                yield self._progress(event, event.step, n, event.phase)
             elif isinstance(event, Finished):
                 first = event
             else:
@@ -410,11 +410,9 @@ class EquivariantRun:
             finished: Finished | None = None
             run_start = time.perf_counter()
             for event in self.run_events(y_g, self.block_op, cfg):
-                if isinstance(event, (Started, Progress)):
-                    self.rotated_units = event.total
-                if isinstance(event, Progress):
-                    left = len(copies) - k - 1
-                    yield self._progress(event, round(self.done), left, phase)
+                if isinstance(event, Progress):  # its share of the copy's budgeted units
+                    step = round(self.done + self.rotated_units * event.step / event.total)
+                    yield self._progress(event, step, len(copies) - k - 1, phase)
                 elif isinstance(event, Finished):
                     finished = event
                 # the rotated runs' previews and losses are not of the measured volume
