@@ -25,7 +25,6 @@ from napari_ddip.prior.weights import load_prior
 from napari_ddip.recon import Finished, Progress, ReconConfig, Started, reconstruct
 from napari_ddip.recon.diffusion_methods import DIFFUSION_METHODS
 from napari_ddip.recon.equivariant import (
-    central_block,
     fine_tune,
     matched_noise,
     rotate_slices,
@@ -35,6 +34,7 @@ from napari_ddip.recon.equivariant import (
 )
 from napari_ddip.run_time import estimate_text
 from napari_ddip.simulate import simulate_ct, simulate_mri
+from napari_ddip.slab import central_block
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 #: A short run: 3 sampling steps, 2 rotations, 4 fine-tuning steps.

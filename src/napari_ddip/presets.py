@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from napari_ddip.io import InputError
+from napari_ddip.slab import central_block
 
 if TYPE_CHECKING:
     from napari_ddip.methods import Method
@@ -56,10 +57,8 @@ class Preset:
     def slice_range(self, n_slices: int) -> tuple[int, int]:
         """``(start, stop)`` of the slices to reconstruct of ``n_slices``: the
         :attr:`middle_slices` middle ones, or all."""
-        if self.middle_slices is None or self.middle_slices >= n_slices:
-            return 0, n_slices
-        start = (n_slices - self.middle_slices) // 2
-        return start, start + self.middle_slices
+        block = central_block(n_slices, self.middle_slices or 0)
+        return block.start, block.stop
 
     def for_kind(self, kind: str) -> dict[str, Any]:
         """Every value of the preset for measurements of ``kind``."""

@@ -17,16 +17,16 @@ instead of 45° for 60 views over 180°):
 
 1. ``x₁``: the method's reconstruction of ``y``.
 2. For each ``g``: ``y_g = A T_g x₁ + n`` of a block of at most ``equivariant_slices``
-   contiguous slices at the centre of ``x₁`` (:func:`central_block`; the copies' cost does
-   not grow with the volume), with the measurement's own operator ``A`` (geometry,
-   mask, coils) and noise ``n`` at the measurement's level (``noise_std``; else for a sinogram
-   the level whose estimate on ``A x₁ + n`` matches the measurement's, :func:`matched_noise`;
-   else none for k-space), reconstructed by the same method and settings (one sample, its
-   own seed): ``r_g``. With noise (``σ > 0``) also the unrotated copy ``g = 0``,
-   ``A x₁ + n``: it shows what the method lets through of the noise in the directions the
-   scan measured (it raised the MNI tuning slab's CT with 4 and with 8 rotations); without
-   noise it reconstructs ``x₁`` almost exactly and only teaches the network to leave the
-   image alone (it lowered ×8 MRI), so it is left out.
+   contiguous slices at the centre of ``x₁`` (:func:`~napari_ddip.slab.central_block`; the
+   copies' cost does not grow with the volume), with the measurement's own operator ``A``
+   (geometry, mask, coils) and noise ``n`` at the measurement's level (``noise_std``; else for a
+   sinogram the level whose estimate on ``A x₁ + n`` matches the measurement's,
+   :func:`matched_noise`; else none for k-space), reconstructed by the same method and settings
+   (one sample, its own seed): ``r_g``. With noise (``σ > 0``) also the unrotated copy
+   ``g = 0``, ``A x₁ + n``: it shows what the method lets through of the noise in the directions the
+   scan measured (it raised the MNI tuning slab's CT with 4 and with 8 rotations); without noise
+   it reconstructs ``x₁`` almost exactly and only teaches the network to leave the image alone
+   (it lowered ×8 MRI), so it is left out.
 3. The denoiser ``D`` (all its weights) trained by Adam to map ``r_g`` to ``T_g x₁`` as a
    denoiser at the fixed level ``s₀ = RMS(r_g − T_g x₁)``: random ``64²`` patches, left–right
    flips; the reference volume is never seen, only the measurement.
@@ -61,6 +61,7 @@ from napari_ddip.recon.config import ReconConfig
 from napari_ddip.recon.engine import derive_seed
 from napari_ddip.recon.estimate import timed
 from napari_ddip.recon.events import Adapted, Event, Finished, Preview, Progress, Started
+from napari_ddip.slab import central_block
 
 #: Patch side (pixels), patches per Adam step and its learning rate of step 3.
 PATCH, BATCH, LEARNING_RATE = 64, 8, 1e-5
@@ -80,14 +81,6 @@ def rotation_angles(n: int, views_deg: Sequence[float] | None = None) -> list[fl
     if views_deg is None or len(views_deg) < 2:
         return nominal
     return [between_views(g, views_deg) for g in nominal]
-
-
-def central_block(n: int, most: int) -> slice:
-    """The ``min(most, n)`` contiguous slices at the centre of ``n`` (all of them if ``most``
-    is 0); an odd remainder puts the extra slice after the block."""
-    size = n if most == 0 else min(most, n)
-    start = (n - size) // 2
-    return slice(start, start + size)
 
 
 def _folded(views_deg: Sequence[float]) -> np.ndarray:
