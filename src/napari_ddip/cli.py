@@ -315,7 +315,11 @@ def add_train_arguments(parser: argparse.ArgumentParser, finetune: bool = False)
         "run is resumed)",
     )
     if finetune:
-        parser.add_argument("--prior", default="default", help="prior to start from")
+        parser.add_argument(
+            "--prior",
+            default="default",
+            help="prior to start from (default: the ellipse diffusion prior ellipse-patch-v)",
+        )
     else:
         parser.add_argument(
             "--init",

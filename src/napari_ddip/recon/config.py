@@ -1,13 +1,10 @@
-"""Settings of a diffusion reconstruction, with the defaults of Chung & Ye 2024
+"""Settings of a diffusion reconstruction (:class:`ReconConfig`), after Chung & Ye 2024
 (docs/architecture.md §5–6).
 
-``None`` means "the modality's default": adaptation steps ``L`` 10 for CT and 5 for MRI,
-learning rate 1e-4, CG proximal weight ``γ`` none for CT (plain normal equations from ``x̂₀``)
-and 5 for MRI; for mbir's ADMM, CT has hard data consistency with ``λ`` from the noise level
-and the intensities (``ρ`` dimensionless) and MRI the proximal term
-``0.2/2 ‖x − x̂₀‖²`` (DDS's ``γ`` 5) with a 10× stronger z-coupling, ``λ`` 1e-3 and ``ρ``
-1e-2 in the prior's units (hard data consistency on MRI is 4–9 dB worse with the default
-timestep spacing; BENCHMARKS "What did not help").
+``None`` means automatic: :meth:`ReconConfig.resolved` replaces it by the default for the
+modality (CT or MRI) and the kind of prior (a denoiser prior such as FFDNet, or a diffusion
+prior); each setting's help text (docs/cli.md, "Settings") says what its automatic value is,
+and BENCHMARKS "How the defaults were chosen" why.
 """
 
 from __future__ import annotations
@@ -152,10 +149,11 @@ class ReconConfig:
         timestep_power: spacing of the ``nfe`` timesteps, ``t_i ∝ (i / (nfe − 1))^p``: 1 is
             the paper's even spacing, larger values spend more of the steps near ``t = 0``,
             where the last denoising steps set the detail; with 5, the automatic value for a
-            diffusion prior's linear β, DDS gains 2.2–3.7 dB over 1 (BENCHMARKS "Settings
-            that change the result"). A denoiser prior's schedule is geometric in noise level
-            (:class:`~napari_ddip.prior.schedule.LevelSchedule`): 1, its automatic value,
-            spaces the steps evenly in log noise level (2: the same within 0.1 dB).
+            diffusion prior's linear β, DDS gains 2.2–3.7 dB over 1 (BENCHMARKS "Sampler
+            settings and the ellipse priors"). A denoiser prior's schedule is geometric in
+            noise level (:class:`~napari_ddip.prior.schedule.LevelSchedule`): 1, its
+            automatic value, spaces the steps evenly in log noise level (2: the same within
+            0.1 dB).
         start_level: the noise level ``s_t`` (image units) of the first sampling step, which
             starts from the pseudo-inverse noised to it (needs ``init_pinv``; CCDF, Chung et
             al. 2022), so that all ``nfe`` steps are spent below it. None: the prior's highest
@@ -271,8 +269,9 @@ class ReconConfig:
     prior: str = setting(
         "ffdnet-color",
         help=(
-            "a shipped prior by name (ffdnet-color, the pretrained FFDNet denoiser; default: "
-            "the ellipse prior ellipse-patch-v) or a .safetensors file with its .json beside it"
+            "a shipped prior by name (ffdnet-color, the pretrained FFDNet denoiser; the name "
+            "'default' stands for the ellipse diffusion prior ellipse-patch-v) or a "
+            ".safetensors file with its .json beside it"
         ),
     )
     nfe: int = setting(

@@ -77,7 +77,8 @@ def dds_update(
     η is the share of fresh noise whatever the step's size, not DDIM's η: for η > 0 the chain
     draws less variance than its prior however fine the steps (about 73 % at η 0.85 for a
     Gaussian prior; η 0 is DDIM and converges), which pulls a reconstruction toward the
-    posterior mean — the better PSNR estimate (BENCHMARKS, "Settings that change the result").
+    posterior mean — the better PSNR estimate (BENCHMARKS, "Sampler settings and the
+    ellipse priors").
     ``renoise`` λ < 1 puts back less noise than the level ``t_next`` stands for; at 0 the next
     network call denoises ``x̃₀`` itself at that level (annealed plug-and-play, DPIR).
     """
