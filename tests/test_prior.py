@@ -264,6 +264,25 @@ def test_data_scale_puts_the_network_in_its_training_units(prediction: str) -> N
         PriorConfig(data_scale=0.0)
 
 
+@pytest.mark.parametrize("prediction", PREDICTIONS)
+def test_a_diffusion_prior_denoises_at_the_timestep_of_the_noise_level(prediction: str) -> None:
+    """``denoise(x₀ + s·ε, s)`` runs the network at the timestep whose level ``s_t`` is
+    nearest ``s``, on ``x_t = √ᾱ_t·(x₀ + s_t·ε)`` (engine units, data scale 3), and a network
+    that predicts its target exactly gives back ``x₀``."""
+    scale = 3.0
+    config = PriorConfig(unet=TINY, patch_size=None, prediction=prediction, data_scale=scale)
+    prior = DiffusionPrior(config)
+    x0, noise, t = torch.rand(2, 8, 8), torch.randn(2, 8, 8), 123
+    level = float(prior.schedule.levels[t])
+    assert prior.timestep_at_level(level * 1.001) == t
+    assert prior.timestep_at_level(0.0) == 0
+    ab = prior.schedule.ab(t)
+    prior.net = _Oracle(prior.target(scale * x0, noise, ab))
+    x0_hat = prior.denoise(x0 + level * noise, level * 1.001)
+    torch.testing.assert_close(prior.net.seen, ab.sqrt() * scale * x0 + (1 - ab).sqrt() * noise)
+    torch.testing.assert_close(x0_hat, x0, atol=1e-4, rtol=0)
+
+
 def test_weights_round_trip_and_refuse_bad_files(tmp_path) -> None:
     prior = DiffusionPrior(PriorConfig(unet=TINY, patch_size=16))
     path = save_prior(prior, tmp_path / "p", info={"steps": 0}, card="# card\n")

@@ -12,9 +12,9 @@ own values win over the preset's (:func:`apply_preset`)::
   :attr:`Preset.middle_slices` middle slices.
 - ``standard``: the shipped defaults.
 - ``quality``: the equivariant self-supervision with four rotations (``equivariant`` 4: the
-  denoiser prior fine-tuned on rotated, re-measured and reconstructed copies of a block of
-  the result, then applied to all of it); for five or six reconstructions of the block and
-  the fine-tuning (BENCHMARKS.md, "Equivariant self-supervision"). Needs a denoiser prior.
+  prior fine-tuned as a denoiser on rotated, re-measured and reconstructed copies of a block
+  of the result, then applied to all of it); for five or six reconstructions of the block
+  and the fine-tuning (BENCHMARKS.md, "Equivariant self-supervision").
 - ``best``: the same with twice the fine-tuning (``equivariant_steps`` 600) on copies of
   8 slices (``equivariant_slices`` 8), chosen on the tuning slab (+0.05 dB there over
   ``quality`` for twice its time).

@@ -98,9 +98,15 @@ class DenoiserPrior(nn.Module):
             n_steps=config.n_steps, level_min=config.level_min, level_max=config.level_max
         )
 
-    def denoise(self, y: torch.Tensor, s: float | torch.Tensor) -> torch.Tensor:
+    def denoise(
+        self,
+        y: torch.Tensor,
+        s: float | torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """``D(y, s)`` for grey slices ``y (B, H, W)`` with Gaussian noise of standard
-        deviation ``s`` (image units; one number, or one per slice ``(B,)``), with the
+        deviation ``s`` (image units; one number, or one per slice ``(B,)``; ``generator`` is
+        unused: the denoiser draws nothing), with the
         adjustments of the module docstring: each slice is denoised as ``c·y`` at noise
         ``c·√3·s`` and divided by ``c``, with the largest ``c ≤ 1`` that keeps the noise level
         within the training range and the slice within [−1, 1] (a slice brighter than 1, as

@@ -252,11 +252,11 @@ class ReconConfig:
         samples: posterior samples; more than one gives their mean and per-voxel std (D3IP
             methods adapt once and reuse the shared LoRA for the further samples).
         equivariant: ``N``, the rotations of the equivariant self-supervision that follows
-            the method (:mod:`napari_ddip.recon.equivariant`): the denoiser prior fine-tuned
-            to undo what the method does to ``N`` rotated copies of its reconstruction,
+            the method (:mod:`napari_ddip.recon.equivariant`): the prior fine-tuned as a
+            denoiser to undo what the method does to ``N`` rotated copies of its reconstruction,
             re-measured by the measurement's own operator, then applied to the
             reconstruction; ``N + 1`` reconstructions in all, ``N + 2`` when the copies
-            carry noise (the unrotated copy too; 0: off; needs a denoiser prior).
+            carry noise (the unrotated copy too; 0: off).
         equivariant_steps: Adam steps of that fine-tuning.
         equivariant_slices: the copies are of at most this many slices, a contiguous block
             at the centre of the volume (0: every slice), so that the self-supervision of a
@@ -508,8 +508,8 @@ class ReconConfig:
         0,
         COUNT,
         help=(
-            "rotated, re-measured copies of the result that the denoiser prior is fine-tuned "
-            "on, then applied (0: off; each costs one more reconstruction, and a noisy "
+            "rotated, re-measured copies of the result that the prior is fine-tuned on as a "
+            "denoiser, then applied (0: off; each costs a reconstruction, and a noisy "
             "measurement one more for the unrotated copy)"
         ),
     )
