@@ -60,6 +60,7 @@ from napari_ddip.physics.operator import LinearOperator
 from napari_ddip.prior.denoiser import DenoiserPrior
 from napari_ddip.prior.model import DiffusionPrior
 from napari_ddip.prior.symmetry import ensemble_mean
+from napari_ddip.prior.weights import Prior
 from napari_ddip.recon.config import ReconConfig
 from napari_ddip.recon.engine import derive_seed
 from napari_ddip.recon.estimate import timed
@@ -68,8 +69,6 @@ from napari_ddip.slab import central_block
 
 #: Patch side (pixels) and patches per Adam step of step 3.
 PATCH, BATCH = 64, 8
-#: A prior that denoises at a given level (step 3 fine-tunes it, step 4 applies it).
-Prior = DenoiserPrior | DiffusionPrior
 #: Step 3's Adam rate by kind of prior: each kind's rate of fine-tuning (the engine's automatic
 #: ``lr``), for the diffusion priors chosen over 1e-5 on the MNI tuning slab's CT.
 LEARNING_RATES: dict[type, float] = {DenoiserPrior: 1e-5, DiffusionPrior: 1e-4}
