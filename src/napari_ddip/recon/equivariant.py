@@ -31,8 +31,9 @@ instead of 45° for 60 views over 180°):
    a denoiser at the fixed level ``s₀ = RMS(r_g − T_g x₁)``: random ``64²`` patches,
    left–right flips; the reference volume is never seen, only the measurement. A denoiser
    prior (FFDNet) denoises at ``s₀`` itself, a diffusion prior by Tweedie at the timestep of
-   that level (:meth:`~napari_ddip.prior.model.DiffusionPrior.denoise`); the rate is each
-   kind's fine-tuning rate (:data:`LEARNING_RATES`).
+   that level (:meth:`~napari_ddip.prior.model.DiffusionPrior.denoise`); Adam at the kind's
+   fine-tuning rate (:func:`~napari_ddip.prior.train.config.finetune_learning_rate`: 1e-4
+   for a diffusion prior, chosen over 1e-5 on the MNI tuning slab's CT, 1e-5 for FFDNet).
 4. The output: ``D(x₁, s₀)`` averaged over the eight flips and quarter turns of each slice
    (:func:`~napari_ddip.prior.symmetry.ensemble_mean`).
 
@@ -58,8 +59,8 @@ from napari_ddip.physics.ct import ParallelBeamCT
 from napari_ddip.physics.noise import estimate_noise_std
 from napari_ddip.physics.operator import LinearOperator
 from napari_ddip.prior.denoiser import DenoiserPrior
-from napari_ddip.prior.model import DiffusionPrior
 from napari_ddip.prior.symmetry import ensemble_mean
+from napari_ddip.prior.train.config import finetune_learning_rate
 from napari_ddip.prior.weights import Prior
 from napari_ddip.recon.config import ReconConfig
 from napari_ddip.recon.engine import derive_seed
@@ -69,9 +70,6 @@ from napari_ddip.slab import central_block
 
 #: Patch side (pixels) and patches per Adam step of step 3.
 PATCH, BATCH = 64, 8
-#: Step 3's Adam rate by kind of prior: each kind's rate of fine-tuning (the engine's automatic
-#: ``lr``), for the diffusion priors chosen over 1e-5 on the MNI tuning slab's CT.
-LEARNING_RATES: dict[type, float] = {DenoiserPrior: 1e-5, DiffusionPrior: 1e-4}
 #: Fixed-point iterations of :func:`matched_noise`.
 MATCH_ITERATIONS = 4
 #: Symmetries of each slice the refined output is averaged over (step 4).
@@ -192,7 +190,7 @@ def fine_tune(
     steps: int,
     generator: torch.Generator,
 ) -> Iterator[float]:
-    """Train all of ``prior``'s weights (Adam at its kind's rate, :data:`LEARNING_RATES`) to
+    """Train all of ``prior``'s weights (Adam at its kind's fine-tuning rate) to
     map ``inputs`` to ``targets`` (both ``(B, Y, X)``, prior units) as a denoiser at
     ``level``: each of ``steps`` steps takes :data:`BATCH` random :data:`PATCH`² patches (the
     slice if smaller), flipped left–right at random, and minimises their mean squared error
@@ -200,7 +198,8 @@ def fine_tune(
     net = prior.net
     for p in net.parameters():
         p.requires_grad_(True)
-    optimizer = torch.optim.Adam(net.parameters(), lr=LEARNING_RATES[type(prior)])
+    rate = finetune_learning_rate(isinstance(prior, DenoiserPrior))
+    optimizer = torch.optim.Adam(net.parameters(), lr=rate)
     n, h, w = inputs.shape
     ph, pw = min(PATCH, h), min(PATCH, w)
     try:
