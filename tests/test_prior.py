@@ -274,8 +274,9 @@ def test_a_diffusion_prior_denoises_at_the_timestep_of_the_noise_level(predictio
     prior = DiffusionPrior(config)
     x0, noise, t = torch.rand(2, 8, 8), torch.randn(2, 8, 8), 123
     level = float(prior.schedule.levels[t])
-    assert prior.timestep_at_level(level * 1.001) == t
-    assert prior.timestep_at_level(0.0) == 0
+    assert prior.schedule.nearest_timestep(level * 1.001) == t
+    assert prior.schedule.nearest_timestep(level * 0.999) == t
+    assert prior.schedule.nearest_timestep(0.0) == 0
     ab = prior.schedule.ab(t)
     prior.net = _Oracle(prior.target(scale * x0, noise, ab))
     x0_hat = prior.denoise(x0 + level * noise, level * 1.001)

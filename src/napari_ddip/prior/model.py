@@ -150,20 +150,16 @@ class DiffusionPrior(nn.Module):
             return ab.sqrt() * noise - (1 - ab).sqrt() * x0
         return noise
 
-    def timestep_at_level(self, s: float) -> int:
-        """The timestep whose noise level ``s_t = σ_t/√ᾱ_t`` (image units) is nearest ``s``."""
-        return int(torch.argmin((self.schedule.levels - float(s)).abs()))
-
     def denoise(
         self, y: torch.Tensor, s: float, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """``D(y, s)``: slices ``y (B, H, W)`` (the engine's units) with Gaussian noise of
         standard deviation ``s`` (image units), denoised by Tweedie at the timestep ``t``
-        whose level is nearest ``s`` (:meth:`timestep_at_level`): ``√ᾱ_t·y`` is ``x_t``
+        whose level is nearest ``s`` (``schedule.nearest_timestep``): ``√ᾱ_t·y`` is ``x_t``
         (``√ᾱ_t·x₀ + σ_t·ε`` when ``s = s_t``), and ``x̂₀ = (x_t − σ_t·ε̂)/√ᾱ_t``. The
         interface of :meth:`~napari_ddip.prior.denoiser.DenoiserPrior.denoise`, for one level
         per call; a patch prior draws its grid offset and padding from ``generator``."""
-        t = self.timestep_at_level(s)
+        t = self.schedule.nearest_timestep(s)
         xt = self.schedule.ab(t, y).sqrt() * y
         return self.schedule.tweedie(xt, self.eps(xt, t, generator), t)
 

@@ -93,6 +93,10 @@ class Schedule:
         """The last timestep whose noise level ``s_t`` is at most ``level`` (0 if none is)."""
         return max(int((self.levels <= level).sum()) - 1, 0)
 
+    def nearest_timestep(self, level: float) -> int:
+        """The timestep whose noise level ``s_t`` is nearest ``level``."""
+        return int(torch.argmin((self.levels - float(level)).abs()))
+
     def sampling_timesteps(
         self, nfe: int, power: float = 1.0, start_level: float | None = None
     ) -> list[int]:
