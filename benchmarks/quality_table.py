@@ -18,6 +18,7 @@ default: the CPU budget), the same for every volume.
     python benchmarks/quality_table.py --volumes mni152 dwi --modalities ct mri
     python benchmarks/quality_table.py --print   # the Markdown table of what is there
     python benchmarks/quality_table.py --print --bands   # where the error lies (see below)
+    python benchmarks/quality_table.py --print --margins  # the defaults and presets over TV
     python benchmarks/quality_table.py --volumes mni152-tune --modalities ct \
         --rows "dds-tv, FFDNet" --set prior_error=4 --tag _prior-error-4   # a tuning run
 """
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 
 import napari_ddip.samples as samples
-from napari_ddip.methods import reconstruct_measurement
+from napari_ddip.methods import Reconstruction, reconstruct_measurement
 from napari_ddip.metrics import band_errors, score
 from recon_table import measurement
 
@@ -57,6 +58,15 @@ ORDER = [
     ("d3ip-tv", "ellipse"),
 ]
 VOLUMES = ("mni152", "mni152-256", "dwi", "mni152-tune", "mni152-32")
+#: The columns of ``--margins``: title → (row label, tag) of the cells it reads; FFDNet at the
+#: shipped 50 steps, the presets ``quality`` and ``best`` on DDS + 3D TV.
+MARGINS = {
+    "`dds-tv`": ("dds-tv, FFDNet", "_nfe50"),
+    "`dds`": ("dds, FFDNet", "_nfe50"),
+    "`dds-tv` `quality`": ("dds-tv, FFDNet", "_equivariant-4"),
+    "`dds` `quality`": ("dds, FFDNet", "_equivariant-4"),
+    "`dds-tv` `best`": ("dds-tv, FFDNet", "_equivariant-4_steps-600_slices-8"),
+}
 
 
 def reference(name: str) -> np.ndarray:
@@ -83,15 +93,24 @@ def cell_path(out: Path, volume: str, modality: str, label: str, tag: str = "") 
     return out / f"{volume}_{modality}_{slug}{tag}.json"
 
 
-def run_cell(volume: str, modality: str, label: str, method: str, settings: dict) -> dict:
-    """Reconstruct and score one cell."""
+def reconstruct_cell(
+    volume: str, modality: str, method: str, settings: dict
+) -> tuple[np.ndarray, Reconstruction, float]:
+    """The reference volume ``volume``, its reconstruction from the cell's measurement (seed 0,
+    on the CPU; ``fbp`` on MRI is ``zero-filled``) and the wall time (s)."""
     ref = reference(volume)
     m = measurement(ref, modality, 8.0, 0)
     if method == "fbp" and modality == "mri":
         method = "zero-filled"
     start = time.perf_counter()
     result = reconstruct_measurement(m, method, settings, device="cpu", seed=0)
-    seconds = time.perf_counter() - start
+    return ref, result, time.perf_counter() - start
+
+
+def run_cell(volume: str, modality: str, label: str, method: str, settings: dict) -> dict:
+    """Reconstruct and score one cell."""
+    ref, result, seconds = reconstruct_cell(volume, modality, method, settings)
+    method = result.provenance["method"]
     s = score(result.volume, ref)
     # the equivariant self-supervision's record (noise, level), where it ran
     extra = {k: result.provenance[k] for k in ("equivariant",) if k in result.provenance}
@@ -163,6 +182,29 @@ def print_bands(out: Path, volumes: list[str], modalities: list[str]) -> None:
                 )
 
 
+def print_margins(out: Path, volumes: list[str], modalities: list[str]) -> None:
+    """The Markdown table of ADMM-TV and each :data:`MARGINS` column per volume: PSNR / SSIM
+    and, in brackets, the PSNR over ADMM-TV's (dB, from the unrounded cells; missing: —)."""
+    print("| volume | ADMM-TV | " + " | ".join(MARGINS) + " |")
+    print("|---|---|" + "---|" * len(MARGINS))
+    for volume in volumes:
+        for modality in modalities:
+            tv_path = cell_path(out, volume, modality, "ADMM-TV")
+            if not tv_path.is_file():
+                continue
+            tv = json.loads(tv_path.read_text())
+            cells = [f"{tv['psnr']:.2f} / {tv['ssim']:.3f}"]
+            for label, tag in MARGINS.values():
+                path = cell_path(out, volume, modality, label, tag)
+                if not path.is_file():
+                    cells.append("—")
+                    continue
+                r = json.loads(path.read_text())
+                over = f"{r['psnr'] - tv['psnr']:+.2f}".replace("-", "−")
+                cells.append(f"{r['psnr']:.2f} / {r['ssim']:.3f} ({over})")
+            print(f"| {volume} {modality.upper()} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--volumes", nargs="+", choices=VOLUMES, default=["mni152", "dwi"])
@@ -173,6 +215,11 @@ def main() -> None:
     parser.add_argument("--print", action="store_true", help="print the table and stop")
     parser.add_argument(
         "--bands", action="store_true", help="with --print: the error per frequency ring"
+    )
+    parser.add_argument(
+        "--margins",
+        action="store_true",
+        help="with --print: the shipped defaults and the presets against ADMM-TV",
     )
     parser.add_argument(
         "--set",
@@ -186,6 +233,9 @@ def main() -> None:
     if args.set and not (args.rows and args.tag):
         parser.error("--set needs --rows and a --tag, so no default cell is overwritten")
     overrides = dict(item.split("=", 1) for item in args.set)
+    if args.print and args.margins:
+        print_margins(args.out, args.volumes, args.modalities)
+        return
     if args.print and args.bands:
         print_bands(args.out, args.volumes, args.modalities)
         return
