@@ -69,12 +69,8 @@ def figure(rows: list[tuple[str, np.ndarray, dict]], path: Path) -> None:
         )
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=80)
-    save_palette_png(Image.open(buffer), path)
-
-
-def save_palette_png(image: Image.Image, path: Path) -> None:
-    """``image`` as a PNG of 256 colours (a quarter of the size of the full-colour one)."""
-    image.convert("RGB").quantize(256).save(path, optimize=True)
+    # 256 colours: about a third of the full-colour PNG's size
+    Image.open(buffer).convert("RGB").quantize(256).save(path, optimize=True)
 
 
 def main() -> None:
